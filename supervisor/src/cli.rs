@@ -1,0 +1,39 @@
+//! Command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Runs workloads under seccomp user notification and services their socket I/O.
+#[derive(Debug, Parser)]
+#[command(name = "supervise", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one tenant in the foreground; exits with its status (128+N if killed by
+    /// signal N).
+    Run {
+        /// Tenant profile (TOML). Without it, the embedded default: track nothing.
+        #[arg(long, short)]
+        profile: Option<PathBuf>,
+        /// Trap the same syscalls but answer every notification CONTINUE without
+        /// looking at it. Measures the kernel's floor; tracks and enforces nothing.
+        #[arg(long)]
+        continue_all: bool,
+        /// The tenant's command and arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<OsString>,
+    },
+    /// Validate a profile and print what it tracks.
+    Check {
+        /// Tenant profile (TOML).
+        profile: PathBuf,
+    },
+}

@@ -1,0 +1,163 @@
+//! Code that runs after `fork`, in the init stub and in the tenant before `execve`.
+//!
+//! Only raw syscalls here: no allocation, no locks, no panics. Everything these
+//! functions read was prepared by the parent before the fork ([`super::Prepared`]).
+
+use std::os::fd::RawFd;
+
+use super::Prepared;
+
+/// Writes a fixed message to stderr and exits with `code`. Allocation-free.
+fn die(msg: &[u8], code: libc::c_int) -> ! {
+    // SAFETY: `msg` is a valid byte slice; _exit never returns and runs no destructors.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(code)
+    }
+}
+
+/// PID 1 of the tenant's PID namespace: forks the tenant, forwards the supervisor's
+/// signals to it, reaps every orphan, and reports the tenant's wait status over
+/// `report`. When it exits (or is killed because the supervisor died), the kernel
+/// kills every process left in the namespace: no tenant outlives its supervisor.
+pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
+    // SAFETY: (whole block) raw syscalls on integers and on stack buffers that outlive
+    // each call; this process is single-threaded (fresh fork of a single-threaded
+    // parent), so no lock or allocator state can be inconsistent.
+    unsafe {
+        // Die with the supervisor. The check after it closes the race where the parent
+        // died before the prctl took effect: its end of `report` would then be closed.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        let mut pfd = libc::pollfd { fd: report, events: 0, revents: 0 };
+        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+            libc::_exit(1);
+        }
+        // All signals stay blocked in the stub: it handles them with sigwaitinfo.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+
+        let tenant = libc::fork();
+        if tenant < 0 {
+            die(b"supervise: init stub: fork failed\n", 125);
+        }
+        if tenant == 0 {
+            exec_tenant(prep);
+        }
+        let mut handed_over = false;
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigwaitinfo(&all, &mut info);
+            if sig < 0 {
+                continue;
+            }
+            if sig == libc::SIGCHLD {
+                loop {
+                    let mut status = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid != tenant {
+                        continue; // an orphan reparented to us: reaped, nothing else
+                    }
+                    if libc::WIFSTOPPED(status) {
+                        if !handed_over {
+                            handed_over = true;
+                            send_pidfd(report, tenant);
+                        }
+                        continue;
+                    }
+                    let s = status.to_ne_bytes();
+                    let message = [b'S', s[0], s[1], s[2], s[3]];
+                    libc::send(report, message.as_ptr().cast(), message.len(), libc::MSG_NOSIGNAL);
+                    libc::_exit(0);
+                }
+            } else if info.si_code == libc::SI_USER && info.si_pid() == 0 {
+                // Sent by a process outside the namespace (the supervisor forwarding an
+                // operator's signal). Terminal-generated signals (SI_KERNEL) already
+                // reached the tenant directly through its process group.
+                libc::kill(tenant, sig);
+            }
+        }
+    }
+}
+
+/// Hands the supervisor a pidfd of the stopped tenant (SCM_RIGHTS).
+///
+/// # Safety
+/// `report` must be a connected unix socket; `tenant` a child of the caller.
+unsafe fn send_pidfd(report: RawFd, tenant: libc::pid_t) {
+    // SAFETY: integer arguments only.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, tenant, 0) } as RawFd;
+    if pidfd < 0 {
+        die(b"supervise: init stub: pidfd_open failed\n", 125);
+    }
+    let mut byte = [b'P'];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // Control buffer for one fd, aligned for cmsghdr.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr and cmsg point at stack buffers alive for the call; CMSG_* compute
+    // offsets inside `control`, which is large enough for one int (checked by CMSG_SPACE).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), pidfd);
+        libc::sendmsg(report, &msg, libc::MSG_NOSIGNAL);
+        libc::close(pidfd);
+    }
+}
+
+/// The tenant, between fork and exec: drop credentials, forbid new privileges, install
+/// the filter (which creates the listener), stop so the supervisor can take the
+/// listener, then exec. Every step's order matters:
+/// - credentials before the filter, so setuid & co. are not trapped;
+/// - no_new_privs before seccomp, which requires it for an unprivileged caller and keeps
+///   a setuid binary from regaining what was dropped;
+/// - the stop after the filter, because from the filter on every notified syscall waits
+///   for a supervisor that does not have the listener yet: `kill` and the stop are not
+///   notified, `execve` is, and only runs once the supervisor holds the listener.
+fn exec_tenant(prep: &Prepared) -> ! {
+    // SAFETY: (whole block) raw syscalls whose pointer arguments point into `prep`,
+    // which the parent built before fork and which stays alive (this process's copy)
+    // until execve replaces the image. Single-threaded fresh fork.
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, &prep.tenant_sigmask, std::ptr::null_mut());
+        // Rust's runtime ignores SIGPIPE in the supervisor; the tenant gets the default.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        if let Some(ids) = &prep.ids {
+            if libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) != 0 {
+                die(b"supervise: tenant: setgroups failed\n", 126);
+            }
+            if libc::setgid(ids.gid) != 0 {
+                die(b"supervise: tenant: setgid failed\n", 126);
+            }
+            if libc::setuid(ids.uid) != 0 {
+                die(b"supervise: tenant: setuid failed\n", 126);
+            }
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            die(b"supervise: tenant: PR_SET_NO_NEW_PRIVS failed\n", 126);
+        }
+        let prog = libc::sock_fprog {
+            len: prep.filter.len() as u16,
+            filter: prep.filter.as_ptr() as *mut libc::sock_filter,
+        };
+        let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        let listener = libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &prog as *const libc::sock_fprog);
+        if listener < 0 {
+            die(b"supervise: tenant: seccomp(NEW_LISTENER|WAIT_KILLABLE_RECV) failed\n", 126);
+        }
+        // The listener fd is O_CLOEXEC (set by the kernel): the tenant loses it at exec.
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+        libc::execve(prep.path.as_ptr(), prep.argv_ptrs.as_ptr(), prep.envp_ptrs.as_ptr());
+        die(b"supervise: tenant: execve failed\n", 127);
+    }
+}

@@ -1,0 +1,225 @@
+//! The tenant's seccomp program: compiled here (pure, unit-tested), installed by the
+//! launch child with one raw `seccomp(2)` call.
+//!
+//! Three outcomes per syscall: the ones the supervisor services return
+//! `SECCOMP_RET_USER_NOTIF`; the ones that would let a tenant escape the supervisor
+//! return an errno; everything else is allowed. Only x86_64 is accepted: a tenant using
+//! the i386 (`int 0x80`) or x32 entry points would reach the same kernel services under
+//! other numbers, so a foreign arch kills the process and x32 numbers get `ENOSYS`.
+
+use libc::sock_filter;
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const BPF_JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+/// Offsets into `struct seccomp_data`.
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const fn off_arg_low(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+/// Syscalls the supervisor services: socket I/O (it may own the bytes), the calls that
+/// create tracked sockets, and the ones that change what an fd number refers to (so the
+/// supervisor's fd cache stays exact).
+pub const NOTIFIED: &[(libc::c_long, &str)] = &[
+    (libc::SYS_recvfrom, "recvfrom"),
+    (libc::SYS_sendto, "sendto"),
+    (libc::SYS_read, "read"),
+    (libc::SYS_write, "write"),
+    (libc::SYS_readv, "readv"),
+    (libc::SYS_writev, "writev"),
+    (libc::SYS_recvmsg, "recvmsg"),
+    (libc::SYS_sendmsg, "sendmsg"),
+    (libc::SYS_recvmmsg, "recvmmsg"),
+    (libc::SYS_sendmmsg, "sendmmsg"),
+    (libc::SYS_sendfile, "sendfile"),
+    (libc::SYS_splice, "splice"),
+    (libc::SYS_accept, "accept"),
+    (libc::SYS_accept4, "accept4"),
+    (libc::SYS_connect, "connect"),
+    (libc::SYS_shutdown, "shutdown"),
+    (libc::SYS_close, "close"),
+    (libc::SYS_close_range, "close_range"),
+    (libc::SYS_dup2, "dup2"),
+    (libc::SYS_dup3, "dup3"),
+    (libc::SYS_execve, "execve"),
+    (libc::SYS_execveat, "execveat"),
+];
+
+/// Syscalls that would let a tenant escape or blind the supervisor, with the errno the
+/// tenant gets. `clone3` gets ENOSYS so libc falls back to `clone`, whose flags the
+/// filter can inspect.
+pub const DENIED: &[(libc::c_long, i32, &str)] = &[
+    (libc::SYS_io_uring_setup, libc::EPERM, "io_uring_setup"),
+    (libc::SYS_io_uring_enter, libc::EPERM, "io_uring_enter"),
+    (libc::SYS_io_uring_register, libc::EPERM, "io_uring_register"),
+    (libc::SYS_seccomp, libc::EPERM, "seccomp"),
+    (libc::SYS_ptrace, libc::EPERM, "ptrace"),
+    (libc::SYS_process_vm_readv, libc::EPERM, "process_vm_readv"),
+    (libc::SYS_process_vm_writev, libc::EPERM, "process_vm_writev"),
+    (libc::SYS_pidfd_getfd, libc::EPERM, "pidfd_getfd"),
+    (libc::SYS_bpf, libc::EPERM, "bpf"),
+    (libc::SYS_perf_event_open, libc::EPERM, "perf_event_open"),
+    (libc::SYS_userfaultfd, libc::EPERM, "userfaultfd"),
+    (libc::SYS_mount, libc::EPERM, "mount"),
+    (libc::SYS_umount2, libc::EPERM, "umount2"),
+    (libc::SYS_pivot_root, libc::EPERM, "pivot_root"),
+    (libc::SYS_fsopen, libc::EPERM, "fsopen"),
+    (libc::SYS_fsmount, libc::EPERM, "fsmount"),
+    (libc::SYS_fsconfig, libc::EPERM, "fsconfig"),
+    (libc::SYS_move_mount, libc::EPERM, "move_mount"),
+    (libc::SYS_open_tree, libc::EPERM, "open_tree"),
+    (libc::SYS_mount_setattr, libc::EPERM, "mount_setattr"),
+    (libc::SYS_open_by_handle_at, libc::EPERM, "open_by_handle_at"),
+    (libc::SYS_kexec_load, libc::EPERM, "kexec_load"),
+    (libc::SYS_kexec_file_load, libc::EPERM, "kexec_file_load"),
+    (libc::SYS_init_module, libc::EPERM, "init_module"),
+    (libc::SYS_finit_module, libc::EPERM, "finit_module"),
+    (libc::SYS_delete_module, libc::EPERM, "delete_module"),
+    (libc::SYS_unshare, libc::EPERM, "unshare"),
+    (libc::SYS_setns, libc::EPERM, "setns"),
+    (libc::SYS_keyctl, libc::EPERM, "keyctl"),
+    (libc::SYS_add_key, libc::EPERM, "add_key"),
+    (libc::SYS_request_key, libc::EPERM, "request_key"),
+    (libc::SYS_reboot, libc::EPERM, "reboot"),
+    (libc::SYS_swapon, libc::EPERM, "swapon"),
+    (libc::SYS_swapoff, libc::EPERM, "swapoff"),
+    (libc::SYS_iopl, libc::EPERM, "iopl"),
+    (libc::SYS_ioperm, libc::EPERM, "ioperm"),
+    (libc::SYS_clone3, libc::ENOSYS, "clone3"),
+];
+
+/// `clone` flags that create namespaces: a tenant may not leave its namespaces.
+const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u32;
+
+fn stmt(code: u16, k: u32) -> sock_filter {
+    sock_filter { code, jt: 0, jf: 0, k }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+fn ret_errno(errno: i32) -> sock_filter {
+    stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA))
+}
+
+/// Compiles the tenant's filter. Pure: the result is installed by the launch child.
+pub fn compile() -> Vec<sock_filter> {
+    let mut prog = vec![
+        stmt(BPF_LD_W_ABS, OFF_ARCH),
+        jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(BPF_LD_W_ABS, OFF_NR),
+        jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
+        ret_errno(libc::ENOSYS),
+    ];
+    for &(nr, _) in NOTIFIED {
+        prog.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
+        prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
+    }
+    for &(nr, errno, _) in DENIED {
+        prog.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
+        prog.push(ret_errno(errno));
+    }
+    // prctl(PR_SET_SECCOMP, …) would install a filter: deny (mode changes only tighten,
+    // but a strict-mode switch would kill the tenant on its next notified call).
+    prog.extend([
+        jump(BPF_JEQ_K, libc::SYS_prctl as u32, 0, 3),
+        stmt(BPF_LD_W_ABS, off_arg_low(0)),
+        jump(BPF_JEQ_K, libc::PR_SET_SECCOMP as u32, 0, 1),
+        ret_errno(libc::EPERM),
+        // The accumulator may hold an argument now; reload the number for the next test.
+        stmt(BPF_LD_W_ABS, OFF_NR),
+        jump(BPF_JEQ_K, libc::SYS_clone as u32, 0, 3),
+        stmt(BPF_LD_W_ABS, off_arg_low(0)),
+        jump(BPF_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
+        ret_errno(libc::EPERM),
+        stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
+    ]);
+    prog
+}
+
+/// The name of a notified syscall number, for logs.
+pub fn notified_name(nr: i32) -> &'static str {
+    NOTIFIED
+        .iter()
+        .find(|(n, _)| *n == nr as libc::c_long)
+        .map_or("?", |(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny interpreter for the subset of classic BPF `compile` emits, so the
+    /// program's decisions are tested without installing it.
+    fn run(prog: &[sock_filter], arch: u32, nr: u32, arg0: u32) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        data[16..20].copy_from_slice(&arg0.to_ne_bytes());
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let ins = prog[pc];
+            pc += 1;
+            match ins.code {
+                BPF_LD_W_ABS => {
+                    let k = ins.k as usize;
+                    acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                BPF_JEQ_K => pc += if acc == ins.k { ins.jt } else { ins.jf } as usize,
+                BPF_JGE_K => pc += if acc >= ins.k { ins.jt } else { ins.jf } as usize,
+                BPF_JSET_K => pc += if acc & ins.k != 0 { ins.jt } else { ins.jf } as usize,
+                BPF_RET_K => return ins.k,
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    const X86: u32 = AUDIT_ARCH_X86_64;
+
+    #[test]
+    fn serviced_calls_notify() {
+        let prog = compile();
+        for &(nr, name) in NOTIFIED {
+            assert_eq!(run(&prog, X86, nr as u32, 0), libc::SECCOMP_RET_USER_NOTIF, "{name}");
+        }
+    }
+
+    #[test]
+    fn escapes_get_their_errno() {
+        let prog = compile();
+        for &(nr, errno, name) in DENIED {
+            assert_eq!(run(&prog, X86, nr as u32, 0), libc::SECCOMP_RET_ERRNO | errno as u32, "{name}");
+        }
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        assert_eq!(run(&prog, X86, libc::SYS_prctl as u32, libc::PR_SET_SECCOMP as u32), eperm);
+        assert_eq!(run(&prog, X86, libc::SYS_clone as u32, libc::CLONE_NEWUSER as u32), eperm);
+    }
+
+    #[test]
+    fn ordinary_calls_pass_and_foreign_arches_die() {
+        let prog = compile();
+        let allow = libc::SECCOMP_RET_ALLOW;
+        assert_eq!(run(&prog, X86, libc::SYS_openat as u32, 0), allow);
+        assert_eq!(run(&prog, X86, libc::SYS_prctl as u32, libc::PR_SET_NAME as u32), allow);
+        let thread_flags = (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_THREAD) as u32;
+        assert_eq!(run(&prog, X86, libc::SYS_clone as u32, thread_flags), allow);
+        assert_eq!(run(&prog, X86, X32_SYSCALL_BIT, 0), libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(run(&prog, 0x4000_0003, 3, 0), libc::SECCOMP_RET_KILL_PROCESS);
+    }
+}

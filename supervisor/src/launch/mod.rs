@@ -1,0 +1,229 @@
+//! Starting a tenant: validate and prepare everything in the parent, then one linear
+//! fork sequence (see [`launch`]).
+
+mod child;
+pub mod filter;
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::profile::{Ids, Profile};
+use crate::sys;
+
+/// A launch step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The command could not be found or is not executable.
+    #[error("command not found or not executable: {0}")]
+    CommandNotFound(String),
+    /// An argument or environment entry holds a NUL byte.
+    #[error("argument or environment entry contains a NUL byte: {0:?}")]
+    NulByte(OsString),
+    /// Creating the handoff socket failed.
+    #[error("creating the handoff socket")]
+    Socketpair(#[source] io::Error),
+    /// The supervisor could not create a PID namespace for the tenant (needs root).
+    #[error("creating the tenant's PID namespace (supervise must run as root)")]
+    PidNamespace(#[source] io::Error),
+    /// fork failed.
+    #[error("fork")]
+    Fork(#[source] io::Error),
+    /// The init stub or tenant died before handing over (its stderr says why).
+    #[error("the tenant exited before its filter was installed (see its message above)")]
+    EarlyExit,
+    /// Receiving the tenant's pidfd failed.
+    #[error("receiving the tenant's pidfd")]
+    Handoff(#[source] io::Error),
+    /// The tenant stopped but its seccomp listener was not found.
+    #[error("the tenant's seccomp listener was not found in /proc/{0}/fd")]
+    ListenerNotFound(libc::pid_t),
+    /// pidfd_getfd on the listener failed.
+    #[error("taking the tenant's seccomp listener")]
+    TakeListener(#[source] io::Error),
+    /// Resuming the stopped tenant failed.
+    #[error("resuming the tenant")]
+    Resume(#[source] io::Error),
+}
+
+/// Everything the post-fork code needs, built before fork so the child allocates
+/// nothing.
+pub(crate) struct Prepared {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    ids: Option<Ids>,
+    filter: Vec<libc::sock_filter>,
+    tenant_sigmask: libc::sigset_t,
+}
+
+/// A running tenant, as the notification loop needs it.
+#[derive(Debug)]
+pub struct Launched {
+    /// The init stub (PID 1 of the tenant's namespace), our direct child.
+    pub stub_pid: libc::pid_t,
+    /// The tenant's pid, as seen by the supervisor.
+    pub tenant_pid: libc::pid_t,
+    /// The tenant's pidfd (for resuming it and for signals).
+    pub tenant_pidfd: OwnedFd,
+    /// The seccomp listener.
+    pub listener: OwnedFd,
+    /// Our end of the stub's report socket: becomes readable with the tenant's wait
+    /// status when it exits.
+    pub report: OwnedFd,
+    /// Inode of the tenant's PID namespace: membership marks a tenant process.
+    pub pid_ns: u64,
+}
+
+impl Prepared {
+    /// Resolves the command and builds argv, envp and the filter.
+    pub(crate) fn new(profile: &Profile, command: &[OsString], tenant_sigmask: libc::sigset_t) -> Result<Prepared, LaunchError> {
+        let program = command.first().ok_or_else(|| LaunchError::CommandNotFound(String::new()))?;
+        let path = resolve_command(Path::new(program))
+            .ok_or_else(|| LaunchError::CommandNotFound(program.to_string_lossy().into_owned()))?;
+        let cstring = |s: &OsString| CString::new(s.as_bytes()).map_err(|_| LaunchError::NulByte(s.clone()));
+        let argv = command.iter().map(cstring).collect::<Result<Vec<_>, _>>()?;
+        let envp = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                cstring(&kv)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect();
+        Ok(Prepared {
+            path: CString::new(path.as_os_str().as_bytes()).map_err(|_| LaunchError::NulByte(path.into()))?,
+            argv_ptrs: ptrs(&argv),
+            envp_ptrs: ptrs(&envp),
+            _argv: argv,
+            _envp: envp,
+            ids: profile.ids.clone(),
+            filter: filter::compile(),
+            tenant_sigmask,
+        })
+    }
+}
+
+/// Finds `program` like `execvp` would, but now, so a typo is reported before fork.
+fn resolve_command(program: &Path) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        let c = CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `c` is NUL-terminated and lives across the call.
+        let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && p.is_file();
+        ok.then(|| p.to_owned())
+    };
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return executable(program);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).find_map(|dir| executable(&dir.join(program)))
+}
+
+/// Starts the tenant. The supervisor must be single-threaded here (fork).
+///
+/// 1. A socketpair for the stub's reports, created first so both children inherit it.
+/// 2. `unshare(CLONE_NEWPID)`: our next child is PID 1 of a fresh namespace, so when it
+///    dies the kernel kills every tenant process — the "no unsupervised tenant" rule.
+/// 3. fork the stub; it forks the tenant, which installs the filter and stops.
+/// 4. Receive the tenant's pidfd, take its listener with `pidfd_getfd` (nothing the
+///    tenant does can intercept that), ask for synchronous wake-ups, resume it.
+pub fn launch(prep: &Prepared) -> Result<Launched, LaunchError> {
+    let mut pair = [0 as RawFd; 2];
+    // SAFETY: `pair` is writable for two ints.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, pair.as_mut_ptr()) } != 0 {
+        return Err(LaunchError::Socketpair(io::Error::last_os_error()));
+    }
+    // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    // SAFETY: unshare takes a flag by value; it affects only our future children.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        return Err(LaunchError::PidNamespace(io::Error::last_os_error()));
+    }
+    // SAFETY: the supervisor is single-threaded at this point (launch runs before the
+    // loop starts any thread), so the child may run the allocation-free stub code.
+    let stub_pid = unsafe { libc::fork() };
+    if stub_pid < 0 {
+        return Err(LaunchError::Fork(io::Error::last_os_error()));
+    }
+    if stub_pid == 0 {
+        drop(ours);
+        child::run_init_stub(prep, theirs.as_raw_fd());
+    }
+    drop(theirs);
+
+    let tenant_pidfd = receive_pidfd(&ours)?;
+    let tenant_pid = pid_of_pidfd(&tenant_pidfd).ok_or(LaunchError::EarlyExit)?;
+    let listener_fd = find_listener(tenant_pid).ok_or(LaunchError::ListenerNotFound(tenant_pid))?;
+    let listener = sys::pidfd_getfd(tenant_pidfd.as_fd(), listener_fd).map_err(LaunchError::TakeListener)?;
+    enable_sync_wakeup(&listener);
+    let pid_ns = std::fs::metadata(format!("/proc/{stub_pid}/ns/pid"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .map_err(|_| LaunchError::EarlyExit)?;
+    sys::pidfd_send_signal(tenant_pidfd.as_fd(), libc::SIGCONT).map_err(LaunchError::Resume)?;
+    Ok(Launched { stub_pid, tenant_pid, tenant_pidfd, listener, report: ours, pid_ns })
+}
+
+/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`: the kernel wakes the supervisor on the
+/// tenant's CPU and vice versa; cross-CPU wake-ups dominate the per-call cost here.
+fn enable_sync_wakeup(listener: &OwnedFd) {
+    const SYNC_WAKE_UP: u64 = 1;
+    // SAFETY: SET_FLAGS takes the flags by value in the argument slot.
+    let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS as _, SYNC_WAKE_UP) };
+    if rc != 0 {
+        tracing::warn!(target: "supervise::launch", error = %io::Error::last_os_error(), "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable; continuing without it");
+    }
+}
+
+/// Waits (bounded) for the stub's SCM_RIGHTS message carrying the tenant's pidfd.
+fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
+    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 30_000) };
+    if ready <= 0 {
+        return Err(LaunchError::Handoff(io::Error::new(io::ErrorKind::TimedOut, "no handoff from the init stub within 30 s")));
+    }
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr fields point at live stack buffers of the stated sizes.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` describes valid writable buffers.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n <= 0 || byte[0] != b'P' {
+        return Err(LaunchError::EarlyExit);
+    }
+    // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR/CMSG_DATA stay inside `control`.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return Err(LaunchError::Handoff(io::Error::other("handoff carried no descriptor")));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// The pid (in our namespace) behind a pidfd, from /proc/self/fdinfo.
+fn pid_of_pidfd(pidfd: &OwnedFd) -> Option<libc::pid_t> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok()).filter(|&p| p > 0)
+}
+
+/// The fd number of the seccomp listener in the stopped tenant.
+fn find_listener(pid: libc::pid_t) -> Option<RawFd> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    dir.flatten().find_map(|entry| {
+        let target = std::fs::read_link(entry.path()).ok()?;
+        let is_listener = target.as_os_str().as_bytes().starts_with(b"anon_inode:seccomp notify");
+        is_listener.then(|| entry.file_name().to_str()?.parse().ok()).flatten()
+    })
+}

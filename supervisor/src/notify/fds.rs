@@ -1,0 +1,76 @@
+//! close, close_range, dup2, dup3, execve: the calls that change what an fd number
+//! refers to. They are notified only to keep the tracked-fd cache exact.
+//!
+//! Before a tracked socket's slot is closed (or overwritten, or closed by exec), the
+//! supervisor swaps a placeholder (/dev/null) into it with ADDFD + SETFD. The socket's
+//! reference from that slot is gone the moment the ioctl returns, so the holder sweep
+//! that follows sees the table as it will be; the tenant's own call then closes (or
+//! overwrites) the placeholder, and returns what it would have.
+
+use std::os::fd::AsFd;
+
+use super::request::Request;
+use super::{continue_untracked, Supervisor, Verdict};
+
+/// Takes a cached tracked fd out of the tenant's table (placeholder swap) and forgets
+/// it; returns the socket if that was its last cached holder.
+fn drop_slot(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32, cloexec: bool) -> Option<u64> {
+    sv.table.cached(tgid, fd)?;
+    if let Err(error) = request.install_fd_at(sv.placeholder.as_fd(), fd, cloexec) {
+        tracing::debug!(target: "supervise::fds", fd, %error, "placeholder swap failed (tenant gone?)");
+    }
+    sv.table.forget(tgid, fd)
+}
+
+/// close(fd).
+pub(super) fn close(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    let orphan = drop_slot(sv, request, tgid, request.fd_arg(0), false);
+    sv.release(orphan.into_iter().collect());
+    continue_untracked()
+}
+
+/// close_range(first, last, flags): every cached tracked fd in the range.
+pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    let (first, last, flags) = (request.arg(0) as u32, request.arg(1) as u32, request.arg(2) as u32);
+    if flags & libc::CLOSE_RANGE_CLOEXEC as u32 != 0 {
+        return continue_untracked(); // only marks close-on-exec; exec handles those
+    }
+    let fds: Vec<i32> = sv.table.fds_of(tgid).into_iter().filter(|&fd| (first..=last).contains(&(fd as u32))).collect();
+    let orphans = fds.into_iter().filter_map(|fd| drop_slot(sv, request, tgid, fd, false)).collect();
+    sv.release(orphans);
+    continue_untracked()
+}
+
+/// dup2 / dup3 onto a cached tracked fd.
+pub(super) fn dup_over(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    let (old, new) = (request.fd_arg(0), request.fd_arg(1));
+    if old != new {
+        let orphan = drop_slot(sv, request, tgid, new, false);
+        sv.release(orphan.into_iter().collect());
+    }
+    continue_untracked()
+}
+
+/// execve / execveat: close-on-exec tracked fds go with the old image.
+pub(super) fn exec(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    let fds = sv.table.fds_of(tgid);
+    let mut orphans = Vec::new();
+    for fd in fds {
+        if is_cloexec(request.tid(), fd) {
+            // A CLOEXEC placeholder: if exec fails the slot holds /dev/null, not the
+            // socket (the common fork+exec child exits on failure anyway).
+            orphans.extend(drop_slot(sv, request, tgid, fd, true));
+        }
+    }
+    sv.release(orphans);
+    continue_untracked()
+}
+
+/// Reads the close-on-exec flag from /proc/<tid>/fdinfo/<fd>.
+fn is_cloexec(tid: libc::pid_t, fd: i32) -> bool {
+    let Ok(info) = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")) else { return false };
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| i64::from_str_radix(v.trim(), 8).ok())
+        .is_some_and(|flags| flags & libc::O_CLOEXEC as i64 != 0)
+}

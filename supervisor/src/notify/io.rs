@@ -1,0 +1,326 @@
+//! The read family (read, readv, recvfrom, recvmsg, recvmmsg) and write family (write,
+//! writev, sendto, sendmsg, sendmmsg) on tracked streams: the spool's 1:n and n:1.
+//!
+//! Reads: whole transformed messages wait in the stream's inbound queue; a read takes
+//! as much as the tenant's buffer holds and the rest stays for the next read (1:n).
+//! When the queue is empty the supervisor pulls from the kernel (non-blocking) until a
+//! message completes. Writes: the tenant's bytes are taken and acknowledged; when they
+//! complete a message it is transformed and sent (n:1) — before the call returns, for a
+//! blocking socket.
+
+use std::os::fd::BorrowedFd;
+
+use transforms::Direction;
+
+use super::request::{MemError, Request};
+use super::{continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict, OUTBOUND_HIGH_WATER, WRITE_CHUNK};
+use crate::stream::table::{Inode, Lookup, SocketKind};
+use crate::sys;
+
+const MSGHDR_SIZE: u64 = 56;
+const MMSGHDR_SIZE: u64 = 64;
+const READ_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_WAITALL | libc::MSG_NOSIGNAL | libc::MSG_CMSG_CLOEXEC;
+const WRITE_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
+
+/// A tracked stream's inode for fd argument 0, or `None` if the call is not ours.
+pub(super) fn tracked_stream(sv: &mut Supervisor, request: &Request, fd: i32) -> Option<Inode> {
+    match sv.table.lookup(request.tid(), fd) {
+        Ok(Lookup::Tracked(inode)) => match sv.table.sockets.get(&inode).map(|t| &t.kind) {
+            Some(SocketKind::Stream(_)) => Some(inode),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Where a read's bytes go and what else the call reports back.
+struct ReadCall {
+    iovs: Vec<libc::iovec>,
+    flags: i32,
+    /// recvfrom's addrlen pointer, or recvmsg's msghdr (its name/control lengths and
+    /// flags are written back), and recvmmsg's msg_len slot.
+    msghdr: Option<u64>,
+    addrlen: Option<u64>,
+    mmsg: bool,
+}
+
+fn parse_read(request: &Request) -> Result<ReadCall, i32> {
+    let one = |addr: u64, len: u64| vec![libc::iovec { iov_base: addr as *mut _, iov_len: len as usize }];
+    let mut call = ReadCall { iovs: Vec::new(), flags: 0, msghdr: None, addrlen: None, mmsg: false };
+    match request.nr() {
+        libc::SYS_read => call.iovs = one(request.arg(1), request.arg(2)),
+        libc::SYS_readv => call.iovs = request.read_iovecs(request.arg(1), request.arg(2))?,
+        libc::SYS_recvfrom => {
+            call.iovs = one(request.arg(1), request.arg(2));
+            call.flags = request.arg(3) as i32;
+            if request.arg(4) != 0 && request.arg(5) != 0 {
+                call.addrlen = Some(request.arg(5));
+            }
+        }
+        libc::SYS_recvmsg | libc::SYS_recvmmsg => {
+            if request.nr() == libc::SYS_recvmmsg && request.arg(2) == 0 {
+                return Err(libc::EINVAL);
+            }
+            let hdr = request.arg(1);
+            let raw = request.read_memory(hdr, MSGHDR_SIZE as usize).map_err(|e| e.errno())?;
+            let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
+            call.iovs = request.read_iovecs(field(16), field(24))?;
+            call.flags = request.arg(if request.nr() == libc::SYS_recvmsg { 2 } else { 3 }) as i32;
+            call.msghdr = Some(hdr);
+            call.mmsg = request.nr() == libc::SYS_recvmmsg;
+        }
+        _ => return Err(libc::ENOSYS),
+    }
+    if call.flags & !READ_FLAGS != 0 {
+        tracing::warn!(target: "supervise::io", flags = call.flags, "receive flags not supported on a tracked stream");
+        return Err(libc::EOPNOTSUPP);
+    }
+    Ok(call)
+}
+
+/// read, readv, recvfrom, recvmsg, recvmmsg (first message only).
+pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let Some(inode) = tracked_stream(sv, request, request.fd_arg(0)) else {
+        return continue_untracked();
+    };
+    let call = match parse_read(request) {
+        Ok(call) => call,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let wanted: usize = call.iovs.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add);
+    let peek = call.flags & libc::MSG_PEEK != 0;
+    let waitall = call.flags & libc::MSG_WAITALL != 0 && !peek;
+    loop {
+        let Some((stream, copy)) = sv.table.stream(inode) else { return Verdict::Errno(libc::EBADF) };
+        let queued = stream.inbound.ready.len();
+        let ended = stream.inbound.ended || stream.closing;
+        if queued > 0 && (queued >= wanted || !waitall || ended) || (queued == 0 && ended) || wanted == 0 {
+            let n = queued.min(wanted);
+            let data = &stream.inbound.ready.as_slice()[..n];
+            return match request.write_memory(&call.iovs, data) {
+                Ok(written) => match report_read(request, &call, written) {
+                    Ok(()) => {
+                        let reply = if call.mmsg { 1 } else { written as i64 };
+                        Verdict::Deliver { inode, n: written, peek, reply }
+                    }
+                    Err(e) => mem_error(e),
+                },
+                Err(e) => mem_error(e),
+            };
+        }
+        let pull = if stream.is_identity() { wanted.saturating_sub(queued).clamp(1, WRITE_CHUNK) } else { WRITE_CHUNK };
+        match sys::recv(copy, &mut sv.scratch[..pull], libc::MSG_DONTWAIT) {
+            Ok(0) => {
+                let (stream, _) = sv.table.stream(inode).expect("stream present");
+                stream.end(Direction::Inbound);
+            }
+            Ok(n) => {
+                let (stream, _) = sv.table.stream(inode).expect("stream present");
+                let effects = stream.push(Direction::Inbound, &sv.scratch[..n]);
+                if effects.back_queued || effects.close {
+                    let _ = flush_outbound(sv, inode);
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                if call.flags & libc::MSG_DONTWAIT != 0 || sys::is_nonblocking(copy).unwrap_or(true) {
+                    // A partial message stays spooled; the tenant sees what a
+                    // non-blocking socket shows when no whole message is there.
+                    return Verdict::Errno(libc::EAGAIN);
+                }
+                return Verdict::Park(Park { target: ParkTarget::Socket(inode), interest: libc::EPOLLIN as u32, resume: Resume::Rerun });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+/// Writes back what a receive reports besides the data: no source address and no
+/// control data for a stream socket, and (recvmmsg) the message length.
+fn report_read(request: &Request, call: &ReadCall, n: usize) -> Result<(), MemError> {
+    if let Some(addrlen) = call.addrlen {
+        request.write_value(addrlen, &0u32.to_ne_bytes())?;
+    }
+    if let Some(hdr) = call.msghdr {
+        request.write_value(hdr + 8, &0u32.to_ne_bytes())?; // msg_namelen
+        request.write_value(hdr + 40, &0u64.to_ne_bytes())?; // msg_controllen
+        request.write_value(hdr + 48, &0i32.to_ne_bytes())?; // msg_flags
+        if call.mmsg {
+            request.write_value(hdr + MSGHDR_SIZE, &(n as u32).to_ne_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn mem_error(e: MemError) -> Verdict {
+    match e {
+        MemError::Gone => Verdict::Gone,
+        MemError::Fault => Verdict::Errno(libc::EFAULT),
+    }
+}
+
+/// Where a write's bytes come from.
+struct WriteCall {
+    iovs: Vec<libc::iovec>,
+    flags: i32,
+    mmsg_hdr: Option<u64>,
+}
+
+fn parse_write(request: &Request) -> Result<WriteCall, i32> {
+    let one = |addr: u64, len: u64| vec![libc::iovec { iov_base: addr as *mut _, iov_len: len as usize }];
+    let call = match request.nr() {
+        libc::SYS_write => WriteCall { iovs: one(request.arg(1), request.arg(2)), flags: 0, mmsg_hdr: None },
+        libc::SYS_writev => WriteCall { iovs: request.read_iovecs(request.arg(1), request.arg(2))?, flags: 0, mmsg_hdr: None },
+        // A destination address on a connected stream socket is ignored, as by TCP.
+        libc::SYS_sendto => WriteCall { iovs: one(request.arg(1), request.arg(2)), flags: request.arg(3) as i32, mmsg_hdr: None },
+        libc::SYS_sendmsg | libc::SYS_sendmmsg => {
+            if request.nr() == libc::SYS_sendmmsg && request.arg(2) == 0 {
+                return Err(libc::EINVAL);
+            }
+            let hdr = request.arg(1);
+            let raw = request.read_memory(hdr, MSGHDR_SIZE as usize).map_err(|e| e.errno())?;
+            let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
+            if field(40) != 0 {
+                tracing::warn!(target: "supervise::io", "ancillary data on a tracked stream is not supported");
+                return Err(libc::EOPNOTSUPP);
+            }
+            let mmsg = request.nr() == libc::SYS_sendmmsg;
+            WriteCall {
+                iovs: request.read_iovecs(field(16), field(24))?,
+                flags: request.arg(if mmsg { 3 } else { 2 }) as i32,
+                mmsg_hdr: mmsg.then_some(hdr),
+            }
+        }
+        _ => return Err(libc::ENOSYS),
+    };
+    if call.flags & !WRITE_FLAGS != 0 {
+        tracing::warn!(target: "supervise::io", flags = call.flags, "send flags not supported on a tracked stream");
+        return Err(libc::EOPNOTSUPP);
+    }
+    Ok(call)
+}
+
+/// write, writev, sendto, sendmsg, sendmmsg (first message only).
+pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let Some(inode) = tracked_stream(sv, request, request.fd_arg(0)) else {
+        return continue_untracked();
+    };
+    let call = match parse_write(request) {
+        Ok(call) => call,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let signal_on_epipe = call.flags & libc::MSG_NOSIGNAL == 0;
+    let Some((stream, copy)) = sv.table.stream(inode) else { return Verdict::Errno(libc::EBADF) };
+    let nonblocking = call.flags & libc::MSG_DONTWAIT != 0 || sys::is_nonblocking(copy).unwrap_or(false);
+    if stream.outbound.ended || stream.closing {
+        return epipe(request, signal_on_epipe);
+    }
+    if let Err(errno) = flush_outbound(sv, inode) {
+        return send_error(request, errno, signal_on_epipe);
+    }
+    if outbound_len(sv, inode) >= OUTBOUND_HIGH_WATER {
+        return if nonblocking {
+            Verdict::Errno(libc::EAGAIN)
+        } else {
+            Verdict::Park(Park { target: ParkTarget::Socket(inode), interest: libc::EPOLLOUT as u32, resume: Resume::Rerun })
+        };
+    }
+    let wanted: usize = call.iovs.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add);
+    let take = wanted.min(WRITE_CHUNK);
+    let taken = match request.read_memory_into(&call.iovs, &mut sv.scratch[..take]) {
+        Ok(n) => n,
+        Err(e) => return mem_error(e),
+    };
+    let (stream, _) = sv.table.stream(inode).expect("stream present");
+    let effects = stream.push(Direction::Outbound, &sv.scratch[..taken]);
+    if effects.close {
+        tracing::info!(target: "supervise::io", inode, "session closed by policy after a tenant write");
+    }
+    if let Some(hdr) = call.mmsg_hdr {
+        if let Err(e) = request.write_value(hdr + MSGHDR_SIZE, &(taken as u32).to_ne_bytes()) {
+            return mem_error(e);
+        }
+    }
+    let reply = if call.mmsg_hdr.is_some() { 1 } else { taken };
+    match flush_outbound(sv, inode) {
+        Err(errno) => send_error(request, errno, signal_on_epipe),
+        Ok(()) if !outbound_pending(sv, inode) || nonblocking => {
+            sv.arm(inode);
+            Verdict::Value(reply as i64)
+        }
+        Ok(()) => Verdict::Park(Park { target: ParkTarget::Socket(inode), interest: libc::EPOLLOUT as u32, resume: Resume::ReplyAfterFlush(reply) }),
+    }
+}
+
+fn epipe(request: &Request, signal: bool) -> Verdict {
+    send_error(request, libc::EPIPE, signal)
+}
+
+/// A send error the tenant must see; EPIPE also raises SIGPIPE unless MSG_NOSIGNAL, as
+/// the kernel would (the supervisor's own send used MSG_NOSIGNAL).
+fn send_error(request: &Request, errno: i32, signal: bool) -> Verdict {
+    if errno == libc::EPIPE && signal {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", request.tid())) {
+            if let Some(tgid) = status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()) {
+                let _ = sys::tgkill(tgid, request.tid(), libc::SIGPIPE);
+            }
+        }
+    }
+    Verdict::Errno(errno)
+}
+
+fn outbound_len(sv: &mut Supervisor, inode: Inode) -> usize {
+    sv.table.stream(inode).map_or(0, |(s, _)| s.outbound.ready.len())
+}
+
+/// Whether transformed bytes toward the peer are still queued.
+pub(super) fn outbound_pending(sv: &mut Supervisor, inode: Inode) -> bool {
+    outbound_len(sv, inode) > 0
+}
+
+/// Sends queued outbound bytes without blocking, as far as the kernel takes them.
+/// When a policy closed the session and everything is out, shuts the socket down.
+pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i32> {
+    let Some((stream, copy)) = sv.table.stream(inode) else { return Ok(()) };
+    let result = send_all_nonblocking(copy, &mut stream.outbound.ready);
+    if stream.shutdown_after_flush && stream.outbound.ready.is_empty() {
+        stream.shutdown_after_flush = false;
+        let _ = sys::shutdown(copy, libc::SHUT_WR);
+    }
+    if stream.closing && stream.outbound.ready.is_empty() && !stream.outbound.ended {
+        stream.outbound.ended = true;
+        stream.inbound.ended = true;
+        let _ = sys::shutdown(copy, libc::SHUT_RDWR);
+    }
+    result
+}
+
+fn send_all_nonblocking(copy: BorrowedFd<'_>, queue: &mut crate::stream::ByteQueue) -> Result<(), i32> {
+    while !queue.is_empty() {
+        match sys::send(copy, queue.as_slice(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+            Ok(n) => queue.consume(n),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => {
+                let dropped = queue.clear();
+                tracing::warn!(target: "supervise::io", error = %e, dropped, "peer gone; queued outbound bytes dropped");
+                return Err(e.raw_os_error().unwrap_or(libc::EIO));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// sendfile and splice would move bytes between a tracked socket and another fd inside
+/// the kernel, around the spool: refused on tracked sockets (EINVAL, which is what the
+/// kernel returns for unsupported fd pairs), passed through otherwise.
+pub(super) fn refuse_on_tracked(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let fds: &[usize] = if request.nr() == libc::SYS_sendfile { &[0, 1] } else { &[0, 2] };
+    for &i in fds {
+        if tracked_stream(sv, request, request.fd_arg(i)).is_some() {
+            tracing::warn!(target: "supervise::io", syscall = crate::launch::filter::notified_name(request.nr() as i32), "refused on a tracked stream: it would bypass the spool");
+            return Verdict::Errno(libc::EINVAL);
+        }
+    }
+    continue_untracked()
+}

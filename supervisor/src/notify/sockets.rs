@@ -1,0 +1,229 @@
+//! accept, accept4, connect and shutdown: the calls that create or end tracked
+//! connections. The supervisor performs them on its own copy of the socket with its own
+//! copy of the arguments, never by letting the kernel re-read tenant memory.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use transforms::Direction;
+
+use super::request::Request;
+use super::{continue_untracked, io, Park, ParkTarget, Resume, Supervisor, Verdict};
+use crate::stream::table::{Inode, Lookup, SocketKind};
+use crate::stream::Stream;
+use crate::sys::{self, SockAddr};
+
+/// Finds (or classifies) the tracked listener behind the tenant's fd.
+fn tracked_listener(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32) -> Option<Inode> {
+    match sv.table.lookup(request.tid(), fd).ok()? {
+        Lookup::Tracked(inode) => match sv.table.sockets.get(&inode)?.kind {
+            SocketKind::Listener { .. } => Some(inode),
+            SocketKind::Stream(_) => None,
+        },
+        Lookup::Untracked(Some(copy)) => {
+            let listening = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN).ok()? != 0;
+            let port = sys::local_addr(copy.as_fd()).ok()?.port()?;
+            let config = sv.profile.stream_for_listen_port(port).filter(|_| listening)?;
+            let inode = sv.table.track(copy, SocketKind::Listener { config, stash: Default::default() }).ok()?;
+            sv.table.hold((tgid, fd), inode);
+            tracing::info!(target: "supervise::sockets", stream = %sv.profile.streams[config].name, port, "tracking listener");
+            Some(inode)
+        }
+        Lookup::Untracked(None) => None,
+    }
+}
+
+/// accept / accept4 on a tracked listener: accept on our copy, track the connection,
+/// inject it with ADDFD_FLAG_SEND (atomic with the answer).
+pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let tgid = sv.table.threads[&request.tid()].tgid;
+    let Some(listener) = tracked_listener(sv, request, tgid, request.fd_arg(0)) else {
+        return continue_untracked();
+    };
+    let flags = if request.nr() == libc::SYS_accept4 { request.arg(3) as i32 } else { 0 };
+    if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
+        return Verdict::Errno(libc::EINVAL);
+    }
+    let Some(tracked) = sv.table.sockets.get_mut(&listener) else { return Verdict::Errno(libc::EBADF) };
+    let SocketKind::Listener { config, stash } = &mut tracked.kind else { return Verdict::Errno(libc::EINVAL) };
+    let config = *config;
+    let (conn, peer) = match stash.pop_front() {
+        Some((conn, peer)) => {
+            let _ = sys::set_nonblocking(conn.as_fd(), flags & libc::SOCK_NONBLOCK != 0);
+            (conn, peer)
+        }
+        None => {
+            let copy = tracked.copy.as_fd();
+            // We are the only acceptor of a tracked listener (every accept is ours), so
+            // a connection that poll shows stays there for the accept4 below.
+            let readable = sys::poll_now(copy, libc::POLLIN).map(|r| r & libc::POLLIN != 0).unwrap_or(false);
+            if !readable {
+                return if sys::is_nonblocking(copy).unwrap_or(true) {
+                    Verdict::Errno(libc::EAGAIN)
+                } else {
+                    Verdict::Park(Park { target: ParkTarget::Socket(listener), interest: libc::EPOLLIN as u32, resume: Resume::Rerun })
+                };
+            }
+            match sys::accept4(copy, libc::SOCK_CLOEXEC | (flags & libc::SOCK_NONBLOCK)) {
+                Ok(accepted) => accepted,
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Verdict::Errno(libc::EAGAIN),
+                Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        }
+    };
+    if let Err(verdict) = write_peer_address(request, &peer) {
+        return verdict;
+    }
+    let stream = Stream::new(&sv.profile.streams[config], config);
+    tracing::debug!(target: "supervise::sockets", stream = %stream.name, ?peer, "accepted tracked connection");
+    match sv.table.track(conn, SocketKind::Stream(Box::new(stream))) {
+        Ok(inode) => Verdict::Inject { inode, cloexec: flags & libc::SOCK_CLOEXEC != 0, listener, peer },
+        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// accept's `addr`/`addrlen` out-parameters: truncated to the tenant's buffer, the
+/// full length reported, like the kernel.
+fn write_peer_address(request: &Request, peer: &SockAddr) -> Result<(), Verdict> {
+    let (addr, addrlen) = (request.arg(1), request.arg(2));
+    if addr == 0 || addrlen == 0 {
+        return Ok(());
+    }
+    let fault = |e: super::request::MemError| match e {
+        super::request::MemError::Gone => Verdict::Gone,
+        super::request::MemError::Fault => Verdict::Errno(libc::EFAULT),
+    };
+    let raw = request.read_memory(addrlen, 4).map_err(fault)?;
+    let room = i32::from_ne_bytes(raw[..4].try_into().expect("4 bytes"));
+    if room < 0 {
+        return Err(Verdict::Errno(libc::EINVAL));
+    }
+    let bytes = peer.as_bytes();
+    let n = bytes.len().min(room as usize);
+    request.write_value(addr, &bytes[..n]).map_err(fault)?;
+    request.write_value(addrlen, &(bytes.len() as u32).to_ne_bytes()).map_err(fault)
+}
+
+/// connect: performed by the supervisor on its copy, with its copy of the address, for
+/// every IP socket (so a tenant thread cannot swap the address after the decision).
+/// A connection to a tracked remote port becomes a stream.
+pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    let fd = request.fd_arg(0);
+    let copy = match sv.table.lookup(request.tid(), fd) {
+        Ok(Lookup::Untracked(Some(copy))) => copy,
+        Ok(Lookup::Tracked(inode)) => match sv.table.copy(inode).map(|c| c.try_clone_to_owned()) {
+            Some(Ok(copy)) => copy,
+            _ => return Verdict::Errno(libc::EBADF),
+        },
+        // Not a socket, or not an open fd: the kernel gives the right error.
+        Ok(Lookup::Untracked(None)) | Err(_) => return continue_untracked(),
+    };
+    let domain = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return continue_untracked();
+    }
+    let len = request.arg(2) as usize;
+    if len > std::mem::size_of::<libc::sockaddr_storage>() {
+        return Verdict::Errno(libc::EINVAL);
+    }
+    let bytes = match request.read_memory(request.arg(1), len) {
+        Ok(b) => b,
+        Err(e) => return Verdict::Errno(e.errno()),
+    };
+    let Some(addr) = SockAddr::from_bytes(&bytes) else { return Verdict::Errno(libc::EINVAL) };
+    let tenant_nonblocking = sys::is_nonblocking(copy.as_fd()).unwrap_or(false);
+    // The supervisor must not block: a blocking socket is connected non-blocking and the
+    // call parked. The flag is restored at once (the window is a few microseconds).
+    let saved = if tenant_nonblocking { None } else { sys::set_nonblocking(copy.as_fd(), true).ok() };
+    let result = sys::connect(copy.as_fd(), &addr);
+    if let Some(flags) = saved {
+        let _ = sys::restore_flags(copy.as_fd(), flags);
+    }
+    let config = addr.port().and_then(|p| sv.profile.stream_for_remote_port(p));
+    let errno = result.as_ref().err().and_then(|e| e.raw_os_error());
+    let started = result.is_ok() || errno == Some(libc::EINPROGRESS) || errno == Some(libc::EALREADY);
+    let mut target_inode = None;
+    if let (Some(config), true) = (config, started) {
+        target_inode = Some(track_connection(sv, request, tgid, fd, &copy, config));
+    }
+    match errno {
+        None => Verdict::Value(0),
+        Some(libc::EINPROGRESS | libc::EALREADY) if !tenant_nonblocking => {
+            let target = match target_inode {
+                Some(inode) => ParkTarget::Socket(inode),
+                None => ParkTarget::Own(copy),
+            };
+            Verdict::Park(Park { target, interest: libc::EPOLLOUT as u32, resume: Resume::ConnectResult })
+        }
+        Some(e) => Verdict::Errno(e),
+    }
+}
+
+fn track_connection(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32, copy: &OwnedFd, config: usize) -> Inode {
+    let (inode, _) = sys::inode_of(copy.as_fd()).unwrap_or((0, true));
+    if !sv.table.sockets.contains_key(&inode) {
+        let stream = Stream::new(&sv.profile.streams[config], config);
+        tracing::info!(target: "supervise::sockets", stream = %stream.name, tid = request.tid(), "tracking outgoing connection");
+        if let Ok(own) = copy.try_clone() {
+            if let Ok(inode) = sv.table.track(own, SocketKind::Stream(Box::new(stream))) {
+                sv.table.hold((tgid, fd), inode);
+            }
+        }
+    }
+    inode
+}
+
+/// The outcome of a parked blocking connect.
+pub(super) fn connect_result(sv: &mut Supervisor, park: Park) -> Verdict {
+    let fd = match &park.target {
+        ParkTarget::Own(fd) => fd.as_fd(),
+        ParkTarget::Socket(inode) => match sv.table.copy(*inode) {
+            Some(fd) => fd,
+            None => return Verdict::Errno(libc::EBADF),
+        },
+    };
+    match sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+        Ok(0) => {
+            let connected = sys::poll_now(fd, libc::POLLOUT).map(|r| r & libc::POLLOUT != 0).unwrap_or(true);
+            if connected {
+                Verdict::Value(0)
+            } else {
+                Verdict::Park(park)
+            }
+        }
+        Ok(err) => Verdict::Errno(err),
+        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// shutdown on a tracked stream: SHUT_WR ends the outbound direction (a partial
+/// message follows the on_partial_close policy), flushes, then shuts our copy down;
+/// SHUT_RD ends the inbound direction.
+pub(super) fn shutdown(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let Some(inode) = io::tracked_stream(sv, request, request.fd_arg(0)) else {
+        return continue_untracked();
+    };
+    let how = request.arg(1) as i32;
+    if !matches!(how, libc::SHUT_RD | libc::SHUT_WR | libc::SHUT_RDWR) {
+        return Verdict::Errno(libc::EINVAL);
+    }
+    let (stream, _) = sv.table.stream(inode).expect("tracked stream");
+    if how != libc::SHUT_RD {
+        stream.end(Direction::Outbound);
+    }
+    if how != libc::SHUT_WR {
+        stream.inbound.ended = true;
+    }
+    let _ = io::flush_outbound(sv, inode);
+    let (stream, copy) = sv.table.stream(inode).expect("tracked stream");
+    if how == libc::SHUT_RD || stream.outbound.ready.is_empty() {
+        return match sys::shutdown(copy, how) {
+            Ok(()) => Verdict::Value(0),
+            Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
+    }
+    // Bytes are still queued toward the peer: the FIN must follow them.
+    stream.closing = how == libc::SHUT_RDWR || stream.closing;
+    stream.shutdown_after_flush = true;
+    sv.arm(inode);
+    Verdict::Value(0)
+}

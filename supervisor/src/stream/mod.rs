@@ -1,0 +1,268 @@
+//! Per-socket spool state: the patent's buffers and remainder.
+//!
+//! A [`Stream`] owns, per direction, the bytes taken from one side that do not yet form
+//! a whole message (`spool`), and the transformed bytes waiting for the other side
+//! (`ready`). It makes no syscalls: the notify handlers move bytes between the kernel,
+//! the tenant and these queues.
+
+mod queue;
+pub mod table;
+
+pub use queue::ByteQueue;
+
+use transforms::{apply_rules, Direction, Framer, Framing, Output, Rule};
+
+use crate::profile::{OnError, OnPartialClose, StreamConfig};
+
+/// One direction's state.
+#[derive(Debug)]
+pub struct Half {
+    /// Bytes of an incomplete message.
+    spool: Vec<u8>,
+    framer: Box<dyn Framer>,
+    rules: Vec<Box<dyn Rule>>,
+    /// Identity fast path: no framing, no rules.
+    identity: bool,
+    /// Framing failed and the policy was passthrough: bytes now flow unframed.
+    raw: bool,
+    /// Transformed bytes waiting for their destination.
+    pub ready: ByteQueue,
+    /// The source of this direction ended (EOF from the peer, or the tenant shut down
+    /// writing).
+    pub ended: bool,
+}
+
+/// What the engine must do after feeding bytes in.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// A rule asked to end the session, or framing failed under the close policy.
+    pub close: bool,
+    /// Bytes were queued back toward the source of the message.
+    pub back_queued: bool,
+}
+
+/// The spool state of one tracked connection.
+#[derive(Debug)]
+pub struct Stream {
+    /// The profile's stream name (logs).
+    pub name: String,
+    /// Index of the stream in the profile.
+    pub config_index: usize,
+    /// Peer → tenant.
+    pub inbound: Half,
+    /// Tenant → peer.
+    pub outbound: Half,
+    on_error: OnError,
+    on_partial_close: OnPartialClose,
+    /// The session is being closed by policy: deliver what is ready, then end.
+    pub closing: bool,
+    /// The tenant shut down writing while bytes were queued: send FIN after them.
+    pub shutdown_after_flush: bool,
+}
+
+impl Half {
+    fn new(config: &StreamConfig, direction: Direction) -> Half {
+        Half {
+            spool: Vec::new(),
+            framer: config.new_framer(),
+            rules: config.new_rules(direction),
+            identity: config.is_identity(),
+            raw: false,
+            ready: ByteQueue::default(),
+            ended: false,
+        }
+    }
+
+    /// Bytes spooled but not yet a whole message.
+    pub fn spooled(&self) -> usize {
+        self.spool.len()
+    }
+}
+
+impl Stream {
+    /// Fresh state for a new connection of `config`.
+    pub fn new(config: &StreamConfig, config_index: usize) -> Stream {
+        Stream {
+            name: config.name.clone(),
+            config_index,
+            inbound: Half::new(config, Direction::Inbound),
+            outbound: Half::new(config, Direction::Outbound),
+            on_error: config.on_error,
+            on_partial_close: config.on_partial_close,
+            closing: false,
+            shutdown_after_flush: false,
+        }
+    }
+
+    /// Whether the stream passes bytes unchanged (the engine then reads exactly what
+    /// the tenant asks for, keeping kernel readiness exact).
+    pub fn is_identity(&self) -> bool {
+        self.inbound.identity && !self.closing
+    }
+
+    /// The half for `direction`.
+    pub fn half(&mut self, direction: Direction) -> &mut Half {
+        match direction {
+            Direction::Inbound => &mut self.inbound,
+            Direction::Outbound => &mut self.outbound,
+        }
+    }
+
+    /// Feeds bytes travelling in `direction`; whole messages are transformed into the
+    /// ready queues (onward bytes into this direction's, back bytes into the other's).
+    pub fn push(&mut self, direction: Direction, bytes: &[u8]) -> Effects {
+        let mut effects = Effects::default();
+        let half = self.half(direction);
+        if (half.identity || half.raw) && half.spool.is_empty() {
+            half.ready.extend(bytes);
+            return effects;
+        }
+        half.spool.extend_from_slice(bytes);
+        self.drain_spool(direction, &mut effects);
+        effects
+    }
+
+    fn drain_spool(&mut self, direction: Direction, effects: &mut Effects) {
+        let mut consumed = 0;
+        loop {
+            let half = self.half(direction);
+            if half.raw {
+                let rest = half.spool.len() - consumed;
+                if rest > 0 {
+                    let (spool, ready) = (&half.spool, &mut half.ready);
+                    ready.extend(&spool[consumed..]);
+                    consumed += rest;
+                }
+                break;
+            }
+            match half.framer.frame(&half.spool[consumed..]) {
+                Ok(Framing::Partial) => break,
+                Ok(Framing::Complete { len }) => {
+                    let mut out = Output::default();
+                    let message = &half.spool[consumed..consumed + len];
+                    let result = apply_rules(&mut half.rules, direction, message, &mut out);
+                    consumed += len;
+                    match result {
+                        Ok(()) => {
+                            half.ready.extend(&out.onward);
+                            if !out.back.is_empty() {
+                                self.half(direction.reverse()).ready.extend(&out.back);
+                                effects.back_queued = true;
+                            }
+                            if out.close {
+                                tracing::info!(target: "supervise::stream", stream = %self.name, %direction, "a rule ended the session");
+                                self.closing = true;
+                                effects.close = true;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, %error, "rule failed; message not delivered");
+                            self.fail(direction, effects);
+                        }
+                    }
+                }
+                Err(error) => {
+                    let framer = half.framer.name();
+                    tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, framer, %error, policy = ?self.on_error, "framing failed");
+                    self.fail(direction, effects);
+                    if !self.half(direction).raw {
+                        break;
+                    }
+                }
+            }
+        }
+        let half = self.half(direction);
+        half.spool.drain(..consumed.min(half.spool.len()));
+    }
+
+    /// Applies the on_error policy to `direction`.
+    fn fail(&mut self, direction: Direction, effects: &mut Effects) {
+        match self.on_error {
+            OnError::Close => {
+                let half = self.half(direction);
+                let dropped = half.spool.len();
+                half.spool.clear();
+                if dropped > 0 {
+                    tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, dropped, "session closed by on_error policy; spooled bytes dropped");
+                }
+                self.closing = true;
+                effects.close = true;
+            }
+            OnError::Passthrough => {
+                tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, "on_error = passthrough: this direction now flows unframed and untransformed");
+                self.half(direction).raw = true;
+            }
+        }
+    }
+
+    /// The source of `direction` ended: a partial message is flushed raw or dropped,
+    /// per policy, and logged either way. Returns the number of bytes dropped.
+    pub fn end(&mut self, direction: Direction) -> usize {
+        let policy = self.on_partial_close;
+        let name = self.name.clone();
+        let half = self.half(direction);
+        half.ended = true;
+        let partial = std::mem::take(&mut half.spool);
+        if partial.is_empty() {
+            return 0;
+        }
+        match policy {
+            OnPartialClose::Flush => {
+                tracing::warn!(target: "supervise::stream", stream = %name, %direction, bytes = partial.len(), "direction ended inside a message; partial bytes delivered untransformed (on_partial_close = flush)");
+                half.ready.extend(&partial);
+                0
+            }
+            OnPartialClose::Drop => {
+                tracing::warn!(target: "supervise::stream", stream = %name, %direction, dropped = partial.len(), "direction ended inside a message; partial bytes dropped (on_partial_close = drop)");
+                partial.len()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Profile;
+    use std::path::Path;
+
+    fn config(extra: &str) -> StreamConfig {
+        let text = format!("[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\n{extra}");
+        Profile::parse(&text, Path::new("t.toml")).unwrap().streams.remove(0)
+    }
+
+    #[test]
+    fn n_to_one_whole_message_transformed_once() {
+        let cfg = config("framer = \"lines\"\n[[stream.rule]]\nkind = \"wrap\"\ndirection = \"outbound\"\nprefix = \"[\"\nsuffix = \"]\"\n");
+        let mut s = Stream::new(&cfg, 0);
+        for piece in [&b"hel"[..], b"lo wo", b"rld\n"] {
+            s.push(Direction::Outbound, piece);
+        }
+        assert_eq!(s.outbound.ready.as_slice(), b"[hello world\n]");
+    }
+
+    #[test]
+    fn partial_at_end_flushes_or_drops() {
+        let mut s = Stream::new(&config("framer = \"lines\"\n"), 0);
+        s.push(Direction::Inbound, b"ab\ncd");
+        assert_eq!(s.end(Direction::Inbound), 0);
+        assert_eq!(s.inbound.ready.as_slice(), b"ab\ncd");
+        let mut s = Stream::new(&config("framer = \"lines\"\non_partial_close = \"drop\"\n"), 0);
+        s.push(Direction::Inbound, b"ab\ncd");
+        assert_eq!(s.end(Direction::Inbound), 2);
+        assert_eq!(s.inbound.ready.as_slice(), b"ab\n");
+    }
+
+    #[test]
+    fn oversized_message_follows_policy() {
+        let mut s = Stream::new(&config("framer = \"lines\"\nmax_message = 4\n"), 0);
+        let fx = s.push(Direction::Inbound, b"abcdef");
+        assert!(fx.close && s.closing);
+        assert!(s.inbound.ready.is_empty());
+        let mut s = Stream::new(&config("framer = \"lines\"\nmax_message = 4\non_error = \"passthrough\"\n"), 0);
+        let fx = s.push(Direction::Inbound, b"abcdef");
+        assert!(!fx.close);
+        s.push(Direction::Inbound, b"gh\n");
+        assert_eq!(s.inbound.ready.as_slice(), b"abcdefgh\n");
+    }
+}

@@ -1,0 +1,281 @@
+//! Thin, safe wrappers over the few syscalls the supervisor itself makes.
+//!
+//! Each wrapper owns its `unsafe` block and returns `io::Result`; callers never see a
+//! raw return code. Descriptors come back as [`OwnedFd`] so they cannot leak.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Turns a `-1`-on-error return into `io::Result`.
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Takes ownership of a descriptor a syscall just returned.
+fn owned(fd: libc::c_long) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful syscall that creates a descriptor;
+    // nothing else owns it, so wrapping it transfers sole ownership.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+/// `pidfd_open(pid, 0)`: a stable handle on a process, immune to pid reuse.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours.
+    let ret = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    Ok(owned(ret))
+}
+
+/// `pidfd_getfd`: a duplicate of descriptor `fd` of the process behind `pidfd`.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: all arguments are integers passed by value; the kernel installs a new
+    // descriptor in our table, which we take ownership of below.
+    let ret = check(unsafe {
+        libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0)
+    })?;
+    Ok(owned(ret))
+}
+
+/// `pidfd_send_signal(pidfd, sig)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a null siginfo asks the kernel to build one; other arguments are integers.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// The inode number of an open descriptor (sockets are identified by inode).
+pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<(u64, bool)> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is a valid, writable `struct stat` buffer for the duration of the call.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) }.into())?;
+    // SAFETY: fstat succeeded, so the kernel filled the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_ino, st.st_mode & libc::S_IFMT == libc::S_IFSOCK))
+}
+
+/// Copies `local` into the tenant's memory described by `remote` iovecs.
+pub fn process_vm_write(pid: libc::pid_t, local: &[u8], remote: &[libc::iovec]) -> io::Result<usize> {
+    let local_iov = libc::iovec {
+        iov_base: local.as_ptr() as *mut libc::c_void,
+        iov_len: local.len(),
+    };
+    // SAFETY: the local iovec points into `local`, which is valid for reads of its
+    // length; remote addresses are the tenant's and are checked by the kernel (EFAULT).
+    let ret = unsafe {
+        libc::process_vm_writev(pid, &local_iov, 1, remote.as_ptr(), remote.len() as _, 0)
+    };
+    Ok(check(ret as libc::c_long)? as usize)
+}
+
+/// Copies from the tenant's memory described by `remote` iovecs into `local`.
+pub fn process_vm_read(pid: libc::pid_t, local: &mut [u8], remote: &[libc::iovec]) -> io::Result<usize> {
+    let local_iov = libc::iovec {
+        iov_base: local.as_mut_ptr().cast(),
+        iov_len: local.len(),
+    };
+    // SAFETY: the local iovec points into `local`, valid for writes of its length; the
+    // remote side is the tenant's memory, which the kernel checks.
+    let ret = unsafe {
+        libc::process_vm_readv(pid, &local_iov, 1, remote.as_ptr(), remote.len() as _, 0)
+    };
+    Ok(check(ret as libc::c_long)? as usize)
+}
+
+/// `recv(fd, buf, flags)`.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    let ret = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    Ok(check(ret as libc::c_long)? as usize)
+}
+
+/// `send(fd, buf, flags)`.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    let ret = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+    Ok(check(ret as libc::c_long)? as usize)
+}
+
+/// Whether the open file description has `O_NONBLOCK` (shared with the tenant's fd).
+pub fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: F_GETFL takes no pointer argument.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }.into())?;
+    Ok(flags as libc::c_int & libc::O_NONBLOCK != 0)
+}
+
+/// Sets or clears `O_NONBLOCK` on the open file description; returns the old flags.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<libc::c_int> {
+    // SAFETY: F_GETFL takes no pointer argument.
+    let old = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }.into())? as libc::c_int;
+    let new = if on { old | libc::O_NONBLOCK } else { old & !libc::O_NONBLOCK };
+    if new != old {
+        // SAFETY: F_SETFL takes an int by value.
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) }.into())?;
+    }
+    Ok(old)
+}
+
+/// Restores file status flags saved by [`set_nonblocking`].
+pub fn restore_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_SETFL takes an int by value.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }.into())?;
+    Ok(())
+}
+
+/// Polls one descriptor without blocking; returns the revents.
+pub fn poll_now(fd: BorrowedFd<'_>, events: libc::c_short) -> io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+    check(unsafe { libc::poll(&mut pfd, 1, 0) }.into())?;
+    Ok(pfd.revents)
+}
+
+/// `getsockopt(SOL_SOCKET, opt)` for an int-valued option.
+pub fn sockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes and `len` states value's size.
+    check(unsafe {
+        libc::getsockopt(fd.as_raw_fd(), level, opt, (&mut value as *mut libc::c_int).cast(), &mut len)
+    }.into())?;
+    Ok(value)
+}
+
+/// A socket address as raw bytes (what the kernel reads and writes).
+#[derive(Clone, Copy)]
+pub struct SockAddr {
+    /// Storage large enough for any family.
+    pub storage: libc::sockaddr_storage,
+    /// Valid length.
+    pub len: libc::socklen_t,
+}
+
+impl std::fmt::Debug for SockAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port() {
+            Some(port) => write!(f, "SockAddr(family={}, port={port})", self.family()),
+            None => write!(f, "SockAddr(family={})", self.family()),
+        }
+    }
+}
+
+impl SockAddr {
+    /// An empty address buffer for the kernel to fill.
+    pub fn empty() -> SockAddr {
+        SockAddr {
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+            storage: unsafe { std::mem::zeroed() },
+            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
+    }
+
+    /// Builds an address from bytes copied out of tenant memory.
+    pub fn from_bytes(bytes: &[u8]) -> Option<SockAddr> {
+        let mut addr = SockAddr::empty();
+        if bytes.len() > std::mem::size_of::<libc::sockaddr_storage>() || bytes.len() < 2 {
+            return None;
+        }
+        // SAFETY: `bytes.len()` fits in the storage (checked above), and both regions
+        // are valid and distinct.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&mut addr.storage as *mut libc::sockaddr_storage).cast::<u8>(), bytes.len());
+        }
+        addr.len = bytes.len() as libc::socklen_t;
+        Some(addr)
+    }
+
+    /// The valid bytes of the address.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: storage is plain data of at least `len` bytes (len never exceeds it).
+        unsafe {
+            std::slice::from_raw_parts((&self.storage as *const libc::sockaddr_storage).cast::<u8>(), self.len as usize)
+        }
+    }
+
+    /// Address family.
+    pub fn family(&self) -> libc::sa_family_t {
+        self.storage.ss_family
+    }
+
+    /// Port for AF_INET/AF_INET6 addresses.
+    pub fn port(&self) -> Option<u16> {
+        let bytes = self.as_bytes();
+        match self.family() as libc::c_int {
+            libc::AF_INET | libc::AF_INET6 if bytes.len() >= 4 => {
+                Some(u16::from_be_bytes([bytes[2], bytes[3]]))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `getsockname(fd)`.
+pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SockAddr> {
+    let mut addr = SockAddr::empty();
+    // SAFETY: storage and len are valid for writes; len states the storage size.
+    check(unsafe {
+        libc::getsockname(fd.as_raw_fd(), (&mut addr.storage as *mut libc::sockaddr_storage).cast(), &mut addr.len)
+    }.into())?;
+    Ok(addr)
+}
+
+/// `accept4(fd, flags)` returning the new socket and the peer's address.
+pub fn accept4(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<(OwnedFd, SockAddr)> {
+    let mut addr = SockAddr::empty();
+    // SAFETY: storage and len are valid for writes; len states the storage size.
+    let ret = check(unsafe {
+        libc::accept4(fd.as_raw_fd(), (&mut addr.storage as *mut libc::sockaddr_storage).cast(), &mut addr.len, flags)
+    }.into())?;
+    Ok((owned(ret), addr))
+}
+
+/// `connect(fd, addr)`.
+pub fn connect(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
+    // SAFETY: the address points at our own copy, valid for `len` bytes.
+    check(unsafe {
+        libc::connect(fd.as_raw_fd(), (&addr.storage as *const libc::sockaddr_storage).cast(), addr.len)
+    }.into())?;
+    Ok(())
+}
+
+/// `shutdown(fd, how)`.
+pub fn shutdown(fd: BorrowedFd<'_>, how: libc::c_int) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::shutdown(fd.as_raw_fd(), how) }.into())?;
+    Ok(())
+}
+
+/// `tgkill(tgid, tid, sig)`: delivers a signal to one tenant thread (e.g. SIGPIPE).
+pub fn tgkill(tgid: libc::pid_t, tid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) })?;
+    Ok(())
+}
+
+/// `readlink` into a String (for /proc links); `None` if the link is gone.
+pub fn read_link(path: &CStr) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 256];
+    // SAFETY: `path` is NUL-terminated; `buf` is valid for writes of its length.
+    let ret = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if ret < 0 {
+        None
+    } else {
+        Some(buf[..ret as usize].to_vec())
+    }
+}
