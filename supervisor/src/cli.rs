@@ -27,6 +27,10 @@ pub enum Command {
         /// looking at it. Measures the kernel's floor; tracks and enforces nothing.
         #[arg(long)]
         continue_all: bool,
+        /// Ask the kernel for synchronous wake-ups (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP):
+        /// lower latency for one busy connection, lower throughput for many.
+        #[arg(long)]
+        sync_wakeup: bool,
         /// The tenant's command and arguments.
         #[arg(required = true, last = true)]
         command: Vec<OsString>,

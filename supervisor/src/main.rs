@@ -19,7 +19,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let code = match cli.command {
-        Command::Run { profile, continue_all, command } => run(profile, continue_all, command),
+        Command::Run {
+            profile,
+            continue_all,
+            sync_wakeup,
+            command,
+        } => run(profile, continue_all, sync_wakeup, command),
         Command::Check { profile } => check(&profile),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -28,7 +33,12 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SUPERVISE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(true)
+        .init();
 }
 
 /// Prints an error with its whole source chain.
@@ -49,7 +59,12 @@ fn load(profile: Option<&std::path::Path>) -> Result<Profile, profile::ProfileEr
     }
 }
 
-fn run(profile: Option<std::path::PathBuf>, continue_all: bool, command: Vec<std::ffi::OsString>) -> i32 {
+fn run(
+    profile: Option<std::path::PathBuf>,
+    continue_all: bool,
+    sync_wakeup: bool,
+    command: Vec<std::ffi::OsString>,
+) -> i32 {
     // Validate everything before any side effect.
     let profile = match load(profile.as_deref()) {
         Ok(p) => p,
@@ -77,7 +92,7 @@ fn run(profile: Option<std::path::PathBuf>, continue_all: bool, command: Vec<std
             return 127;
         }
     };
-    let launched = match launch::launch(&prepared) {
+    let launched = match launch::launch(&prepared, sync_wakeup) {
         Ok(l) => l,
         Err(e) => {
             report(&e);
@@ -98,9 +113,17 @@ fn run(profile: Option<std::path::PathBuf>, continue_all: bool, command: Vec<std
 fn check(path: &std::path::Path) -> i32 {
     match Profile::load(path) {
         Ok(p) => {
-            println!("{}: ok: tenant {:?}, {} stream(s)", path.display(), p.tenant, p.streams.len());
+            println!(
+                "{}: ok: tenant {:?}, {} stream(s)",
+                path.display(),
+                p.tenant,
+                p.streams.len()
+            );
             for s in &p.streams {
-                println!("  stream {:?}: {:?}, framer {:?}, max_message {}", s.name, s.selector, s.framer, s.max_message);
+                println!(
+                    "  stream {:?}: {:?}, framer {:?}, max_message {}",
+                    s.name, s.selector, s.framer, s.max_message
+                );
             }
             0
         }

@@ -270,8 +270,17 @@ impl Profile {
 
         let tenant_at = file.tenant.span().start;
         let tenant = file.tenant.into_inner();
-        if tenant.name.is_empty() || !tenant.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-            return Err(invalid(tenant_at, "tenant.name".into(), format!("{:?} must be non-empty [A-Za-z0-9_-]", tenant.name)));
+        if tenant.name.is_empty()
+            || !tenant
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err(invalid(
+                tenant_at,
+                "tenant.name".into(),
+                format!("{:?} must be non-empty [A-Za-z0-9_-]", tenant.name),
+            ));
         }
         let ids = resolve_ids(&tenant).map_err(|m| invalid(tenant_at, "tenant.user".into(), m))?;
 
@@ -283,17 +292,38 @@ impl Profile {
             let selector = match (spec.listen_port, spec.remote_port) {
                 (Some(p), None) => Selector::ListenPort(p),
                 (None, Some(p)) => Selector::RemotePort(p),
-                _ => return Err(invalid(at, key("listen_port"), "exactly one of listen_port or remote_port is required".into())),
+                _ => {
+                    return Err(invalid(
+                        at,
+                        key("listen_port"),
+                        "exactly one of listen_port or remote_port is required".into(),
+                    ))
+                }
             };
             if matches!(selector, Selector::ListenPort(0) | Selector::RemotePort(0)) {
-                return Err(invalid(at, key("listen_port"), "port 0 cannot be tracked".into()));
+                return Err(invalid(
+                    at,
+                    key("listen_port"),
+                    "port 0 cannot be tracked".into(),
+                ));
             }
-            if streams.iter().any(|s: &StreamConfig| s.selector == selector) {
-                return Err(invalid(at, key("listen_port"), format!("{selector:?} is already tracked by another stream")));
+            if streams
+                .iter()
+                .any(|s: &StreamConfig| s.selector == selector)
+            {
+                return Err(invalid(
+                    at,
+                    key("listen_port"),
+                    format!("{selector:?} is already tracked by another stream"),
+                ));
             }
             let max_message = spec.max_message.unwrap_or(DEFAULT_MAX_MESSAGE);
             if max_message == 0 || max_message > MAX_MESSAGE_CEILING {
-                return Err(invalid(at, key("max_message"), format!("{max_message} is outside 1..={MAX_MESSAGE_CEILING}")));
+                return Err(invalid(
+                    at,
+                    key("max_message"),
+                    format!("{max_message} is outside 1..={MAX_MESSAGE_CEILING}"),
+                ));
             }
             let mut rules = Vec::new();
             for (j, rule) in spec.rule.into_iter().enumerate() {
@@ -302,10 +332,18 @@ impl Profile {
                 let rule_key = |k: &str| format!("stream[{i}].rule[{j}].{k}");
                 let has_wrap_args = rule.prefix.is_some() || rule.suffix.is_some();
                 if rule.kind != RuleKind::Wrap && has_wrap_args {
-                    return Err(invalid(rule_at, rule_key("prefix"), "prefix/suffix only apply to kind = \"wrap\"".into()));
+                    return Err(invalid(
+                        rule_at,
+                        rule_key("prefix"),
+                        "prefix/suffix only apply to kind = \"wrap\"".into(),
+                    ));
                 }
                 if rule.kind == RuleKind::Wrap && !has_wrap_args {
-                    return Err(invalid(rule_at, rule_key("prefix"), "kind = \"wrap\" needs a prefix or a suffix".into()));
+                    return Err(invalid(
+                        rule_at,
+                        rule_key("prefix"),
+                        "kind = \"wrap\" needs a prefix or a suffix".into(),
+                    ));
                 }
                 rules.push(RuleConfig {
                     kind: rule.kind,
@@ -324,17 +362,26 @@ impl Profile {
                 rules,
             });
         }
-        Ok(Profile { source: path.display().to_string(), tenant: tenant.name, ids, streams })
+        Ok(Profile {
+            source: path.display().to_string(),
+            tenant: tenant.name,
+            ids,
+            streams,
+        })
     }
 
     /// The stream tracking connections accepted on `port`, if any.
     pub fn stream_for_listen_port(&self, port: u16) -> Option<usize> {
-        self.streams.iter().position(|s| s.selector == Selector::ListenPort(port))
+        self.streams
+            .iter()
+            .position(|s| s.selector == Selector::ListenPort(port))
     }
 
     /// The stream tracking connections made to `port`, if any.
     pub fn stream_for_remote_port(&self, port: u16) -> Option<usize> {
-        self.streams.iter().position(|s| s.selector == Selector::RemotePort(port))
+        self.streams
+            .iter()
+            .position(|s| s.selector == Selector::RemotePort(port))
     }
 }
 
@@ -343,8 +390,14 @@ impl Profile {
 fn resolve_ids(tenant: &TenantSpec) -> Result<Option<Ids>, String> {
     match (&tenant.user, tenant.uid, tenant.gid) {
         (None, None, None) => Ok(None),
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err("give either user or uid/gid, not both".into()),
-        (None, Some(uid), gid) => Ok(Some(Ids { uid, gid: gid.unwrap_or(uid), groups: Vec::new() })),
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            Err("give either user or uid/gid, not both".into())
+        }
+        (None, Some(uid), gid) => Ok(Some(Ids {
+            uid,
+            gid: gid.unwrap_or(uid),
+            groups: Vec::new(),
+        })),
         (None, None, Some(_)) => Err("gid needs a uid".into()),
         (Some(name), None, None) => lookup_user(name).map(Some),
     }
@@ -357,7 +410,15 @@ fn lookup_user(name: &str) -> Result<Ids, String> {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the call: `pwd` and `result` are writable,
     // `buf` is writable for its length and outlives every use of the returned strings.
-    let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), pwd.as_mut_ptr(), buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() {
         return Err(format!("no such user {name:?} on this host"));
     }
@@ -366,12 +427,20 @@ fn lookup_user(name: &str) -> Result<Ids, String> {
     let mut groups = vec![0 as libc::gid_t; 256];
     let mut count = groups.len() as libc::c_int;
     // SAFETY: `groups` is writable for `count` entries; the name is NUL-terminated.
-    let rc = unsafe { libc::getgrouplist(cname.as_ptr(), pwd.pw_gid, groups.as_mut_ptr(), &mut count) };
+    let rc =
+        unsafe { libc::getgrouplist(cname.as_ptr(), pwd.pw_gid, groups.as_mut_ptr(), &mut count) };
     if rc < 0 {
-        return Err(format!("user {name:?} is in more than {} groups", groups.len()));
+        return Err(format!(
+            "user {name:?} is in more than {} groups",
+            groups.len()
+        ));
     }
     groups.truncate(count as usize);
-    Ok(Ids { uid: pwd.pw_uid, gid: pwd.pw_gid, groups })
+    Ok(Ids {
+        uid: pwd.pw_uid,
+        gid: pwd.pw_gid,
+        groups,
+    })
 }
 
 #[cfg(test)]
@@ -411,13 +480,26 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = parse("[tenant]\nname = \"x\"\n[[stream]]\nname = \"c\"\nlisten_port = 1\nframer = \"xml\"\n").unwrap_err();
-        assert!(err.to_string().contains("t.toml:6:") && err.to_string().contains("xml"), "{err}");
+        let err = parse(
+            "[tenant]\nname = \"x\"\n[[stream]]\nname = \"c\"\nlisten_port = 1\nframer = \"xml\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("t.toml:6:") && err.to_string().contains("xml"),
+            "{err}"
+        );
         let err = parse("[tenant]\nname = \"x\"\n[[stream]]\nname = \"c\"\nlisten_port = 1\nremote_port = 2\nframer = \"raw\"\n").unwrap_err();
-        assert!(err.to_string().contains("stream[0].listen_port: exactly one"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("stream[0].listen_port: exactly one"),
+            "{err}"
+        );
         let err = parse("[tenant]\nname = \"x\"\n[[stream]]\nname = \"c\"\nlisten_port = 70000\nframer = \"raw\"\n").unwrap_err();
         assert!(err.to_string().contains("t.toml:5:"), "{err}");
         let err = parse("[tenant]\nname = \"x\"\nuser = \"no-such-user-here\"\n").unwrap_err();
-        assert!(err.to_string().contains("tenant.user: no such user"), "{err}");
+        assert!(
+            err.to_string().contains("tenant.user: no such user"),
+            "{err}"
+        );
     }
 }

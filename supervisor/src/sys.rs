@@ -35,9 +35,7 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: all arguments are integers passed by value; the kernel installs a new
     // descriptor in our table, which we take ownership of below.
-    let ret = check(unsafe {
-        libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0)
-    })?;
+    let ret = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
     Ok(owned(ret))
 }
 
@@ -67,7 +65,11 @@ pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<(u64, bool)> {
 }
 
 /// Copies `local` into the tenant's memory described by `remote` iovecs.
-pub fn process_vm_write(pid: libc::pid_t, local: &[u8], remote: &[libc::iovec]) -> io::Result<usize> {
+pub fn process_vm_write(
+    pid: libc::pid_t,
+    local: &[u8],
+    remote: &[libc::iovec],
+) -> io::Result<usize> {
     let local_iov = libc::iovec {
         iov_base: local.as_ptr() as *mut libc::c_void,
         iov_len: local.len(),
@@ -81,7 +83,11 @@ pub fn process_vm_write(pid: libc::pid_t, local: &[u8], remote: &[libc::iovec]) 
 }
 
 /// Copies from the tenant's memory described by `remote` iovecs into `local`.
-pub fn process_vm_read(pid: libc::pid_t, local: &mut [u8], remote: &[libc::iovec]) -> io::Result<usize> {
+pub fn process_vm_read(
+    pid: libc::pid_t,
+    local: &mut [u8],
+    remote: &[libc::iovec],
+) -> io::Result<usize> {
     let local_iov = libc::iovec {
         iov_base: local.as_mut_ptr().cast(),
         iov_len: local.len(),
@@ -119,7 +125,11 @@ pub fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
 pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<libc::c_int> {
     // SAFETY: F_GETFL takes no pointer argument.
     let old = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }.into())? as libc::c_int;
-    let new = if on { old | libc::O_NONBLOCK } else { old & !libc::O_NONBLOCK };
+    let new = if on {
+        old | libc::O_NONBLOCK
+    } else {
+        old & !libc::O_NONBLOCK
+    };
     if new != old {
         // SAFETY: F_SETFL takes an int by value.
         check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) }.into())?;
@@ -147,13 +157,26 @@ pub fn poll_now(fd: BorrowedFd<'_>, events: libc::c_short) -> io::Result<libc::c
 }
 
 /// `getsockopt(SOL_SOCKET, opt)` for an int-valued option.
-pub fn sockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
+pub fn sockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    opt: libc::c_int,
+) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid for writes and `len` states value's size.
-    check(unsafe {
-        libc::getsockopt(fd.as_raw_fd(), level, opt, (&mut value as *mut libc::c_int).cast(), &mut len)
-    }.into())?;
+    check(
+        unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                level,
+                opt,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        }
+        .into(),
+    )?;
     Ok(value)
 }
 
@@ -194,7 +217,11 @@ impl SockAddr {
         // SAFETY: `bytes.len()` fits in the storage (checked above), and both regions
         // are valid and distinct.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&mut addr.storage as *mut libc::sockaddr_storage).cast::<u8>(), bytes.len());
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                (&mut addr.storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                bytes.len(),
+            );
         }
         addr.len = bytes.len() as libc::socklen_t;
         Some(addr)
@@ -204,7 +231,10 @@ impl SockAddr {
     pub fn as_bytes(&self) -> &[u8] {
         // SAFETY: storage is plain data of at least `len` bytes (len never exceeds it).
         unsafe {
-            std::slice::from_raw_parts((&self.storage as *const libc::sockaddr_storage).cast::<u8>(), self.len as usize)
+            std::slice::from_raw_parts(
+                (&self.storage as *const libc::sockaddr_storage).cast::<u8>(),
+                self.len as usize,
+            )
         }
     }
 
@@ -229,9 +259,16 @@ impl SockAddr {
 pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SockAddr> {
     let mut addr = SockAddr::empty();
     // SAFETY: storage and len are valid for writes; len states the storage size.
-    check(unsafe {
-        libc::getsockname(fd.as_raw_fd(), (&mut addr.storage as *mut libc::sockaddr_storage).cast(), &mut addr.len)
-    }.into())?;
+    check(
+        unsafe {
+            libc::getsockname(
+                fd.as_raw_fd(),
+                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+                &mut addr.len,
+            )
+        }
+        .into(),
+    )?;
     Ok(addr)
 }
 
@@ -239,18 +276,33 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SockAddr> {
 pub fn accept4(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<(OwnedFd, SockAddr)> {
     let mut addr = SockAddr::empty();
     // SAFETY: storage and len are valid for writes; len states the storage size.
-    let ret = check(unsafe {
-        libc::accept4(fd.as_raw_fd(), (&mut addr.storage as *mut libc::sockaddr_storage).cast(), &mut addr.len, flags)
-    }.into())?;
+    let ret = check(
+        unsafe {
+            libc::accept4(
+                fd.as_raw_fd(),
+                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+                &mut addr.len,
+                flags,
+            )
+        }
+        .into(),
+    )?;
     Ok((owned(ret), addr))
 }
 
 /// `connect(fd, addr)`.
 pub fn connect(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
     // SAFETY: the address points at our own copy, valid for `len` bytes.
-    check(unsafe {
-        libc::connect(fd.as_raw_fd(), (&addr.storage as *const libc::sockaddr_storage).cast(), addr.len)
-    }.into())?;
+    check(
+        unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&addr.storage as *const libc::sockaddr_storage).cast(),
+                addr.len,
+            )
+        }
+        .into(),
+    )?;
     Ok(())
 }
 

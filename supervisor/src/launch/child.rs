@@ -27,8 +27,18 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
     unsafe {
         // Die with the supervisor. The check after it closes the race where the parent
         // died before the prctl took effect: its end of `report` would then be closed.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-        let mut pfd = libc::pollfd { fd: report, events: 0, revents: 0 };
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        let mut pfd = libc::pollfd {
+            fd: report,
+            events: 0,
+            revents: 0,
+        };
         if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
             libc::_exit(1);
         }
@@ -70,7 +80,12 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
                     }
                     let s = status.to_ne_bytes();
                     let message = [b'S', s[0], s[1], s[2], s[3]];
-                    libc::send(report, message.as_ptr().cast(), message.len(), libc::MSG_NOSIGNAL);
+                    libc::send(
+                        report,
+                        message.as_ptr().cast(),
+                        message.len(),
+                        libc::MSG_NOSIGNAL,
+                    );
                     libc::_exit(0);
                 }
             } else if info.si_code == libc::SI_USER && info.si_pid() == 0 {
@@ -94,7 +109,10 @@ unsafe fn send_pidfd(report: RawFd, tenant: libc::pid_t) {
         die(b"supervise: init stub: pidfd_open failed\n", 125);
     }
     let mut byte = [b'P'];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     // Control buffer for one fd, aligned for cmsghdr.
     let mut control = [0u64; 4];
     // SAFETY: msghdr and cmsg point at stack buffers alive for the call; CMSG_* compute
@@ -129,7 +147,11 @@ fn exec_tenant(prep: &Prepared) -> ! {
     // which the parent built before fork and which stays alive (this process's copy)
     // until execve replaces the image. Single-threaded fresh fork.
     unsafe {
-        libc::sigprocmask(libc::SIG_SETMASK, &prep.tenant_sigmask, std::ptr::null_mut());
+        libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &prep.tenant_sigmask,
+            std::ptr::null_mut(),
+        );
         // Rust's runtime ignores SIGPIPE in the supervisor; the tenant gets the default.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if let Some(ids) = &prep.ids {
@@ -150,14 +172,27 @@ fn exec_tenant(prep: &Prepared) -> ! {
             len: prep.filter.len() as u16,
             filter: prep.filter.as_ptr() as *mut libc::sock_filter,
         };
-        let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
-        let listener = libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &prog as *const libc::sock_fprog);
+        let flags =
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        let listener = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        );
         if listener < 0 {
-            die(b"supervise: tenant: seccomp(NEW_LISTENER|WAIT_KILLABLE_RECV) failed\n", 126);
+            die(
+                b"supervise: tenant: seccomp(NEW_LISTENER|WAIT_KILLABLE_RECV) failed\n",
+                126,
+            );
         }
         // The listener fd is O_CLOEXEC (set by the kernel): the tenant loses it at exec.
         libc::kill(libc::getpid(), libc::SIGSTOP);
-        libc::execve(prep.path.as_ptr(), prep.argv_ptrs.as_ptr(), prep.envp_ptrs.as_ptr());
+        libc::execve(
+            prep.path.as_ptr(),
+            prep.argv_ptrs.as_ptr(),
+            prep.envp_ptrs.as_ptr(),
+        );
         die(b"supervise: tenant: execve failed\n", 127);
     }
 }

@@ -59,11 +59,19 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
 pub const DENIED: &[(libc::c_long, i32, &str)] = &[
     (libc::SYS_io_uring_setup, libc::EPERM, "io_uring_setup"),
     (libc::SYS_io_uring_enter, libc::EPERM, "io_uring_enter"),
-    (libc::SYS_io_uring_register, libc::EPERM, "io_uring_register"),
+    (
+        libc::SYS_io_uring_register,
+        libc::EPERM,
+        "io_uring_register",
+    ),
     (libc::SYS_seccomp, libc::EPERM, "seccomp"),
     (libc::SYS_ptrace, libc::EPERM, "ptrace"),
     (libc::SYS_process_vm_readv, libc::EPERM, "process_vm_readv"),
-    (libc::SYS_process_vm_writev, libc::EPERM, "process_vm_writev"),
+    (
+        libc::SYS_process_vm_writev,
+        libc::EPERM,
+        "process_vm_writev",
+    ),
     (libc::SYS_pidfd_getfd, libc::EPERM, "pidfd_getfd"),
     (libc::SYS_bpf, libc::EPERM, "bpf"),
     (libc::SYS_perf_event_open, libc::EPERM, "perf_event_open"),
@@ -77,7 +85,11 @@ pub const DENIED: &[(libc::c_long, i32, &str)] = &[
     (libc::SYS_move_mount, libc::EPERM, "move_mount"),
     (libc::SYS_open_tree, libc::EPERM, "open_tree"),
     (libc::SYS_mount_setattr, libc::EPERM, "mount_setattr"),
-    (libc::SYS_open_by_handle_at, libc::EPERM, "open_by_handle_at"),
+    (
+        libc::SYS_open_by_handle_at,
+        libc::EPERM,
+        "open_by_handle_at",
+    ),
     (libc::SYS_kexec_load, libc::EPERM, "kexec_load"),
     (libc::SYS_kexec_file_load, libc::EPERM, "kexec_file_load"),
     (libc::SYS_init_module, libc::EPERM, "init_module"),
@@ -106,7 +118,12 @@ const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET) as u32;
 
 fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter { code, jt: 0, jf: 0, k }
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
@@ -114,7 +131,10 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
 }
 
 fn ret_errno(errno: i32) -> sock_filter {
-    stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA))
+    stmt(
+        BPF_RET_K,
+        libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
+    )
 }
 
 /// Compiles the tenant's filter. Pure: the result is installed by the launch child.
@@ -196,7 +216,11 @@ mod tests {
     fn serviced_calls_notify() {
         let prog = compile();
         for &(nr, name) in NOTIFIED {
-            assert_eq!(run(&prog, X86, nr as u32, 0), libc::SECCOMP_RET_USER_NOTIF, "{name}");
+            assert_eq!(
+                run(&prog, X86, nr as u32, 0),
+                libc::SECCOMP_RET_USER_NOTIF,
+                "{name}"
+            );
         }
     }
 
@@ -204,11 +228,31 @@ mod tests {
     fn escapes_get_their_errno() {
         let prog = compile();
         for &(nr, errno, name) in DENIED {
-            assert_eq!(run(&prog, X86, nr as u32, 0), libc::SECCOMP_RET_ERRNO | errno as u32, "{name}");
+            assert_eq!(
+                run(&prog, X86, nr as u32, 0),
+                libc::SECCOMP_RET_ERRNO | errno as u32,
+                "{name}"
+            );
         }
         let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
-        assert_eq!(run(&prog, X86, libc::SYS_prctl as u32, libc::PR_SET_SECCOMP as u32), eperm);
-        assert_eq!(run(&prog, X86, libc::SYS_clone as u32, libc::CLONE_NEWUSER as u32), eperm);
+        assert_eq!(
+            run(
+                &prog,
+                X86,
+                libc::SYS_prctl as u32,
+                libc::PR_SET_SECCOMP as u32
+            ),
+            eperm
+        );
+        assert_eq!(
+            run(
+                &prog,
+                X86,
+                libc::SYS_clone as u32,
+                libc::CLONE_NEWUSER as u32
+            ),
+            eperm
+        );
     }
 
     #[test]
@@ -216,10 +260,19 @@ mod tests {
         let prog = compile();
         let allow = libc::SECCOMP_RET_ALLOW;
         assert_eq!(run(&prog, X86, libc::SYS_openat as u32, 0), allow);
-        assert_eq!(run(&prog, X86, libc::SYS_prctl as u32, libc::PR_SET_NAME as u32), allow);
+        assert_eq!(
+            run(&prog, X86, libc::SYS_prctl as u32, libc::PR_SET_NAME as u32),
+            allow
+        );
         let thread_flags = (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_THREAD) as u32;
         assert_eq!(run(&prog, X86, libc::SYS_clone as u32, thread_flags), allow);
-        assert_eq!(run(&prog, X86, X32_SYSCALL_BIT, 0), libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
-        assert_eq!(run(&prog, 0x4000_0003, 3, 0), libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(
+            run(&prog, X86, X32_SYSCALL_BIT, 0),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+        );
+        assert_eq!(
+            run(&prog, 0x4000_0003, 3, 0),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
     }
 }

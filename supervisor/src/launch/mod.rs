@@ -81,11 +81,18 @@ pub struct Launched {
 
 impl Prepared {
     /// Resolves the command and builds argv, envp and the filter.
-    pub(crate) fn new(profile: &Profile, command: &[OsString], tenant_sigmask: libc::sigset_t) -> Result<Prepared, LaunchError> {
-        let program = command.first().ok_or_else(|| LaunchError::CommandNotFound(String::new()))?;
+    pub(crate) fn new(
+        profile: &Profile,
+        command: &[OsString],
+        tenant_sigmask: libc::sigset_t,
+    ) -> Result<Prepared, LaunchError> {
+        let program = command
+            .first()
+            .ok_or_else(|| LaunchError::CommandNotFound(String::new()))?;
         let path = resolve_command(Path::new(program))
             .ok_or_else(|| LaunchError::CommandNotFound(program.to_string_lossy().into_owned()))?;
-        let cstring = |s: &OsString| CString::new(s.as_bytes()).map_err(|_| LaunchError::NulByte(s.clone()));
+        let cstring =
+            |s: &OsString| CString::new(s.as_bytes()).map_err(|_| LaunchError::NulByte(s.clone()));
         let argv = command.iter().map(cstring).collect::<Result<Vec<_>, _>>()?;
         let envp = std::env::vars_os()
             .map(|(k, v)| {
@@ -95,9 +102,15 @@ impl Prepared {
                 cstring(&kv)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect();
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain([std::ptr::null()])
+                .collect()
+        };
         Ok(Prepared {
-            path: CString::new(path.as_os_str().as_bytes()).map_err(|_| LaunchError::NulByte(path.into()))?,
+            path: CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| LaunchError::NulByte(path.into()))?,
             argv_ptrs: ptrs(&argv),
             envp_ptrs: ptrs(&envp),
             _argv: argv,
@@ -131,11 +144,20 @@ fn resolve_command(program: &Path) -> Option<PathBuf> {
 ///    dies the kernel kills every tenant process — the "no unsupervised tenant" rule.
 /// 3. fork the stub; it forks the tenant, which installs the filter and stops.
 /// 4. Receive the tenant's pidfd, take its listener with `pidfd_getfd` (nothing the
-///    tenant does can intercept that), ask for synchronous wake-ups, resume it.
-pub fn launch(prep: &Prepared) -> Result<Launched, LaunchError> {
+///    tenant does can intercept that), optionally ask for synchronous wake-ups, resume
+///    it.
+pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchError> {
     let mut pair = [0 as RawFd; 2];
     // SAFETY: `pair` is writable for two ints.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, pair.as_mut_ptr()) } != 0 {
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
         return Err(LaunchError::Socketpair(io::Error::last_os_error()));
     }
     // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
@@ -159,21 +181,39 @@ pub fn launch(prep: &Prepared) -> Result<Launched, LaunchError> {
     let tenant_pidfd = receive_pidfd(&ours)?;
     let tenant_pid = pid_of_pidfd(&tenant_pidfd).ok_or(LaunchError::EarlyExit)?;
     let listener_fd = find_listener(tenant_pid).ok_or(LaunchError::ListenerNotFound(tenant_pid))?;
-    let listener = sys::pidfd_getfd(tenant_pidfd.as_fd(), listener_fd).map_err(LaunchError::TakeListener)?;
-    enable_sync_wakeup(&listener);
+    let listener =
+        sys::pidfd_getfd(tenant_pidfd.as_fd(), listener_fd).map_err(LaunchError::TakeListener)?;
+    if sync_wakeup {
+        enable_sync_wakeup(&listener);
+    }
     let pid_ns = std::fs::metadata(format!("/proc/{stub_pid}/ns/pid"))
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         .map_err(|_| LaunchError::EarlyExit)?;
     sys::pidfd_send_signal(tenant_pidfd.as_fd(), libc::SIGCONT).map_err(LaunchError::Resume)?;
-    Ok(Launched { stub_pid, tenant_pid, tenant_pidfd, listener, report: ours, pid_ns })
+    Ok(Launched {
+        stub_pid,
+        tenant_pid,
+        tenant_pidfd,
+        listener,
+        report: ours,
+        pid_ns,
+    })
 }
 
 /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`: the kernel wakes the supervisor on the
-/// tenant's CPU and vice versa; cross-CPU wake-ups dominate the per-call cost here.
+/// tenant's CPU and vice versa. It lowers one connection's round trip, but with several
+/// busy tenant processes it drags the single supervisor thread from CPU to CPU: measured
+/// here, pgbench -S -c 4 lost ~20% with it, so it is opt-in (`--sync-wakeup`).
 fn enable_sync_wakeup(listener: &OwnedFd) {
     const SYNC_WAKE_UP: u64 = 1;
     // SAFETY: SET_FLAGS takes the flags by value in the argument slot.
-    let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS as _, SYNC_WAKE_UP) };
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS as _,
+            SYNC_WAKE_UP,
+        )
+    };
     if rc != 0 {
         tracing::warn!(target: "supervise::launch", error = %io::Error::last_os_error(), "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable; continuing without it");
     }
@@ -181,14 +221,24 @@ fn enable_sync_wakeup(listener: &OwnedFd) {
 
 /// Waits (bounded) for the stub's SCM_RIGHTS message carrying the tenant's pidfd.
 fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
-    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     let ready = unsafe { libc::poll(&mut pfd, 1, 30_000) };
     if ready <= 0 {
-        return Err(LaunchError::Handoff(io::Error::new(io::ErrorKind::TimedOut, "no handoff from the init stub within 30 s")));
+        return Err(LaunchError::Handoff(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no handoff from the init stub within 30 s",
+        )));
     }
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     let mut control = [0u64; 4];
     // SAFETY: msghdr fields point at live stack buffers of the stated sizes.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -205,7 +255,9 @@ fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-            return Err(LaunchError::Handoff(io::Error::other("handoff carried no descriptor")));
+            return Err(LaunchError::Handoff(io::Error::other(
+                "handoff carried no descriptor",
+            )));
         }
         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
         Ok(OwnedFd::from_raw_fd(fd))
@@ -215,7 +267,10 @@ fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
 /// The pid (in our namespace) behind a pidfd, from /proc/self/fdinfo.
 fn pid_of_pidfd(pidfd: &OwnedFd) -> Option<libc::pid_t> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
-    info.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok()).filter(|&p| p > 0)
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&p| p > 0)
 }
 
 /// The fd number of the seccomp listener in the stopped tenant.
@@ -223,7 +278,12 @@ fn find_listener(pid: libc::pid_t) -> Option<RawFd> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     dir.flatten().find_map(|entry| {
         let target = std::fs::read_link(entry.path()).ok()?;
-        let is_listener = target.as_os_str().as_bytes().starts_with(b"anon_inode:seccomp notify");
-        is_listener.then(|| entry.file_name().to_str()?.parse().ok()).flatten()
+        let is_listener = target
+            .as_os_str()
+            .as_bytes()
+            .starts_with(b"anon_inode:seccomp notify");
+        is_listener
+            .then(|| entry.file_name().to_str()?.parse().ok())
+            .flatten()
     })
 }

@@ -74,11 +74,16 @@ impl Epoll {
         // SAFETY: flag argument only.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: epoll_create1 returned a new descriptor owned by nobody else.
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: Token) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token.encode() };
+        let mut ev = libc::epoll_event {
+            events,
+            u64: token.encode(),
+        };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
         check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
@@ -97,28 +102,57 @@ impl Epoll {
     /// Stops watching `fd`.
     pub fn remove(&self, fd: BorrowedFd<'_>) {
         // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL.
-        unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), std::ptr::null_mut()) };
+        unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        };
     }
 
     /// Waits for events; `timeout_ms` -1 blocks.
     pub fn wait(&self, out: &mut Vec<(Token, u32)>, timeout_ms: libc::c_int) -> io::Result<()> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         // SAFETY: `events` is writable for its length, which is passed.
-        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), events.len() as libc::c_int, timeout_ms) };
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
-            return if err.raw_os_error() == Some(libc::EINTR) { Ok(()) } else { Err(err) };
+            return if err.raw_os_error() == Some(libc::EINTR) {
+                Ok(())
+            } else {
+                Err(err)
+            };
         }
         out.clear();
-        out.extend(events[..n as usize].iter().filter_map(|e| Some((Token::decode(e.u64)?, e.events))));
+        out.extend(
+            events[..n as usize]
+                .iter()
+                .filter_map(|e| Some((Token::decode(e.u64)?, e.events))),
+        );
         Ok(())
     }
 }
 
 /// Signals the supervisor handles itself (blocked, read from a signalfd). The
 /// forwarded ones go to the tenant; SIGCHLD reports the init stub's death.
-pub const FORWARDED: [libc::c_int; 7] =
-    [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+pub const FORWARDED: [libc::c_int; 7] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
 
 /// Blocks the handled signals and returns the previous mask (which the tenant gets).
 pub fn block_handled_signals() -> io::Result<libc::sigset_t> {
@@ -147,7 +181,11 @@ pub fn signalfd() -> io::Result<OwnedFd> {
         for sig in FORWARDED.iter().chain([&libc::SIGCHLD]) {
             libc::sigaddset(&mut set, *sig);
         }
-        let fd = check(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
+        let fd = check(libc::signalfd(
+            -1,
+            &set,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        ))?;
         Ok(OwnedFd::from_raw_fd(fd))
     }
 }
@@ -158,7 +196,13 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> Option<(libc::c_int, bool)> {
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: `info` is writable for `size` bytes.
-    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    };
     if n as usize != size {
         return None;
     }
@@ -170,7 +214,12 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> Option<(libc::c_int, bool)> {
 /// A periodic timerfd, disarmed until [`set_ticker`] arms it.
 pub fn ticker() -> io::Result<OwnedFd> {
     // SAFETY: flags only; returns a new descriptor that we take ownership of.
-    let fd = check(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) })?;
+    let fd = check(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+        )
+    })?;
     // SAFETY: as above.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -178,8 +227,14 @@ pub fn ticker() -> io::Result<OwnedFd> {
 /// Arms (`Some(period)`) or disarms the ticker.
 pub fn set_ticker(fd: BorrowedFd<'_>, period_ms: Option<i64>) {
     let ns = period_ms.unwrap_or(0) * 1_000_000;
-    let spec = libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 };
-    let value = libc::itimerspec { it_interval: spec, it_value: spec };
+    let spec = libc::timespec {
+        tv_sec: ns / 1_000_000_000,
+        tv_nsec: ns % 1_000_000_000,
+    };
+    let value = libc::itimerspec {
+        it_interval: spec,
+        it_value: spec,
+    };
     // SAFETY: `value` is a valid itimerspec; old value not requested.
     unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &value, std::ptr::null_mut()) };
 }

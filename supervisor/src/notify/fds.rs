@@ -14,7 +14,13 @@ use super::{continue_untracked, Supervisor, Verdict};
 
 /// Takes a cached tracked fd out of the tenant's table (placeholder swap) and forgets
 /// it; returns the socket if that was its last cached holder.
-fn drop_slot(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32, cloexec: bool) -> Option<u64> {
+fn drop_slot(
+    sv: &mut Supervisor,
+    request: &Request,
+    tgid: libc::pid_t,
+    fd: i32,
+    cloexec: bool,
+) -> Option<u64> {
     sv.table.cached(tgid, fd)?;
     if let Err(error) = request.install_fd_at(sv.placeholder.as_fd(), fd, cloexec) {
         tracing::debug!(target: "supervise::fds", fd, %error, "placeholder swap failed (tenant gone?)");
@@ -31,12 +37,24 @@ pub(super) fn close(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -
 
 /// close_range(first, last, flags): every cached tracked fd in the range.
 pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
-    let (first, last, flags) = (request.arg(0) as u32, request.arg(1) as u32, request.arg(2) as u32);
+    let (first, last, flags) = (
+        request.arg(0) as u32,
+        request.arg(1) as u32,
+        request.arg(2) as u32,
+    );
     if flags & libc::CLOSE_RANGE_CLOEXEC as u32 != 0 {
         return continue_untracked(); // only marks close-on-exec; exec handles those
     }
-    let fds: Vec<i32> = sv.table.fds_of(tgid).into_iter().filter(|&fd| (first..=last).contains(&(fd as u32))).collect();
-    let orphans = fds.into_iter().filter_map(|fd| drop_slot(sv, request, tgid, fd, false)).collect();
+    let fds: Vec<i32> = sv
+        .table
+        .fds_of(tgid)
+        .into_iter()
+        .filter(|&fd| (first..=last).contains(&(fd as u32)))
+        .collect();
+    let orphans = fds
+        .into_iter()
+        .filter_map(|fd| drop_slot(sv, request, tgid, fd, false))
+        .collect();
     sv.release(orphans);
     continue_untracked()
 }
@@ -68,7 +86,9 @@ pub(super) fn exec(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) ->
 
 /// Reads the close-on-exec flag from /proc/<tid>/fdinfo/<fd>.
 fn is_cloexec(tid: libc::pid_t, fd: i32) -> bool {
-    let Ok(info) = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")) else { return false };
+    let Ok(info) = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")) else {
+        return false;
+    };
     info.lines()
         .find_map(|l| l.strip_prefix("flags:"))
         .and_then(|v| i64::from_str_radix(v.trim(), 8).ok())

@@ -13,13 +13,20 @@ use std::os::fd::BorrowedFd;
 use transforms::Direction;
 
 use super::request::{MemError, Request};
-use super::{continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict, OUTBOUND_HIGH_WATER, WRITE_CHUNK};
+use super::{
+    continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict, OUTBOUND_HIGH_WATER,
+    WRITE_CHUNK,
+};
 use crate::stream::table::{Inode, Lookup, SocketKind};
 use crate::sys;
 
 const MSGHDR_SIZE: u64 = 56;
 const MMSGHDR_SIZE: u64 = 64;
-const READ_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_WAITALL | libc::MSG_NOSIGNAL | libc::MSG_CMSG_CLOEXEC;
+const READ_FLAGS: i32 = libc::MSG_DONTWAIT
+    | libc::MSG_PEEK
+    | libc::MSG_WAITALL
+    | libc::MSG_NOSIGNAL
+    | libc::MSG_CMSG_CLOEXEC;
 const WRITE_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
 
 /// A tracked stream's inode for fd argument 0, or `None` if the call is not ours.
@@ -45,8 +52,19 @@ struct ReadCall {
 }
 
 fn parse_read(request: &Request) -> Result<ReadCall, i32> {
-    let one = |addr: u64, len: u64| vec![libc::iovec { iov_base: addr as *mut _, iov_len: len as usize }];
-    let mut call = ReadCall { iovs: Vec::new(), flags: 0, msghdr: None, addrlen: None, mmsg: false };
+    let one = |addr: u64, len: u64| {
+        vec![libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len as usize,
+        }]
+    };
+    let mut call = ReadCall {
+        iovs: Vec::new(),
+        flags: 0,
+        msghdr: None,
+        addrlen: None,
+        mmsg: false,
+    };
     match request.nr() {
         libc::SYS_read => call.iovs = one(request.arg(1), request.arg(2)),
         libc::SYS_readv => call.iovs = request.read_iovecs(request.arg(1), request.arg(2))?,
@@ -62,10 +80,17 @@ fn parse_read(request: &Request) -> Result<ReadCall, i32> {
                 return Err(libc::EINVAL);
             }
             let hdr = request.arg(1);
-            let raw = request.read_memory(hdr, MSGHDR_SIZE as usize).map_err(|e| e.errno())?;
-            let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
+            let raw = request
+                .read_memory(hdr, MSGHDR_SIZE as usize)
+                .map_err(|e| e.errno())?;
+            let field =
+                |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
             call.iovs = request.read_iovecs(field(16), field(24))?;
-            call.flags = request.arg(if request.nr() == libc::SYS_recvmsg { 2 } else { 3 }) as i32;
+            call.flags = request.arg(if request.nr() == libc::SYS_recvmsg {
+                2
+            } else {
+                3
+            }) as i32;
             call.msghdr = Some(hdr);
             call.mmsg = request.nr() == libc::SYS_recvmmsg;
         }
@@ -87,28 +112,46 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         Ok(call) => call,
         Err(errno) => return Verdict::Errno(errno),
     };
-    let wanted: usize = call.iovs.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add);
+    let wanted: usize = call
+        .iovs
+        .iter()
+        .map(|v| v.iov_len)
+        .fold(0usize, usize::saturating_add);
     let peek = call.flags & libc::MSG_PEEK != 0;
     let waitall = call.flags & libc::MSG_WAITALL != 0 && !peek;
     loop {
-        let Some((stream, copy)) = sv.table.stream(inode) else { return Verdict::Errno(libc::EBADF) };
+        let Some((stream, copy)) = sv.table.stream(inode) else {
+            return Verdict::Errno(libc::EBADF);
+        };
         let queued = stream.inbound.ready.len();
         let ended = stream.inbound.ended || stream.closing;
-        if queued > 0 && (queued >= wanted || !waitall || ended) || (queued == 0 && ended) || wanted == 0 {
+        if queued > 0 && (queued >= wanted || !waitall || ended)
+            || (queued == 0 && ended)
+            || wanted == 0
+        {
             let n = queued.min(wanted);
             let data = &stream.inbound.ready.as_slice()[..n];
             return match request.write_memory(&call.iovs, data) {
                 Ok(written) => match report_read(request, &call, written) {
                     Ok(()) => {
                         let reply = if call.mmsg { 1 } else { written as i64 };
-                        Verdict::Deliver { inode, n: written, peek, reply }
+                        Verdict::Deliver {
+                            inode,
+                            n: written,
+                            peek,
+                            reply,
+                        }
                     }
                     Err(e) => mem_error(e),
                 },
                 Err(e) => mem_error(e),
             };
         }
-        let pull = if stream.is_identity() { wanted.saturating_sub(queued).clamp(1, WRITE_CHUNK) } else { WRITE_CHUNK };
+        let pull = if stream.is_identity() {
+            wanted.saturating_sub(queued).clamp(1, WRITE_CHUNK)
+        } else {
+            WRITE_CHUNK
+        };
         match sys::recv(copy, &mut sv.scratch[..pull], libc::MSG_DONTWAIT) {
             Ok(0) => {
                 let (stream, _) = sv.table.stream(inode).expect("stream present");
@@ -122,12 +165,17 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
                 }
             }
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                if call.flags & libc::MSG_DONTWAIT != 0 || sys::is_nonblocking(copy).unwrap_or(true) {
+                if call.flags & libc::MSG_DONTWAIT != 0 || sys::is_nonblocking(copy).unwrap_or(true)
+                {
                     // A partial message stays spooled; the tenant sees what a
                     // non-blocking socket shows when no whole message is there.
                     return Verdict::Errno(libc::EAGAIN);
                 }
-                return Verdict::Park(Park { target: ParkTarget::Socket(inode), interest: libc::EPOLLIN as u32, resume: Resume::Rerun });
+                return Verdict::Park(Park {
+                    target: ParkTarget::Socket(inode),
+                    interest: libc::EPOLLIN as u32,
+                    resume: Resume::Rerun,
+                });
             }
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
@@ -167,19 +215,39 @@ struct WriteCall {
 }
 
 fn parse_write(request: &Request) -> Result<WriteCall, i32> {
-    let one = |addr: u64, len: u64| vec![libc::iovec { iov_base: addr as *mut _, iov_len: len as usize }];
+    let one = |addr: u64, len: u64| {
+        vec![libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len as usize,
+        }]
+    };
     let call = match request.nr() {
-        libc::SYS_write => WriteCall { iovs: one(request.arg(1), request.arg(2)), flags: 0, mmsg_hdr: None },
-        libc::SYS_writev => WriteCall { iovs: request.read_iovecs(request.arg(1), request.arg(2))?, flags: 0, mmsg_hdr: None },
+        libc::SYS_write => WriteCall {
+            iovs: one(request.arg(1), request.arg(2)),
+            flags: 0,
+            mmsg_hdr: None,
+        },
+        libc::SYS_writev => WriteCall {
+            iovs: request.read_iovecs(request.arg(1), request.arg(2))?,
+            flags: 0,
+            mmsg_hdr: None,
+        },
         // A destination address on a connected stream socket is ignored, as by TCP.
-        libc::SYS_sendto => WriteCall { iovs: one(request.arg(1), request.arg(2)), flags: request.arg(3) as i32, mmsg_hdr: None },
+        libc::SYS_sendto => WriteCall {
+            iovs: one(request.arg(1), request.arg(2)),
+            flags: request.arg(3) as i32,
+            mmsg_hdr: None,
+        },
         libc::SYS_sendmsg | libc::SYS_sendmmsg => {
             if request.nr() == libc::SYS_sendmmsg && request.arg(2) == 0 {
                 return Err(libc::EINVAL);
             }
             let hdr = request.arg(1);
-            let raw = request.read_memory(hdr, MSGHDR_SIZE as usize).map_err(|e| e.errno())?;
-            let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
+            let raw = request
+                .read_memory(hdr, MSGHDR_SIZE as usize)
+                .map_err(|e| e.errno())?;
+            let field =
+                |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
             if field(40) != 0 {
                 tracing::warn!(target: "supervise::io", "ancillary data on a tracked stream is not supported");
                 return Err(libc::EOPNOTSUPP);
@@ -210,22 +278,39 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         Err(errno) => return Verdict::Errno(errno),
     };
     let signal_on_epipe = call.flags & libc::MSG_NOSIGNAL == 0;
-    let Some((stream, copy)) = sv.table.stream(inode) else { return Verdict::Errno(libc::EBADF) };
-    let nonblocking = call.flags & libc::MSG_DONTWAIT != 0 || sys::is_nonblocking(copy).unwrap_or(false);
+    let dontwait = call.flags & libc::MSG_DONTWAIT != 0;
+    let Some((stream, _)) = sv.table.stream(inode) else {
+        return Verdict::Errno(libc::EBADF);
+    };
+    // O_NONBLOCK is read from the shared file description only when it decides
+    // something (a full queue): the common path costs no extra syscall.
+    let nonblocking = |copy| dontwait || sys::is_nonblocking(copy).unwrap_or(false);
     if stream.outbound.ended || stream.closing {
         return epipe(request, signal_on_epipe);
     }
-    if let Err(errno) = flush_outbound(sv, inode) {
-        return send_error(request, errno, signal_on_epipe);
+    let backlog = !stream.outbound.ready.is_empty();
+    if backlog {
+        if let Err(errno) = flush_outbound(sv, inode) {
+            return send_error(request, errno, signal_on_epipe);
+        }
+        if outbound_len(sv, inode) >= OUTBOUND_HIGH_WATER {
+            let copy = sv.table.copy(inode).expect("tracked");
+            return if nonblocking(copy) {
+                Verdict::Errno(libc::EAGAIN)
+            } else {
+                Verdict::Park(Park {
+                    target: ParkTarget::Socket(inode),
+                    interest: libc::EPOLLOUT as u32,
+                    resume: Resume::Rerun,
+                })
+            };
+        }
     }
-    if outbound_len(sv, inode) >= OUTBOUND_HIGH_WATER {
-        return if nonblocking {
-            Verdict::Errno(libc::EAGAIN)
-        } else {
-            Verdict::Park(Park { target: ParkTarget::Socket(inode), interest: libc::EPOLLOUT as u32, resume: Resume::Rerun })
-        };
-    }
-    let wanted: usize = call.iovs.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add);
+    let wanted: usize = call
+        .iovs
+        .iter()
+        .map(|v| v.iov_len)
+        .fold(0usize, usize::saturating_add);
     let take = wanted.min(WRITE_CHUNK);
     let taken = match request.read_memory_into(&call.iovs, &mut sv.scratch[..take]) {
         Ok(n) => n,
@@ -242,13 +327,25 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         }
     }
     let reply = if call.mmsg_hdr.is_some() { 1 } else { taken };
-    match flush_outbound(sv, inode) {
-        Err(errno) => send_error(request, errno, signal_on_epipe),
-        Ok(()) if !outbound_pending(sv, inode) || nonblocking => {
-            sv.arm(inode);
-            Verdict::Value(reply as i64)
-        }
-        Ok(()) => Verdict::Park(Park { target: ParkTarget::Socket(inode), interest: libc::EPOLLOUT as u32, resume: Resume::ReplyAfterFlush(reply) }),
+    if let Err(errno) = flush_outbound(sv, inode) {
+        return send_error(request, errno, signal_on_epipe);
+    }
+    if !outbound_pending(sv, inode) {
+        return Verdict::Value(reply as i64);
+    }
+    // Bytes the kernel did not take yet: a blocking writer waits for them (the call
+    // returns once its message is sent); a non-blocking one returns now and the loop
+    // flushes in the background.
+    sv.arm(inode);
+    let copy = sv.table.copy(inode).expect("tracked");
+    if nonblocking(copy) {
+        Verdict::Value(reply as i64)
+    } else {
+        Verdict::Park(Park {
+            target: ParkTarget::Socket(inode),
+            interest: libc::EPOLLOUT as u32,
+            resume: Resume::ReplyAfterFlush(reply),
+        })
     }
 }
 
@@ -261,7 +358,11 @@ fn epipe(request: &Request, signal: bool) -> Verdict {
 fn send_error(request: &Request, errno: i32, signal: bool) -> Verdict {
     if errno == libc::EPIPE && signal {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", request.tid())) {
-            if let Some(tgid) = status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()) {
+            if let Some(tgid) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+            {
                 let _ = sys::tgkill(tgid, request.tid(), libc::SIGPIPE);
             }
         }
@@ -270,7 +371,9 @@ fn send_error(request: &Request, errno: i32, signal: bool) -> Verdict {
 }
 
 fn outbound_len(sv: &mut Supervisor, inode: Inode) -> usize {
-    sv.table.stream(inode).map_or(0, |(s, _)| s.outbound.ready.len())
+    sv.table
+        .stream(inode)
+        .map_or(0, |(s, _)| s.outbound.ready.len())
 }
 
 /// Whether transformed bytes toward the peer are still queued.
@@ -281,7 +384,9 @@ pub(super) fn outbound_pending(sv: &mut Supervisor, inode: Inode) -> bool {
 /// Sends queued outbound bytes without blocking, as far as the kernel takes them.
 /// When a policy closed the session and everything is out, shuts the socket down.
 pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i32> {
-    let Some((stream, copy)) = sv.table.stream(inode) else { return Ok(()) };
+    let Some((stream, copy)) = sv.table.stream(inode) else {
+        return Ok(());
+    };
     let result = send_all_nonblocking(copy, &mut stream.outbound.ready);
     if stream.shutdown_after_flush && stream.outbound.ready.is_empty() {
         stream.shutdown_after_flush = false;
@@ -295,9 +400,16 @@ pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i3
     result
 }
 
-fn send_all_nonblocking(copy: BorrowedFd<'_>, queue: &mut crate::stream::ByteQueue) -> Result<(), i32> {
+fn send_all_nonblocking(
+    copy: BorrowedFd<'_>,
+    queue: &mut crate::stream::ByteQueue,
+) -> Result<(), i32> {
     while !queue.is_empty() {
-        match sys::send(copy, queue.as_slice(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+        match sys::send(
+            copy,
+            queue.as_slice(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        ) {
             Ok(n) => queue.consume(n),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
@@ -315,7 +427,11 @@ fn send_all_nonblocking(copy: BorrowedFd<'_>, queue: &mut crate::stream::ByteQue
 /// the kernel, around the spool: refused on tracked sockets (EINVAL, which is what the
 /// kernel returns for unsupported fd pairs), passed through otherwise.
 pub(super) fn refuse_on_tracked(sv: &mut Supervisor, request: &Request) -> Verdict {
-    let fds: &[usize] = if request.nr() == libc::SYS_sendfile { &[0, 1] } else { &[0, 2] };
+    let fds: &[usize] = if request.nr() == libc::SYS_sendfile {
+        &[0, 1]
+    } else {
+        &[0, 2]
+    };
     for &i in fds {
         if tracked_stream(sv, request, request.fd_arg(i)).is_some() {
             tracing::warn!(target: "supervise::io", syscall = crate::launch::filter::notified_name(request.nr() as i32), "refused on a tracked stream: it would bypass the spool");

@@ -140,11 +140,19 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Sets up the loop's event sources for a launched tenant.
-    pub fn new(profile: Profile, launched: Launched, continue_all: bool) -> std::io::Result<Supervisor> {
+    pub fn new(
+        profile: Profile,
+        launched: Launched,
+        continue_all: bool,
+    ) -> std::io::Result<Supervisor> {
         let epoll = Epoll::new()?;
         let signals = events::signalfd()?;
         let ticker = events::ticker()?;
-        epoll.add(launched.listener.as_fd(), libc::EPOLLIN as u32, Token::Listener)?;
+        epoll.add(
+            launched.listener.as_fd(),
+            libc::EPOLLIN as u32,
+            Token::Listener,
+        )?;
         epoll.add(signals.as_fd(), libc::EPOLLIN as u32, Token::Signals)?;
         epoll.add(launched.report.as_fd(), libc::EPOLLIN as u32, Token::Report)?;
         epoll.add(ticker.as_fd(), libc::EPOLLIN as u32, Token::Ticker)?;
@@ -190,7 +198,9 @@ impl Supervisor {
                     match Request::receive(self.launched.listener.as_fd()) {
                         Ok(Some(request)) => self.handle(request),
                         Ok(None) => {}
-                        Err(error) => tracing::error!(target: "supervise::notify", %error, "SECCOMP_IOCTL_NOTIF_RECV failed"),
+                        Err(error) => {
+                            tracing::error!(target: "supervise::notify", %error, "SECCOMP_IOCTL_NOTIF_RECV failed")
+                        }
                     }
                 } else if events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
                     // No tenant process is left; the stub's report follows.
@@ -215,7 +225,11 @@ impl Supervisor {
         match self.table.learn_thread(request.tid()) {
             Ok(true) => {
                 let thread = &self.table.threads[&request.tid()];
-                if let Err(error) = self.epoll.add(thread.pidfd.as_fd(), libc::EPOLLIN as u32, Token::Thread(request.tid())) {
+                if let Err(error) = self.epoll.add(
+                    thread.pidfd.as_fd(),
+                    libc::EPOLLIN as u32,
+                    Token::Thread(request.tid()),
+                ) {
                     tracing::warn!(target: "supervise::notify", tid = request.tid(), %error, "cannot watch tenant thread");
                 }
             }
@@ -229,12 +243,16 @@ impl Supervisor {
 
     fn dispatch(&mut self, request: &Request, tgid: libc::pid_t) -> Verdict {
         match request.nr() {
-            libc::SYS_read | libc::SYS_readv | libc::SYS_recvfrom | libc::SYS_recvmsg | libc::SYS_recvmmsg => {
-                io::read_family(self, request)
-            }
-            libc::SYS_write | libc::SYS_writev | libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => {
-                io::write_family(self, request)
-            }
+            libc::SYS_read
+            | libc::SYS_readv
+            | libc::SYS_recvfrom
+            | libc::SYS_recvmsg
+            | libc::SYS_recvmmsg => io::read_family(self, request),
+            libc::SYS_write
+            | libc::SYS_writev
+            | libc::SYS_sendto
+            | libc::SYS_sendmsg
+            | libc::SYS_sendmmsg => io::write_family(self, request),
             libc::SYS_sendfile | libc::SYS_splice => io::refuse_on_tracked(self, request),
             libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request),
             libc::SYS_connect => sockets::connect(self, request, tgid),
@@ -259,7 +277,12 @@ impl Supervisor {
             Verdict::Continue => request.respond(Answer::Continue),
             Verdict::Value(v) => request.respond(Answer::Value(v)),
             Verdict::Errno(e) => request.respond(Answer::Errno(e)),
-            Verdict::Deliver { inode, n, peek, reply } => {
+            Verdict::Deliver {
+                inode,
+                n,
+                peek,
+                reply,
+            } => {
                 let sent = request.respond(Answer::Value(reply));
                 if sent.is_ok() && !peek {
                     if let Some((stream, _)) = self.table.stream(inode) {
@@ -269,8 +292,15 @@ impl Supervisor {
                 // On failure the bytes stay queued: the next read gets them.
                 sent
             }
-            Verdict::Inject { inode, cloexec, listener, peer } => {
-                let Some(copy) = self.table.copy(inode) else { return };
+            Verdict::Inject {
+                inode,
+                cloexec,
+                listener,
+                peer,
+            } => {
+                let Some(copy) = self.table.copy(inode) else {
+                    return;
+                };
                 match request.respond(Answer::InjectFd { fd: copy, cloexec }) {
                     Ok(fd) => {
                         self.table.hold((tgid, fd as i32), inode);
@@ -280,7 +310,9 @@ impl Supervisor {
                     }
                     Err(error) => {
                         if let Some(tracked) = self.table.untrack(inode) {
-                            if let Some(SocketKind::Listener { stash, .. }) = self.table.sockets.get_mut(&listener).map(|t| &mut t.kind) {
+                            if let Some(SocketKind::Listener { stash, .. }) =
+                                self.table.sockets.get_mut(&listener).map(|t| &mut t.kind)
+                            {
                                 tracing::info!(target: "supervise::notify", %error, "tenant gone before receiving a connection; kept for the next accept");
                                 stash.push_back((tracked.copy, peer));
                             }
@@ -312,7 +344,12 @@ impl Supervisor {
                 }
             }
         }
-        self.waiters.push(Waiter { request, tgid, serial, park });
+        self.waiters.push(Waiter {
+            request,
+            tgid,
+            serial,
+            park,
+        });
         if !self.ticker_armed {
             events::set_ticker(self.ticker.as_fd(), Some(10));
             self.ticker_armed = true;
@@ -322,22 +359,33 @@ impl Supervisor {
     /// (Re-)arms the one-shot epoll interest of a tracked socket: what its parked calls
     /// wait for, plus EPOLLOUT while it has bytes to flush in the background.
     fn arm(&mut self, inode: Inode) {
-        let Some(t) = self.table.sockets.get_mut(&inode) else { return };
+        let Some(t) = self.table.sockets.get_mut(&inode) else {
+            return;
+        };
         let mut interest = t.armed;
         if let SocketKind::Stream(s) = &t.kind {
             if !s.outbound.ready.is_empty() {
                 interest |= libc::EPOLLOUT as u32;
             }
         }
+        if interest == t.registered {
+            return; // already armed for exactly this (one-shot not yet fired)
+        }
         let events = interest | libc::EPOLLONESHOT as u32;
-        if self.epoll.modify(t.copy.as_fd(), events, Token::Socket(inode)).is_err() {
+        if self
+            .epoll
+            .modify(t.copy.as_fd(), events, Token::Socket(inode))
+            .is_err()
+        {
             let _ = self.epoll.add(t.copy.as_fd(), events, Token::Socket(inode));
         }
+        t.registered = interest;
     }
 
     fn on_socket_ready(&mut self, inode: Inode) {
         if let Some(t) = self.table.sockets.get_mut(&inode) {
             t.armed = 0;
+            t.registered = 0; // the one-shot fired: disarmed
         }
         if let Err(errno) = io::flush_outbound(self, inode) {
             tracing::debug!(target: "supervise::notify", inode, errno, "background flush failed");
@@ -349,7 +397,9 @@ impl Supervisor {
 
     /// Re-runs the parked calls selected by `which`.
     fn wake_waiters(&mut self, which: impl Fn(&Waiter) -> bool) {
-        let (woken, kept): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters).into_iter().partition(|w| which(w));
+        let (woken, kept): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| which(w));
         self.waiters = kept;
         for waiter in woken {
             self.resume(waiter, false);
@@ -358,14 +408,21 @@ impl Supervisor {
 
     /// Resumes one parked call; `interrupted` when a signal is pending for its thread.
     fn resume(&mut self, waiter: Waiter, interrupted: bool) {
-        let Waiter { request, tgid, park, .. } = waiter;
+        let Waiter {
+            request,
+            tgid,
+            park,
+            ..
+        } = waiter;
         if let ParkTarget::Own(fd) = &park.target {
             self.epoll.remove(fd.as_fd());
         }
         let verdict = match (park.resume, interrupted) {
             (Resume::ReplyAfterFlush(n), true) => Verdict::Value(n as i64),
             (Resume::ReplyAfterFlush(n), false) => match &park.target {
-                ParkTarget::Socket(inode) if io::outbound_pending(self, *inode) => Verdict::Park(park),
+                ParkTarget::Socket(inode) if io::outbound_pending(self, *inode) => {
+                    Verdict::Park(park)
+                }
                 _ => Verdict::Value(n as i64),
             },
             (_, true) => Verdict::Errno(request::ERESTARTSYS),
@@ -397,7 +454,9 @@ impl Supervisor {
     }
 
     fn on_thread_exit(&mut self, tid: libc::pid_t) {
-        let Some(thread) = self.table.threads.remove(&tid) else { return };
+        let Some(thread) = self.table.threads.remove(&tid) else {
+            return;
+        };
         self.waiters.retain(|w| w.request.tid() != tid);
         if thread.tgid == tid {
             let orphaned = self.table.forget_process(tid);
@@ -441,7 +500,9 @@ impl Supervisor {
     }
 
     fn retire_if_drained(&mut self, inode: Inode) {
-        let Some(t) = self.table.sockets.get(&inode) else { return };
+        let Some(t) = self.table.sockets.get(&inode) else {
+            return;
+        };
         let drained = match &t.kind {
             SocketKind::Stream(s) => s.closing && s.outbound.ready.is_empty(),
             SocketKind::Listener { .. } => true,
@@ -469,7 +530,14 @@ impl Supervisor {
     fn on_report(&mut self) {
         let mut message = [0u8; 8];
         // SAFETY: `message` is writable for its length.
-        let n = unsafe { libc::recv(self.launched.report.as_raw_fd(), message.as_mut_ptr().cast(), message.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::recv(
+                self.launched.report.as_raw_fd(),
+                message.as_mut_ptr().cast(),
+                message.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n == 5 && message[0] == b'S' {
             let status = i32::from_ne_bytes(message[1..5].try_into().expect("4 bytes"));
             self.exit_code = Some(exit_code_of(status));
@@ -500,8 +568,14 @@ impl Supervisor {
         let inodes: Vec<Inode> = self.table.sockets.keys().copied().collect();
         for inode in inodes {
             while io::outbound_pending(self, inode) && std::time::Instant::now() < deadline {
-                let Some(copy) = self.table.copy(inode) else { break };
-                let mut pfd = libc::pollfd { fd: copy.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+                let Some(copy) = self.table.copy(inode) else {
+                    break;
+                };
+                let mut pfd = libc::pollfd {
+                    fd: copy.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut pfd, 1, 100) };
                 if io::flush_outbound(self, inode).is_err() {
@@ -525,6 +599,10 @@ fn exit_code_of(status: i32) -> i32 {
 
 /// Used by handlers: the supervisor's own copy of the tenant's descriptor.
 fn own_copy(sv: &Supervisor, request: &Request, fd: i32) -> std::io::Result<OwnedFd> {
-    let thread = sv.table.threads.get(&request.tid()).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    let thread = sv
+        .table
+        .threads
+        .get(&request.tid())
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
     sys::pidfd_getfd(thread.pidfd.as_fd(), fd)
 }

@@ -28,7 +28,10 @@ impl std::fmt::Debug for Request {
         f.debug_struct("Request")
             .field("id", &self.notif.id)
             .field("tid", &self.notif.pid)
-            .field("syscall", &crate::launch::filter::notified_name(self.notif.data.nr))
+            .field(
+                "syscall",
+                &crate::launch::filter::notified_name(self.notif.data.nr),
+            )
             .finish()
     }
 }
@@ -61,7 +64,13 @@ impl Request {
         // SAFETY: seccomp_notif is plain data; RECV requires it zeroed.
         let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: RECV writes one seccomp_notif into `notif`, which is valid and sized.
-        let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV as _, &mut notif) };
+        let rc = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV as _,
+                &mut notif,
+            )
+        };
         if rc != 0 {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {
@@ -69,7 +78,10 @@ impl Request {
                 _ => Err(err),
             };
         }
-        Ok(Some(Request { notif, listener: listener.as_raw_fd() }))
+        Ok(Some(Request {
+            notif,
+            listener: listener.as_raw_fd(),
+        }))
     }
 
     /// The notification id.
@@ -102,21 +114,41 @@ impl Request {
     pub fn is_valid(&self) -> bool {
         let mut id = self.notif.id;
         // SAFETY: ID_VALID reads one u64 from the pointer, which points at `id`.
-        unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _, &mut id) == 0 }
+        unsafe {
+            libc::ioctl(
+                self.listener,
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _,
+                &mut id,
+            ) == 0
+        }
     }
 
     /// Copies `len` bytes from tenant address `addr`, then checks the notification is
     /// still valid (so the pid was not reused while we read).
     pub fn read_memory(&self, addr: u64, len: usize) -> Result<Vec<u8>, MemError> {
         let mut buf = vec![0u8; len];
-        self.read_memory_into(&[libc::iovec { iov_base: addr as *mut _, iov_len: len }], &mut buf)?;
+        self.read_memory_into(
+            &[libc::iovec {
+                iov_base: addr as *mut _,
+                iov_len: len,
+            }],
+            &mut buf,
+        )?;
         Ok(buf)
     }
 
     /// Gathers tenant iovecs into `buf` (whose length is the amount wanted).
-    pub fn read_memory_into(&self, remote: &[libc::iovec], buf: &mut [u8]) -> Result<usize, MemError> {
+    pub fn read_memory_into(
+        &self,
+        remote: &[libc::iovec],
+        buf: &mut [u8],
+    ) -> Result<usize, MemError> {
         if buf.is_empty() {
-            return if self.is_valid() { Ok(0) } else { Err(MemError::Gone) };
+            return if self.is_valid() {
+                Ok(0)
+            } else {
+                Err(MemError::Gone)
+            };
         }
         let n = match sys::process_vm_read(self.tid(), buf, remote) {
             Ok(n) => n,
@@ -147,7 +179,10 @@ impl Request {
 
     /// Writes one plain value into tenant memory.
     pub fn write_value(&self, addr: u64, bytes: &[u8]) -> Result<(), MemError> {
-        let iov = [libc::iovec { iov_base: addr as *mut _, iov_len: bytes.len() }];
+        let iov = [libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: bytes.len(),
+        }];
         match self.write_memory(&iov, bytes)? {
             n if n == bytes.len() => Ok(()),
             _ => Err(MemError::Fault),
@@ -160,7 +195,9 @@ impl Request {
             return Err(libc::EINVAL);
         }
         let size = std::mem::size_of::<libc::iovec>();
-        let raw = self.read_memory(addr, count as usize * size).map_err(|e| e.errno())?;
+        let raw = self
+            .read_memory(addr, count as usize * size)
+            .map_err(|e| e.errno())?;
         Ok(raw
             .chunks_exact(size)
             .map(|c| libc::iovec {
@@ -178,7 +215,12 @@ impl Request {
     /// Installs `fd` in the tenant at exactly `target` (replacing what is there)
     /// without answering the notification. Used to drop a tracked socket's slot before
     /// a close the tenant asked for, so the socket's last reference goes now.
-    pub fn install_fd_at(&self, fd: BorrowedFd<'_>, target: RawFd, cloexec: bool) -> io::Result<()> {
+    pub fn install_fd_at(
+        &self,
+        fd: BorrowedFd<'_>,
+        target: RawFd,
+        cloexec: bool,
+    ) -> io::Result<()> {
         let addfd = libc::seccomp_notif_addfd {
             id: self.notif.id,
             flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
@@ -188,7 +230,8 @@ impl Request {
         };
         // SAFETY: ADDFD reads one seccomp_notif_addfd from the pointer, which points at a
         // fully initialised struct.
-        let rc = unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD as _, &addfd) };
+        let rc =
+            unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD as _, &addfd) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -208,8 +251,13 @@ impl Request {
             };
             // SAFETY: ADDFD reads one fully initialised seccomp_notif_addfd; with
             // FLAG_SEND it also answers the notification with the new fd number.
-            let rc = unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD as _, &addfd) };
-            return if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc as i64) };
+            let rc =
+                unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD as _, &addfd) };
+            return if rc < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(rc as i64)
+            };
         }
         let (val, error, flags) = match answer {
             Answer::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
@@ -217,10 +265,21 @@ impl Request {
             Answer::Errno(e) => (0, -e, 0),
             Answer::InjectFd { .. } => unreachable!("handled above"),
         };
-        let mut resp = libc::seccomp_notif_resp { id: self.notif.id, val, error, flags };
+        let mut resp = libc::seccomp_notif_resp {
+            id: self.notif.id,
+            val,
+            error,
+            flags,
+        };
         // SAFETY: SEND reads one seccomp_notif_resp from the pointer, which points at a
         // fully initialised struct.
-        let rc = unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &mut resp) };
+        let rc = unsafe {
+            libc::ioctl(
+                self.listener,
+                libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+                &mut resp,
+            )
+        };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -13,17 +13,35 @@ use crate::stream::Stream;
 use crate::sys::{self, SockAddr};
 
 /// Finds (or classifies) the tracked listener behind the tenant's fd.
-fn tracked_listener(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32) -> Option<Inode> {
+fn tracked_listener(
+    sv: &mut Supervisor,
+    request: &Request,
+    tgid: libc::pid_t,
+    fd: i32,
+) -> Option<Inode> {
     match sv.table.lookup(request.tid(), fd).ok()? {
         Lookup::Tracked(inode) => match sv.table.sockets.get(&inode)?.kind {
             SocketKind::Listener { .. } => Some(inode),
             SocketKind::Stream(_) => None,
         },
         Lookup::Untracked(Some(copy)) => {
-            let listening = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN).ok()? != 0;
+            let listening =
+                sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN).ok()? != 0;
             let port = sys::local_addr(copy.as_fd()).ok()?.port()?;
-            let config = sv.profile.stream_for_listen_port(port).filter(|_| listening)?;
-            let inode = sv.table.track(copy, SocketKind::Listener { config, stash: Default::default() }).ok()?;
+            let config = sv
+                .profile
+                .stream_for_listen_port(port)
+                .filter(|_| listening)?;
+            let inode = sv
+                .table
+                .track(
+                    copy,
+                    SocketKind::Listener {
+                        config,
+                        stash: Default::default(),
+                    },
+                )
+                .ok()?;
             sv.table.hold((tgid, fd), inode);
             tracing::info!(target: "supervise::sockets", stream = %sv.profile.streams[config].name, port, "tracking listener");
             Some(inode)
@@ -39,12 +57,20 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
     let Some(listener) = tracked_listener(sv, request, tgid, request.fd_arg(0)) else {
         return continue_untracked();
     };
-    let flags = if request.nr() == libc::SYS_accept4 { request.arg(3) as i32 } else { 0 };
+    let flags = if request.nr() == libc::SYS_accept4 {
+        request.arg(3) as i32
+    } else {
+        0
+    };
     if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
         return Verdict::Errno(libc::EINVAL);
     }
-    let Some(tracked) = sv.table.sockets.get_mut(&listener) else { return Verdict::Errno(libc::EBADF) };
-    let SocketKind::Listener { config, stash } = &mut tracked.kind else { return Verdict::Errno(libc::EINVAL) };
+    let Some(tracked) = sv.table.sockets.get_mut(&listener) else {
+        return Verdict::Errno(libc::EBADF);
+    };
+    let SocketKind::Listener { config, stash } = &mut tracked.kind else {
+        return Verdict::Errno(libc::EINVAL);
+    };
     let config = *config;
     let (conn, peer) = match stash.pop_front() {
         Some((conn, peer)) => {
@@ -55,17 +81,25 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
             let copy = tracked.copy.as_fd();
             // We are the only acceptor of a tracked listener (every accept is ours), so
             // a connection that poll shows stays there for the accept4 below.
-            let readable = sys::poll_now(copy, libc::POLLIN).map(|r| r & libc::POLLIN != 0).unwrap_or(false);
+            let readable = sys::poll_now(copy, libc::POLLIN)
+                .map(|r| r & libc::POLLIN != 0)
+                .unwrap_or(false);
             if !readable {
                 return if sys::is_nonblocking(copy).unwrap_or(true) {
                     Verdict::Errno(libc::EAGAIN)
                 } else {
-                    Verdict::Park(Park { target: ParkTarget::Socket(listener), interest: libc::EPOLLIN as u32, resume: Resume::Rerun })
+                    Verdict::Park(Park {
+                        target: ParkTarget::Socket(listener),
+                        interest: libc::EPOLLIN as u32,
+                        resume: Resume::Rerun,
+                    })
                 };
             }
             match sys::accept4(copy, libc::SOCK_CLOEXEC | (flags & libc::SOCK_NONBLOCK)) {
                 Ok(accepted) => accepted,
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Verdict::Errno(libc::EAGAIN),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    return Verdict::Errno(libc::EAGAIN)
+                }
                 Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
             }
         }
@@ -76,7 +110,12 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
     let stream = Stream::new(&sv.profile.streams[config], config);
     tracing::debug!(target: "supervise::sockets", stream = %stream.name, ?peer, "accepted tracked connection");
     match sv.table.track(conn, SocketKind::Stream(Box::new(stream))) {
-        Ok(inode) => Verdict::Inject { inode, cloexec: flags & libc::SOCK_CLOEXEC != 0, listener, peer },
+        Ok(inode) => Verdict::Inject {
+            inode,
+            cloexec: flags & libc::SOCK_CLOEXEC != 0,
+            listener,
+            peer,
+        },
         Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
     }
 }
@@ -100,7 +139,9 @@ fn write_peer_address(request: &Request, peer: &SockAddr) -> Result<(), Verdict>
     let bytes = peer.as_bytes();
     let n = bytes.len().min(room as usize);
     request.write_value(addr, &bytes[..n]).map_err(fault)?;
-    request.write_value(addrlen, &(bytes.len() as u32).to_ne_bytes()).map_err(fault)
+    request
+        .write_value(addrlen, &(bytes.len() as u32).to_ne_bytes())
+        .map_err(fault)
 }
 
 /// connect: performed by the supervisor on its copy, with its copy of the address, for
@@ -129,18 +170,27 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
         Ok(b) => b,
         Err(e) => return Verdict::Errno(e.errno()),
     };
-    let Some(addr) = SockAddr::from_bytes(&bytes) else { return Verdict::Errno(libc::EINVAL) };
+    let Some(addr) = SockAddr::from_bytes(&bytes) else {
+        return Verdict::Errno(libc::EINVAL);
+    };
     let tenant_nonblocking = sys::is_nonblocking(copy.as_fd()).unwrap_or(false);
     // The supervisor must not block: a blocking socket is connected non-blocking and the
     // call parked. The flag is restored at once (the window is a few microseconds).
-    let saved = if tenant_nonblocking { None } else { sys::set_nonblocking(copy.as_fd(), true).ok() };
+    let saved = if tenant_nonblocking {
+        None
+    } else {
+        sys::set_nonblocking(copy.as_fd(), true).ok()
+    };
     let result = sys::connect(copy.as_fd(), &addr);
     if let Some(flags) = saved {
         let _ = sys::restore_flags(copy.as_fd(), flags);
     }
-    let config = addr.port().and_then(|p| sv.profile.stream_for_remote_port(p));
+    let config = addr
+        .port()
+        .and_then(|p| sv.profile.stream_for_remote_port(p));
     let errno = result.as_ref().err().and_then(|e| e.raw_os_error());
-    let started = result.is_ok() || errno == Some(libc::EINPROGRESS) || errno == Some(libc::EALREADY);
+    let started =
+        result.is_ok() || errno == Some(libc::EINPROGRESS) || errno == Some(libc::EALREADY);
     let mut target_inode = None;
     if let (Some(config), true) = (config, started) {
         target_inode = Some(track_connection(sv, request, tgid, fd, &copy, config));
@@ -152,13 +202,24 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
                 Some(inode) => ParkTarget::Socket(inode),
                 None => ParkTarget::Own(copy),
             };
-            Verdict::Park(Park { target, interest: libc::EPOLLOUT as u32, resume: Resume::ConnectResult })
+            Verdict::Park(Park {
+                target,
+                interest: libc::EPOLLOUT as u32,
+                resume: Resume::ConnectResult,
+            })
         }
         Some(e) => Verdict::Errno(e),
     }
 }
 
-fn track_connection(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32, copy: &OwnedFd, config: usize) -> Inode {
+fn track_connection(
+    sv: &mut Supervisor,
+    request: &Request,
+    tgid: libc::pid_t,
+    fd: i32,
+    copy: &OwnedFd,
+    config: usize,
+) -> Inode {
     let (inode, _) = sys::inode_of(copy.as_fd()).unwrap_or((0, true));
     if !sv.table.sockets.contains_key(&inode) {
         let stream = Stream::new(&sv.profile.streams[config], config);
@@ -183,7 +244,9 @@ pub(super) fn connect_result(sv: &mut Supervisor, park: Park) -> Verdict {
     };
     match sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
         Ok(0) => {
-            let connected = sys::poll_now(fd, libc::POLLOUT).map(|r| r & libc::POLLOUT != 0).unwrap_or(true);
+            let connected = sys::poll_now(fd, libc::POLLOUT)
+                .map(|r| r & libc::POLLOUT != 0)
+                .unwrap_or(true);
             if connected {
                 Verdict::Value(0)
             } else {

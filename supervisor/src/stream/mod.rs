@@ -227,8 +227,12 @@ mod tests {
     use std::path::Path;
 
     fn config(extra: &str) -> StreamConfig {
-        let text = format!("[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\n{extra}");
-        Profile::parse(&text, Path::new("t.toml")).unwrap().streams.remove(0)
+        let text =
+            format!("[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\n{extra}");
+        Profile::parse(&text, Path::new("t.toml"))
+            .unwrap()
+            .streams
+            .remove(0)
     }
 
     #[test]
@@ -247,7 +251,10 @@ mod tests {
         s.push(Direction::Inbound, b"ab\ncd");
         assert_eq!(s.end(Direction::Inbound), 0);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\ncd");
-        let mut s = Stream::new(&config("framer = \"lines\"\non_partial_close = \"drop\"\n"), 0);
+        let mut s = Stream::new(
+            &config("framer = \"lines\"\non_partial_close = \"drop\"\n"),
+            0,
+        );
         s.push(Direction::Inbound, b"ab\ncd");
         assert_eq!(s.end(Direction::Inbound), 2);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\n");
@@ -259,7 +266,10 @@ mod tests {
         let fx = s.push(Direction::Inbound, b"abcdef");
         assert!(fx.close && s.closing);
         assert!(s.inbound.ready.is_empty());
-        let mut s = Stream::new(&config("framer = \"lines\"\nmax_message = 4\non_error = \"passthrough\"\n"), 0);
+        let mut s = Stream::new(
+            &config("framer = \"lines\"\nmax_message = 4\non_error = \"passthrough\"\n"),
+            0,
+        );
         let fx = s.push(Direction::Inbound, b"abcdef");
         assert!(!fx.close);
         s.push(Direction::Inbound, b"gh\n");

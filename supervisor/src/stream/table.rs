@@ -47,8 +47,10 @@ pub struct Tracked {
     pub kind: SocketKind,
     /// Cached tenant descriptors referring to it.
     holders: usize,
-    /// Epoll interest currently armed (0 = disarmed).
+    /// Epoll interest parked calls need.
     pub armed: u32,
+    /// Interest currently registered with epoll (0 = disarmed).
+    pub registered: u32,
 }
 
 impl Tracked {
@@ -95,7 +97,10 @@ const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
 impl Table {
     /// A registry for tenants in PID namespace `pid_ns`.
     pub fn new(pid_ns: u64) -> Table {
-        Table { pid_ns, ..Table::default() }
+        Table {
+            pid_ns,
+            ..Table::default()
+        }
     }
 
     /// Registers a thread seen for the first time. Returns whether it is new.
@@ -122,7 +127,10 @@ impl Table {
 
     /// Looks up the tenant's fd `fd` as seen by thread `tid` (which must be known).
     pub fn lookup(&mut self, tid: libc::pid_t, fd: RawFd) -> io::Result<Lookup> {
-        let thread = self.threads.get(&tid).ok_or_else(|| io::Error::other("unknown thread"))?;
+        let thread = self
+            .threads
+            .get(&tid)
+            .ok_or_else(|| io::Error::other("unknown thread"))?;
         let key = (thread.tgid, fd);
         if let Some(&inode) = self.fds.get(&key) {
             return Ok(Lookup::Tracked(inode));
@@ -147,7 +155,17 @@ impl Table {
     /// Starts tracking a socket the supervisor created or classified.
     pub fn track(&mut self, copy: OwnedFd, kind: SocketKind) -> io::Result<Inode> {
         let (inode, _) = sys::inode_of(copy.as_fd())?;
-        self.sockets.insert(inode, Tracked { inode, copy, kind, holders: 0, armed: 0 });
+        self.sockets.insert(
+            inode,
+            Tracked {
+                inode,
+                copy,
+                kind,
+                holders: 0,
+                armed: 0,
+                registered: u32::MAX,
+            },
+        );
         Ok(inode)
     }
 
@@ -169,7 +187,11 @@ impl Table {
 
     /// Cached fds of process `tgid` that refer to tracked sockets.
     pub fn fds_of(&self, tgid: libc::pid_t) -> Vec<RawFd> {
-        self.fds.keys().filter(|(p, _)| *p == tgid).map(|&(_, fd)| fd).collect()
+        self.fds
+            .keys()
+            .filter(|(p, _)| *p == tgid)
+            .map(|&(_, fd)| fd)
+            .collect()
     }
 
     /// Forgets everything about a process that exited; returns sockets left with no
@@ -177,7 +199,9 @@ impl Table {
     pub fn forget_process(&mut self, tgid: libc::pid_t) -> Vec<Inode> {
         self.threads.retain(|_, t| t.tgid != tgid);
         let fds = self.fds_of(tgid);
-        fds.into_iter().filter_map(|fd| self.forget(tgid, fd)).collect()
+        fds.into_iter()
+            .filter_map(|fd| self.forget(tgid, fd))
+            .collect()
     }
 
     fn release_one(&mut self, inode: Inode) -> bool {
@@ -215,19 +239,42 @@ impl Table {
     /// one of `inodes`.
     fn scan_tenant_sockets(&self, inodes: &[Inode]) -> Vec<(libc::pid_t, RawFd, Inode)> {
         let mut found = Vec::new();
-        let Ok(proc_dir) = std::fs::read_dir("/proc") else { return found };
+        let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+            return found;
+        };
         for entry in proc_dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else { continue };
-            let in_tenant_ns = std::fs::metadata(format!("/proc/{pid}/ns/pid")).is_ok_and(|m| m.ino() == self.pid_ns);
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            let in_tenant_ns = std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|m| m.ino() == self.pid_ns);
             if !in_tenant_ns {
                 continue;
             }
-            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
             for fd_entry in fds.flatten() {
-                let Some(fd) = fd_entry.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else { continue };
-                let Ok(path) = CString::new(format!("/proc/{pid}/fd/{fd}")) else { continue };
-                let Some(target) = sys::read_link(&path) else { continue };
-                let Some(inode) = parse_socket_link(&target) else { continue };
+                let Some(fd) = fd_entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<RawFd>().ok())
+                else {
+                    continue;
+                };
+                let Ok(path) = CString::new(format!("/proc/{pid}/fd/{fd}")) else {
+                    continue;
+                };
+                let Some(target) = sys::read_link(&path) else {
+                    continue;
+                };
+                let Some(inode) = parse_socket_link(&target) else {
+                    continue;
+                };
                 if inodes.contains(&inode) {
                     found.push((pid, fd, inode));
                 }
