@@ -24,13 +24,6 @@ fn owned(fd: libc::c_long) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
 
-/// `pidfd_open(pid, 0)`: a stable handle on a process, immune to pid reuse.
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours.
-    let ret = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
-    Ok(owned(ret))
-}
-
 /// `pidfd_getfd`: a duplicate of descriptor `fd` of the process behind `pidfd`.
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: all arguments are integers passed by value; the kernel installs a new
@@ -165,18 +158,16 @@ pub fn sockopt_int(
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid for writes and `len` states value's size.
-    check(
-        unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                level,
-                opt,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        }
-        .into(),
-    )?;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    check(rc.into())?;
     Ok(value)
 }
 
@@ -259,16 +250,14 @@ impl SockAddr {
 pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SockAddr> {
     let mut addr = SockAddr::empty();
     // SAFETY: storage and len are valid for writes; len states the storage size.
-    check(
-        unsafe {
-            libc::getsockname(
-                fd.as_raw_fd(),
-                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
-                &mut addr.len,
-            )
-        }
-        .into(),
-    )?;
+    let rc = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+            &mut addr.len,
+        )
+    };
+    check(rc.into())?;
     Ok(addr)
 }
 
@@ -293,16 +282,14 @@ pub fn accept4(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<(OwnedFd, S
 /// `connect(fd, addr)`.
 pub fn connect(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
     // SAFETY: the address points at our own copy, valid for `len` bytes.
-    check(
-        unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                (&addr.storage as *const libc::sockaddr_storage).cast(),
-                addr.len,
-            )
-        }
-        .into(),
-    )?;
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&addr.storage as *const libc::sockaddr_storage).cast(),
+            addr.len,
+        )
+    };
+    check(rc.into())?;
     Ok(())
 }
 

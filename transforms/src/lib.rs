@@ -120,8 +120,12 @@ pub struct RuleError {
 /// Rules run in order; each receives the previous rule's `onward` bytes as its message.
 pub trait Rule: Send + fmt::Debug {
     /// Transforms `message` travelling in `direction`, appending to `out`.
-    fn apply(&mut self, direction: Direction, message: &[u8], out: &mut Output)
-        -> Result<(), RuleError>;
+    fn apply(
+        &mut self,
+        direction: Direction,
+        message: &[u8],
+        out: &mut Output,
+    ) -> Result<(), RuleError>;
     /// Short name for logs.
     fn name(&self) -> &'static str;
 }

@@ -9,7 +9,8 @@ pub struct UppercaseRule;
 
 impl Rule for UppercaseRule {
     fn apply(&mut self, _: Direction, message: &[u8], out: &mut Output) -> Result<(), RuleError> {
-        out.onward.extend(message.iter().map(u8::to_ascii_uppercase));
+        out.onward
+            .extend(message.iter().map(u8::to_ascii_uppercase));
         Ok(())
     }
 

@@ -68,8 +68,6 @@ pub struct Launched {
     pub stub_pid: libc::pid_t,
     /// The tenant's pid, as seen by the supervisor.
     pub tenant_pid: libc::pid_t,
-    /// The tenant's pidfd (for resuming it and for signals).
-    pub tenant_pidfd: OwnedFd,
     /// The seccomp listener.
     pub listener: OwnedFd,
     /// Our end of the stub's report socket: becomes readable with the tenant's wait
@@ -193,7 +191,6 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
     Ok(Launched {
         stub_pid,
         tenant_pid,
-        tenant_pidfd,
         listener,
         report: ours,
         pid_ns,

@@ -42,7 +42,7 @@ pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pi
         request.arg(1) as u32,
         request.arg(2) as u32,
     );
-    if flags & libc::CLOSE_RANGE_CLOEXEC as u32 != 0 {
+    if flags & libc::CLOSE_RANGE_CLOEXEC != 0 {
         return continue_untracked(); // only marks close-on-exec; exec handles those
     }
     let fds: Vec<i32> = sv

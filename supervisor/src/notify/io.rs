@@ -21,7 +21,6 @@ use crate::stream::table::{Inode, Lookup, SocketKind};
 use crate::sys;
 
 const MSGHDR_SIZE: u64 = 56;
-const MMSGHDR_SIZE: u64 = 64;
 const READ_FLAGS: i32 = libc::MSG_DONTWAIT
     | libc::MSG_PEEK
     | libc::MSG_WAITALL
@@ -31,7 +30,7 @@ const WRITE_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MOR
 
 /// A tracked stream's inode for fd argument 0, or `None` if the call is not ours.
 pub(super) fn tracked_stream(sv: &mut Supervisor, request: &Request, fd: i32) -> Option<Inode> {
-    match sv.table.lookup(request.tid(), fd) {
+    match sv.table.lookup(request, fd) {
         Ok(Lookup::Tracked(inode)) => match sv.table.sockets.get(&inode).map(|t| &t.kind) {
             Some(SocketKind::Stream(_)) => Some(inode),
             _ => None,

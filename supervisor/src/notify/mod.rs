@@ -16,12 +16,13 @@ mod sockets;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use events::{Epoll, Token};
-use request::{Answer, Request};
+use request::Answer;
+pub use request::Request;
 
 use crate::launch::Launched;
 use crate::profile::Profile;
 use crate::stream::table::{Inode, SocketKind, Table};
-use crate::sys::{self, SockAddr};
+use crate::sys::SockAddr;
 
 pub use events::block_handled_signals;
 
@@ -595,14 +596,4 @@ fn exit_code_of(status: i32) -> i32 {
     } else {
         125
     }
-}
-
-/// Used by handlers: the supervisor's own copy of the tenant's descriptor.
-fn own_copy(sv: &Supervisor, request: &Request, fd: i32) -> std::io::Result<OwnedFd> {
-    let thread = sv
-        .table
-        .threads
-        .get(&request.tid())
-        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
-    sys::pidfd_getfd(thread.pidfd.as_fd(), fd)
 }

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use transforms::Direction;
 
-use super::request::Request;
+use super::request::{MemError, Request};
 use super::{continue_untracked, io, Park, ParkTarget, Resume, Supervisor, Verdict};
 use crate::stream::table::{Inode, Lookup, SocketKind};
 use crate::stream::Stream;
@@ -19,7 +19,7 @@ fn tracked_listener(
     tgid: libc::pid_t,
     fd: i32,
 ) -> Option<Inode> {
-    match sv.table.lookup(request.tid(), fd).ok()? {
+    match sv.table.lookup(request, fd).ok()? {
         Lookup::Tracked(inode) => match sv.table.sockets.get(&inode)?.kind {
             SocketKind::Listener { .. } => Some(inode),
             SocketKind::Stream(_) => None,
@@ -104,10 +104,13 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
             }
         }
     };
-    if let Err(verdict) = write_peer_address(request, &peer) {
-        return verdict;
+    if let Err(error) = write_peer_address(request, &peer) {
+        return match error {
+            MemError::Gone => Verdict::Gone,
+            MemError::Fault => Verdict::Errno(libc::EFAULT),
+        };
     }
-    let stream = Stream::new(&sv.profile.streams[config], config);
+    let stream = Stream::new(&sv.profile.streams[config]);
     tracing::debug!(target: "supervise::sockets", stream = %stream.name, ?peer, "accepted tracked connection");
     match sv.table.track(conn, SocketKind::Stream(Box::new(stream))) {
         Ok(inode) => Verdict::Inject {
@@ -122,26 +125,18 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
 
 /// accept's `addr`/`addrlen` out-parameters: truncated to the tenant's buffer, the
 /// full length reported, like the kernel.
-fn write_peer_address(request: &Request, peer: &SockAddr) -> Result<(), Verdict> {
+fn write_peer_address(request: &Request, peer: &SockAddr) -> Result<(), MemError> {
     let (addr, addrlen) = (request.arg(1), request.arg(2));
     if addr == 0 || addrlen == 0 {
         return Ok(());
     }
-    let fault = |e: super::request::MemError| match e {
-        super::request::MemError::Gone => Verdict::Gone,
-        super::request::MemError::Fault => Verdict::Errno(libc::EFAULT),
-    };
-    let raw = request.read_memory(addrlen, 4).map_err(fault)?;
-    let room = i32::from_ne_bytes(raw[..4].try_into().expect("4 bytes"));
-    if room < 0 {
-        return Err(Verdict::Errno(libc::EINVAL));
-    }
+    let raw = request.read_memory(addrlen, 4)?;
+    // A negative length is EINVAL in the kernel; treat it as no room.
+    let room = i32::from_ne_bytes(raw[..4].try_into().expect("4 bytes")).max(0) as usize;
     let bytes = peer.as_bytes();
-    let n = bytes.len().min(room as usize);
-    request.write_value(addr, &bytes[..n]).map_err(fault)?;
-    request
-        .write_value(addrlen, &(bytes.len() as u32).to_ne_bytes())
-        .map_err(fault)
+    let n = bytes.len().min(room);
+    request.write_value(addr, &bytes[..n])?;
+    request.write_value(addrlen, &(bytes.len() as u32).to_ne_bytes())
 }
 
 /// connect: performed by the supervisor on its copy, with its copy of the address, for
@@ -149,7 +144,7 @@ fn write_peer_address(request: &Request, peer: &SockAddr) -> Result<(), Verdict>
 /// A connection to a tracked remote port becomes a stream.
 pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
     let fd = request.fd_arg(0);
-    let copy = match sv.table.lookup(request.tid(), fd) {
+    let copy = match sv.table.lookup(request, fd) {
         Ok(Lookup::Untracked(Some(copy))) => copy,
         Ok(Lookup::Tracked(inode)) => match sv.table.copy(inode).map(|c| c.try_clone_to_owned()) {
             Some(Ok(copy)) => copy,
@@ -222,7 +217,7 @@ fn track_connection(
 ) -> Inode {
     let (inode, _) = sys::inode_of(copy.as_fd()).unwrap_or((0, true));
     if !sv.table.sockets.contains_key(&inode) {
-        let stream = Stream::new(&sv.profile.streams[config], config);
+        let stream = Stream::new(&sv.profile.streams[config]);
         tracing::info!(target: "supervise::sockets", stream = %stream.name, tid = request.tid(), "tracking outgoing connection");
         if let Ok(own) = copy.try_clone() {
             if let Ok(inode) = sv.table.track(own, SocketKind::Stream(Box::new(stream))) {

@@ -46,8 +46,6 @@ pub struct Effects {
 pub struct Stream {
     /// The profile's stream name (logs).
     pub name: String,
-    /// Index of the stream in the profile.
-    pub config_index: usize,
     /// Peer → tenant.
     pub inbound: Half,
     /// Tenant → peer.
@@ -81,10 +79,9 @@ impl Half {
 
 impl Stream {
     /// Fresh state for a new connection of `config`.
-    pub fn new(config: &StreamConfig, config_index: usize) -> Stream {
+    pub fn new(config: &StreamConfig) -> Stream {
         Stream {
             name: config.name.clone(),
-            config_index,
             inbound: Half::new(config, Direction::Inbound),
             outbound: Half::new(config, Direction::Outbound),
             on_error: config.on_error,
@@ -238,7 +235,7 @@ mod tests {
     #[test]
     fn n_to_one_whole_message_transformed_once() {
         let cfg = config("framer = \"lines\"\n[[stream.rule]]\nkind = \"wrap\"\ndirection = \"outbound\"\nprefix = \"[\"\nsuffix = \"]\"\n");
-        let mut s = Stream::new(&cfg, 0);
+        let mut s = Stream::new(&cfg);
         for piece in [&b"hel"[..], b"lo wo", b"rld\n"] {
             s.push(Direction::Outbound, piece);
         }
@@ -247,14 +244,11 @@ mod tests {
 
     #[test]
     fn partial_at_end_flushes_or_drops() {
-        let mut s = Stream::new(&config("framer = \"lines\"\n"), 0);
+        let mut s = Stream::new(&config("framer = \"lines\"\n"));
         s.push(Direction::Inbound, b"ab\ncd");
         assert_eq!(s.end(Direction::Inbound), 0);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\ncd");
-        let mut s = Stream::new(
-            &config("framer = \"lines\"\non_partial_close = \"drop\"\n"),
-            0,
-        );
+        let mut s = Stream::new(&config("framer = \"lines\"\non_partial_close = \"drop\"\n"));
         s.push(Direction::Inbound, b"ab\ncd");
         assert_eq!(s.end(Direction::Inbound), 2);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\n");
@@ -262,14 +256,13 @@ mod tests {
 
     #[test]
     fn oversized_message_follows_policy() {
-        let mut s = Stream::new(&config("framer = \"lines\"\nmax_message = 4\n"), 0);
+        let mut s = Stream::new(&config("framer = \"lines\"\nmax_message = 4\n"));
         let fx = s.push(Direction::Inbound, b"abcdef");
         assert!(fx.close && s.closing);
         assert!(s.inbound.ready.is_empty());
-        let mut s = Stream::new(
-            &config("framer = \"lines\"\nmax_message = 4\non_error = \"passthrough\"\n"),
-            0,
-        );
+        let mut s = Stream::new(&config(
+            "framer = \"lines\"\nmax_message = 4\non_error = \"passthrough\"\n",
+        ));
         let fx = s.push(Direction::Inbound, b"abcdef");
         assert!(!fx.close);
         s.push(Direction::Inbound, b"gh\n");

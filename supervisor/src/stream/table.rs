@@ -15,6 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
+use crate::notify::Request;
 use crate::stream::Stream;
 use crate::sys::{self, SockAddr};
 
@@ -39,8 +40,6 @@ pub enum SocketKind {
 /// A tracked socket and the supervisor's copy of it.
 #[derive(Debug)]
 pub struct Tracked {
-    /// Inode (identity).
-    pub inode: Inode,
     /// The supervisor's own descriptor for it.
     pub copy: OwnedFd,
     /// Listener or stream.
@@ -125,17 +124,18 @@ impl Table {
         Ok(true)
     }
 
-    /// Looks up the tenant's fd `fd` as seen by thread `tid` (which must be known).
-    pub fn lookup(&mut self, tid: libc::pid_t, fd: RawFd) -> io::Result<Lookup> {
+    /// Looks up the tenant's fd `fd` as seen by the thread that made `request` (which
+    /// must be known).
+    pub fn lookup(&mut self, request: &Request, fd: RawFd) -> io::Result<Lookup> {
         let thread = self
             .threads
-            .get(&tid)
+            .get(&request.tid())
             .ok_or_else(|| io::Error::other("unknown thread"))?;
         let key = (thread.tgid, fd);
         if let Some(&inode) = self.fds.get(&key) {
             return Ok(Lookup::Tracked(inode));
         }
-        let copy = sys::pidfd_getfd(thread.pidfd.as_fd(), fd)?;
+        let copy = request.fetch_fd(thread.pidfd.as_fd(), fd)?;
         let (inode, is_socket) = sys::inode_of(copy.as_fd())?;
         if !is_socket {
             return Ok(Lookup::Untracked(None));
@@ -158,7 +158,6 @@ impl Table {
         self.sockets.insert(
             inode,
             Tracked {
-                inode,
                 copy,
                 kind,
                 holders: 0,
