@@ -31,6 +31,11 @@ pub enum Command {
         /// lower latency for one busy connection, lower throughput for many.
         #[arg(long)]
         sync_wakeup: bool,
+        /// Threads that receive notifications (each blocks in RECV and handles what it
+        /// gets under the state lock; the main thread handles sockets, signals and
+        /// timers). 0 = everything on the main thread.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=16))]
+        notify_threads: u8,
         /// The tenant's command and arguments.
         #[arg(required = true, last = true)]
         command: Vec<OsString>,

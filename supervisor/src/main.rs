@@ -92,7 +92,7 @@ fn run(
             return 127;
         }
     };
-    let launched = match launch::launch(&prepared, sync_wakeup) {
+    let launched = match launch::launch(&prepared, options.sync_wakeup) {
         Ok(l) => l,
         Err(e) => {
             report(&e);
@@ -100,14 +100,14 @@ fn run(
         }
     };
     tracing::info!(target: "supervise", tenant = %profile.tenant, pid = launched.tenant_pid, profile = %profile.source, streams = profile.streams.len(), "tenant started under seccomp user notification");
-    let supervisor = match notify::Supervisor::new(profile, launched, continue_all) {
+    let supervisor = match notify::Supervisor::new(profile, launched, options.continue_all) {
         Ok(s) => s,
         Err(e) => {
             report(&e);
             return 125;
         }
     };
-    supervisor.run()
+    supervisor.run(options.notify_threads)
 }
 
 fn check(path: &std::path::Path) -> i32 {

@@ -160,6 +160,9 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
     }
     // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    // Our own namespace, to switch back to after the fork: while pid_for_children
+    // differs from our namespace the kernel refuses to create threads (EINVAL).
+    let own_ns = std::fs::File::open("/proc/self/ns/pid").map_err(LaunchError::PidNamespace)?;
     // SAFETY: unshare takes a flag by value; it affects only our future children.
     if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
         return Err(LaunchError::PidNamespace(io::Error::last_os_error()));
@@ -175,6 +178,10 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
         child::run_init_stub(prep, theirs.as_raw_fd());
     }
     drop(theirs);
+    // SAFETY: setns takes an fd we own and a flag; it resets pid_for_children only.
+    if unsafe { libc::setns(own_ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+        return Err(LaunchError::PidNamespace(io::Error::last_os_error()));
+    }
 
     let tenant_pidfd = receive_pidfd(&ours)?;
     let tenant_pid = pid_of_pidfd(&tenant_pidfd).ok_or(LaunchError::EarlyExit)?;

@@ -78,6 +78,13 @@ impl Epoll {
         Ok(Epoll { fd })
     }
 
+    /// A second handle on the same epoll instance (for a thread that waits on it).
+    pub fn try_clone(&self) -> io::Result<Epoll> {
+        Ok(Epoll {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: Token) -> io::Result<()> {
         let mut ev = libc::epoll_event {
             events,

@@ -177,7 +177,70 @@ impl Supervisor {
 
     /// Runs until the tenant exits; returns the supervisor's exit code (the tenant's
     /// code, or 128 + signal).
-    pub fn run(mut self) -> i32 {
+    pub fn run(self, workers: usize) -> i32 {
+        if workers == 0 {
+            return self.run_single();
+        }
+        self.run_threaded(workers)
+    }
+
+    /// Notifications are received by `workers` threads, each blocking in RECV (the
+    /// kernel hands each notification to one of them) and handling it under the state
+    /// lock; this thread handles everything else. A notification arriving while another
+    /// is being handled is received at once instead of after the next epoll_wait.
+    fn run_threaded(self, workers: usize) -> i32 {
+        self.epoll.remove(self.launched.listener.as_fd());
+        let listener = match self.launched.listener.try_clone() {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::error!(target: "supervise::notify", %error, "cannot share the listener");
+                return 125;
+            }
+        };
+        let waiter = match self.epoll.try_clone() {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::error!(target: "supervise::notify", %error, "cannot share epoll");
+                return 125;
+            }
+        };
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(self));
+        for i in 0..workers {
+            let shared = shared.clone();
+            let listener = listener.try_clone().expect("dup listener");
+            let spawned = std::thread::Builder::new().name(format!("notify-{i}")).spawn(move || loop {
+                match Request::receive(listener.as_fd()) {
+                    Ok(Some(request)) => lock(&shared).handle(request),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(target: "supervise::notify", %error, "SECCOMP_IOCTL_NOTIF_RECV failed");
+                        return;
+                    }
+                }
+            });
+            if let Err(error) = spawned {
+                tracing::error!(target: "supervise::notify", %error, "cannot start a notification thread");
+                return 125;
+            }
+        }
+        let mut ready = Vec::with_capacity(64);
+        loop {
+            if let Err(error) = waiter.wait(&mut ready, -1) {
+                tracing::error!(target: "supervise::notify", %error, "epoll_wait failed");
+                return 125;
+            }
+            let mut sv = lock(&shared);
+            for &(token, events) in &ready {
+                sv.on_event(token, events);
+            }
+            if let Some(code) = sv.exit_code {
+                sv.drain_before_exit();
+                return code;
+            }
+        }
+    }
+
+    fn run_single(mut self) -> i32 {
         let mut ready = Vec::with_capacity(64);
         while self.exit_code.is_none() {
             if let Err(error) = self.epoll.wait(&mut ready, -1) {
@@ -585,6 +648,14 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Locks the shared state; a handler that panicked leaves it usable (each handler's
+/// effects are complete or absent per notification).
+fn lock(shared: &std::sync::Mutex<Supervisor>) -> std::sync::MutexGuard<'_, Supervisor> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Wait status → shell-style exit code.
