@@ -23,8 +23,16 @@ fn main() -> ExitCode {
             profile,
             continue_all,
             sync_wakeup,
+            notify_threads,
             command,
-        } => run(profile, continue_all, sync_wakeup, command),
+        } => {
+            let options = RunOptions {
+                continue_all,
+                sync_wakeup,
+                notify_threads: notify_threads.into(),
+            };
+            run(profile, options, command)
+        }
         Command::Check { profile } => check(&profile),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -59,10 +67,16 @@ fn load(profile: Option<&std::path::Path>) -> Result<Profile, profile::ProfileEr
     }
 }
 
-fn run(
-    profile: Option<std::path::PathBuf>,
+/// Engine options from the command line.
+struct RunOptions {
     continue_all: bool,
     sync_wakeup: bool,
+    notify_threads: usize,
+}
+
+fn run(
+    profile: Option<std::path::PathBuf>,
+    options: RunOptions,
     command: Vec<std::ffi::OsString>,
 ) -> i32 {
     // Validate everything before any side effect.

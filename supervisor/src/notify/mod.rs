@@ -287,22 +287,27 @@ impl Supervisor {
             return;
         }
         match self.table.learn_thread(request.tid()) {
-            Ok(true) => {
-                let thread = &self.table.threads[&request.tid()];
-                if let Err(error) = self.epoll.add(
-                    thread.pidfd.as_fd(),
-                    libc::EPOLLIN as u32,
-                    Token::Thread(request.tid()),
-                ) {
-                    tracing::warn!(target: "supervise::notify", tid = request.tid(), %error, "cannot watch tenant thread");
-                }
-            }
+            Ok(true) => self.watch_thread(request.tid()),
             Ok(false) => {}
             Err(_) => return, // the thread is already gone: nobody to answer
         }
         let tgid = self.table.threads[&request.tid()].tgid;
         let verdict = self.dispatch(&request, tgid);
         self.finish(request, tgid, verdict);
+    }
+
+    /// Watches a newly learned tenant thread's pidfd, so its exit releases what it held.
+    fn watch_thread(&mut self, tid: libc::pid_t) {
+        let Some(thread) = self.table.threads.get(&tid) else {
+            return;
+        };
+        if let Err(error) = self.epoll.add(
+            thread.pidfd.as_fd(),
+            libc::EPOLLIN as u32,
+            Token::Thread(tid),
+        ) {
+            tracing::warn!(target: "supervise::notify", tid, %error, "cannot watch tenant thread");
+        }
     }
 
     fn dispatch(&mut self, request: &Request, tgid: libc::pid_t) -> Verdict {
@@ -533,7 +538,11 @@ impl Supervisor {
         if candidates.is_empty() {
             return;
         }
-        for inode in self.table.sweep(&candidates) {
+        let orphaned = self.table.sweep(&candidates);
+        for tid in std::mem::take(&mut self.table.newly_learned) {
+            self.watch_thread(tid);
+        }
+        for inode in orphaned {
             self.retire(inode);
         }
     }

@@ -89,6 +89,8 @@ pub struct Table {
     pub threads: HashMap<libc::pid_t, Thread>,
     /// Tenant PID namespace inode (membership = tenant process).
     pub pid_ns: u64,
+    /// Threads learned by a sweep, whose exit the caller must start watching.
+    pub newly_learned: Vec<libc::pid_t>,
 }
 
 const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
@@ -226,8 +228,13 @@ impl Table {
             return orphaned;
         }
         for (tgid, fd, inode) in self.scan_tenant_sockets(&orphaned) {
-            if self.learn_thread(tgid).is_ok() {
-                self.hold((tgid, fd), inode);
+            match self.learn_thread(tgid) {
+                Ok(true) => {
+                    self.newly_learned.push(tgid);
+                    self.hold((tgid, fd), inode);
+                }
+                Ok(false) => self.hold((tgid, fd), inode),
+                Err(_) => {} // exited meanwhile: its reference is gone
             }
         }
         orphaned.retain(|i| self.sockets.get(i).is_some_and(|t| t.holders == 0));

@@ -9,7 +9,9 @@
 //! 4. The I/O (main) thread echoes: read(fd, buf, 65536) then write(2) of the whole
 //!    chunk (short writes continued with further write(2) calls), until read returns 0.
 //!    Every -1/EINTR from read or write is counted and the same call retried.
-//! 5. shutdown(SHUT_WR); stops and joins the signaller; prints
+//! 5. stops and joins the signaller, then shutdown(SHUT_WR) (any notified syscall can
+//!    return EINTR when a signal without SA_RESTART lands before the supervisor has
+//!    received it — shutdown included — so the storm ends first); prints
 //!    `echoed total=<bytes> signals=<handler runs> eintr=<EINTR count>`, exits 0.
 
 use std::ffi::c_int;
@@ -79,12 +81,12 @@ fn main() {
             off += w as usize;
         }
     }
-    // SAFETY: shutdown(2) takes only integer arguments.
-    ck(unsafe { libc::shutdown(conn, libc::SHUT_WR) }, "shutdown");
     stop.store(true, Ordering::SeqCst);
     signaller
         .join()
         .unwrap_or_else(|_| testbins::die("signaller panicked"));
+    // SAFETY: shutdown(2) takes only integer arguments.
+    ck(unsafe { libc::shutdown(conn, libc::SHUT_WR) }, "shutdown");
     let signals = SIGNALS.load(Ordering::Relaxed);
     say(&format!(
         "echoed total={total} signals={signals} eintr={eintr}"
