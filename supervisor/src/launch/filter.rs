@@ -35,6 +35,9 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
     (libc::SYS_write, "write"),
     (libc::SYS_readv, "readv"),
     (libc::SYS_writev, "writev"),
+    // With offset -1 these are readv/writev on the file position, sockets included.
+    (libc::SYS_preadv2, "preadv2"),
+    (libc::SYS_pwritev2, "pwritev2"),
     (libc::SYS_recvmsg, "recvmsg"),
     (libc::SYS_sendmsg, "sendmsg"),
     (libc::SYS_recvmmsg, "recvmmsg"),
@@ -58,6 +61,8 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
 /// filter can inspect.
 pub const DENIED: &[(libc::c_long, i32, &str)] = &[
     (libc::SYS_io_uring_setup, libc::EPERM, "io_uring_setup"),
+    // Linux AIO can read and write sockets (IOCB_CMD_PREAD/PWRITE) around the spool.
+    (libc::SYS_io_setup, libc::EPERM, "io_setup"),
     (libc::SYS_io_uring_enter, libc::EPERM, "io_uring_enter"),
     (
         libc::SYS_io_uring_register,
@@ -107,6 +112,8 @@ pub const DENIED: &[(libc::c_long, i32, &str)] = &[
     (libc::SYS_ioperm, libc::EPERM, "ioperm"),
     (libc::SYS_clone3, libc::ENOSYS, "clone3"),
 ];
+
+const TCP_ZEROCOPY_RECEIVE: u32 = 35;
 
 /// `clone` flags that create namespaces: a tenant may not leave its namespaces.
 const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
@@ -164,6 +171,15 @@ pub fn compile() -> Vec<sock_filter> {
         ret_errno(libc::EPERM),
         // The accumulator may hold an argument now; reload the number for the next test.
         stmt(BPF_LD_W_ABS, OFF_NR),
+        // getsockopt(fd, IPPROTO_TCP, TCP_ZEROCOPY_RECEIVE) maps received payload into
+        // memory, a read that never passes through recv.
+        jump(BPF_JEQ_K, libc::SYS_getsockopt as u32, 0, 6),
+        stmt(BPF_LD_W_ABS, off_arg_low(1)),
+        jump(BPF_JEQ_K, libc::IPPROTO_TCP as u32, 0, 3),
+        stmt(BPF_LD_W_ABS, off_arg_low(2)),
+        jump(BPF_JEQ_K, TCP_ZEROCOPY_RECEIVE, 0, 1),
+        ret_errno(libc::EPERM),
+        stmt(BPF_LD_W_ABS, OFF_NR),
         jump(BPF_JEQ_K, libc::SYS_clone as u32, 0, 3),
         stmt(BPF_LD_W_ABS, off_arg_low(0)),
         jump(BPF_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
@@ -188,10 +204,21 @@ mod tests {
     /// A tiny interpreter for the subset of classic BPF `compile` emits, so the
     /// program's decisions are tested without installing it.
     fn run(prog: &[sock_filter], arch: u32, nr: u32, arg0: u32) -> u32 {
+        run_full(prog, arch, nr, [arg0, 0, 0])
+    }
+
+    fn run_args(prog: &[sock_filter], nr: u32, args: [u32; 3]) -> u32 {
+        run_full(prog, X86, nr, args)
+    }
+
+    fn run_full(prog: &[sock_filter], arch: u32, nr: u32, args: [u32; 3]) -> u32 {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_ne_bytes());
         data[4..8].copy_from_slice(&arch.to_ne_bytes());
-        data[16..20].copy_from_slice(&arg0.to_ne_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            let at = 16 + 8 * i;
+            data[at..at + 4].copy_from_slice(&arg.to_ne_bytes());
+        }
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
             let ins = prog[pc];
@@ -253,6 +280,19 @@ mod tests {
             ),
             eperm
         );
+        let tcp = libc::IPPROTO_TCP as u32;
+        let zerocopy = run_args(
+            &prog,
+            libc::SYS_getsockopt as u32,
+            [3, tcp, TCP_ZEROCOPY_RECEIVE],
+        );
+        assert_eq!(zerocopy, eperm);
+        let nodelay = run_args(
+            &prog,
+            libc::SYS_getsockopt as u32,
+            [3, tcp, libc::TCP_NODELAY as u32],
+        );
+        assert_eq!(nodelay, libc::SECCOMP_RET_ALLOW);
     }
 
     #[test]

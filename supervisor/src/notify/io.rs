@@ -67,6 +67,10 @@ fn parse_read(request: &Request) -> Result<ReadCall, i32> {
     match request.nr() {
         libc::SYS_read => call.iovs = one(request.arg(1), request.arg(2)),
         libc::SYS_readv => call.iovs = request.read_iovecs(request.arg(1), request.arg(2))?,
+        libc::SYS_preadv2 => {
+            call.iovs = request.read_iovecs(request.arg(1), request.arg(2))?;
+            call.flags = rwf_to_msg(request.arg(5))?;
+        }
         libc::SYS_recvfrom => {
             call.iovs = one(request.arg(1), request.arg(2));
             call.flags = request.arg(3) as i32;
@@ -102,8 +106,35 @@ fn parse_read(request: &Request) -> Result<ReadCall, i32> {
     Ok(call)
 }
 
-/// read, readv, recvfrom, recvmsg, recvmmsg (first message only).
+/// preadv2/pwritev2 flags on a socket: RWF_NOWAIT acts like MSG_DONTWAIT; the
+/// durability and priority hints mean nothing for a socket, as in the kernel.
+fn rwf_to_msg(flags: u64) -> Result<i32, i32> {
+    const RWF_HIPRI: u64 = 1;
+    const RWF_DSYNC: u64 = 2;
+    const RWF_SYNC: u64 = 4;
+    const RWF_NOWAIT: u64 = 8;
+    const RWF_APPEND: u64 = 16;
+    if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0 {
+        return Err(libc::EOPNOTSUPP);
+    }
+    Ok(if flags & RWF_NOWAIT != 0 {
+        libc::MSG_DONTWAIT
+    } else {
+        0
+    })
+}
+
+/// preadv2/pwritev2 with an explicit offset are positional I/O, which sockets refuse
+/// (ESPIPE) in the kernel: only offset -1 (the file position) moves socket bytes.
+fn positional(request: &Request) -> bool {
+    matches!(request.nr(), libc::SYS_preadv2 | libc::SYS_pwritev2) && request.arg(3) as i64 != -1
+}
+
+/// read, readv, preadv2, recvfrom, recvmsg, recvmmsg (first message only).
 pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
+    if positional(request) {
+        return continue_untracked();
+    }
     let Some(inode) = tracked_stream(sv, request, request.fd_arg(0)) else {
         return continue_untracked();
     };
@@ -226,6 +257,11 @@ fn parse_write(request: &Request) -> Result<WriteCall, i32> {
             flags: 0,
             mmsg_hdr: None,
         },
+        libc::SYS_pwritev2 => WriteCall {
+            iovs: request.read_iovecs(request.arg(1), request.arg(2))?,
+            flags: rwf_to_msg(request.arg(5))?,
+            mmsg_hdr: None,
+        },
         libc::SYS_writev => WriteCall {
             iovs: request.read_iovecs(request.arg(1), request.arg(2))?,
             flags: 0,
@@ -267,8 +303,11 @@ fn parse_write(request: &Request) -> Result<WriteCall, i32> {
     Ok(call)
 }
 
-/// write, writev, sendto, sendmsg, sendmmsg (first message only).
+/// write, writev, pwritev2, sendto, sendmsg, sendmmsg (first message only).
 pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
+    if positional(request) {
+        return continue_untracked();
+    }
     let Some(inode) = tracked_stream(sv, request, request.fd_arg(0)) else {
         return continue_untracked();
     };

@@ -314,11 +314,13 @@ impl Supervisor {
         match request.nr() {
             libc::SYS_read
             | libc::SYS_readv
+            | libc::SYS_preadv2
             | libc::SYS_recvfrom
             | libc::SYS_recvmsg
             | libc::SYS_recvmmsg => io::read_family(self, request),
             libc::SYS_write
             | libc::SYS_writev
+            | libc::SYS_pwritev2
             | libc::SYS_sendto
             | libc::SYS_sendmsg
             | libc::SYS_sendmmsg => io::write_family(self, request),
