@@ -425,7 +425,7 @@ pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i3
     let Some((stream, copy)) = sv.table.stream(inode) else {
         return Ok(());
     };
-    let result = send_all_nonblocking(copy, &mut stream.outbound.ready);
+    let result = send_all_nonblocking(copy, &mut stream.outbound);
     if stream.shutdown_after_flush && stream.outbound.ready.is_empty() {
         stream.shutdown_after_flush = false;
         let _ = sys::shutdown(copy, libc::SHUT_WR);
@@ -438,21 +438,16 @@ pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i3
     result
 }
 
-fn send_all_nonblocking(
-    copy: BorrowedFd<'_>,
-    queue: &mut crate::stream::ByteQueue,
-) -> Result<(), i32> {
-    while !queue.is_empty() {
-        match sys::send(
-            copy,
-            queue.as_slice(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        ) {
-            Ok(n) => queue.consume(n),
+fn send_all_nonblocking(copy: BorrowedFd<'_>, half: &mut crate::stream::Half) -> Result<(), i32> {
+    while !half.ready.is_empty() {
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        match sys::send(copy, half.ready.as_slice(), flags) {
+            Ok(n) => half.delivered(n),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => {
-                let dropped = queue.clear();
+                let dropped = half.ready.clear();
+                half.dropped += dropped as u64;
                 tracing::warn!(target: "supervise::io", error = %e, dropped, "peer gone; queued outbound bytes dropped");
                 return Err(e.raw_os_error().unwrap_or(libc::EIO));
             }

@@ -357,7 +357,7 @@ impl Supervisor {
                 let sent = request.respond(Answer::Value(reply));
                 if sent.is_ok() && !peek {
                     if let Some((stream, _)) = self.table.stream(inode) {
-                        stream.inbound.ready.consume(n);
+                        stream.inbound.delivered(n);
                     }
                 }
                 // On failure the bytes stay queued: the next read gets them.
@@ -555,6 +555,7 @@ impl Supervisor {
         if let Some((stream, _)) = self.table.stream(inode) {
             stream.end(transforms::Direction::Outbound);
             let unread = stream.inbound.ready.clear() + stream.inbound.spooled();
+            stream.inbound.dropped += unread as u64;
             if unread > 0 {
                 tracing::info!(target: "supervise::notify", stream = %stream.name, unread, "tenant closed the connection with inbound bytes unread (as the kernel would discard them)");
             }
@@ -585,6 +586,9 @@ impl Supervisor {
         if drained && t.holders() == 0 {
             if let Some(t) = self.table.untrack(inode) {
                 self.epoll.remove(t.copy.as_fd());
+                if let SocketKind::Stream(stream) = &t.kind {
+                    stream.log_accounting();
+                }
                 tracing::debug!(target: "supervise::notify", inode, "released tracked socket");
             }
         }

@@ -30,6 +30,12 @@ pub struct Half {
     /// The source of this direction ended (EOF from the peer, or the tenant shut down
     /// writing).
     pub ended: bool,
+    /// Bytes taken from the source (accounting).
+    pub taken: u64,
+    /// Bytes that reached the destination (accounting).
+    pub delivered: u64,
+    /// Bytes dropped by a policy (accounting).
+    pub dropped: u64,
 }
 
 /// What the engine must do after feeding bytes in.
@@ -68,7 +74,16 @@ impl Half {
             raw: false,
             ready: ByteQueue::default(),
             ended: false,
+            taken: 0,
+            delivered: 0,
+            dropped: 0,
         }
+    }
+
+    /// `n` ready bytes reached their destination.
+    pub fn delivered(&mut self, n: usize) {
+        self.ready.consume(n);
+        self.delivered += n as u64;
     }
 
     /// Bytes spooled but not yet a whole message.
@@ -78,6 +93,22 @@ impl Half {
 }
 
 impl Stream {
+    /// Logs where every byte of the connection went; called when it is released.
+    pub fn log_accounting(&self) {
+        let (i, o) = (&self.inbound, &self.outbound);
+        tracing::info!(
+            target: "supervise::stream",
+            stream = %self.name,
+            peer_to_tenant_taken = i.taken,
+            peer_to_tenant_delivered = i.delivered,
+            peer_to_tenant_dropped = i.dropped,
+            tenant_to_peer_taken = o.taken,
+            tenant_to_peer_delivered = o.delivered,
+            tenant_to_peer_dropped = o.dropped,
+            "connection closed"
+        );
+    }
+
     /// Fresh state for a new connection of `config`.
     pub fn new(config: &StreamConfig) -> Stream {
         Stream {
@@ -110,6 +141,7 @@ impl Stream {
     pub fn push(&mut self, direction: Direction, bytes: &[u8]) -> Effects {
         let mut effects = Effects::default();
         let half = self.half(direction);
+        half.taken += bytes.len() as u64;
         if (half.identity || half.raw) && half.spool.is_empty() {
             half.ready.extend(bytes);
             return effects;
@@ -179,6 +211,7 @@ impl Stream {
                 let half = self.half(direction);
                 let dropped = half.spool.len();
                 half.spool.clear();
+                half.dropped += dropped as u64;
                 if dropped > 0 {
                     tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, dropped, "session closed by on_error policy; spooled bytes dropped");
                 }
@@ -210,6 +243,7 @@ impl Stream {
                 0
             }
             OnPartialClose::Drop => {
+                half.dropped += partial.len() as u64;
                 tracing::warn!(target: "supervise::stream", stream = %name, %direction, dropped = partial.len(), "direction ended inside a message; partial bytes dropped (on_partial_close = drop)");
                 partial.len()
             }
