@@ -1,7 +1,8 @@
 //! The bypasses are closed (issue 2, "Must show" item 4, last point): the `escape`
 //! testbin tries the syscalls a tenant could use to get around the supervisor, as
-//! user nobody under the default filter, and the ways to move bytes on a tracked
-//! socket without the read/write families (sendfile, splice).
+//! user nobody under the default filter (io_uring and Linux AIO, TCP zerocopy receive
+//! included), and the ways to move bytes on a tracked socket without the serviced
+//! read/write calls (sendfile, splice, positional preadv2).
 //!
 //! Run as root with `--test-threads=1` after `cargo build --workspace`.
 
@@ -50,6 +51,8 @@ fn escape_attempts_are_denied_as_nobody() {
     let (lines, dump) = run_escape(&[], "", |_| {});
     let mut want: Vec<String> = [
         "io_uring_setup",
+        "io_setup",
+        "tcp_zerocopy_receive",
         "seccomp_filter",
         "ptrace_traceme",
         "ptrace_attach",
@@ -111,10 +114,13 @@ fn sendfile_and_splice_on_tracked_socket_fail_with_einval() {
         t.wait_line("conn closed", LINE);
         peer_bytes = Some(read_to_end(&mut s));
     });
-    let want: Vec<String> = ["sendfile", "splice_in", "splice_out"]
+    let mut want: Vec<String> = ["sendfile", "splice_in", "splice_out"]
         .iter()
         .map(|n| format!("{n} errno=EINVAL"))
         .collect();
+    // preadv2 with an explicit offset is positional I/O: the kernel refuses it on a
+    // socket, so it cannot read around the spool either.
+    want.push("preadv2_offset errno=ESPIPE".into());
     assert_lines(&lines, &want, &dump);
     let (got, end) = peer_bytes.expect("peer ran");
     // The tenant never wrote through the serviced calls: the engine sent nothing,

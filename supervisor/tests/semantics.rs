@@ -1,6 +1,7 @@
 //! The engine's data-path semantics on real processes (issue 2, "Must show" item 4):
-//! n:1 writes, 1:n reads, non-blocking + epoll, blocking sockets served in parallel,
-//! tracked connect, partial messages at close, oversized messages.
+//! n:1 writes, 1:n reads (preadv2/pwritev2 with offset -1 included), non-blocking +
+//! epoll, blocking sockets served in parallel, tracked connect, partial messages at
+//! close, oversized messages.
 //!
 //! Every assertion is byte-exact; time limits are hang guards only. Run as root with
 //! `--test-threads=1` after `cargo build --workspace`.
@@ -49,10 +50,10 @@ fn read_n(t: &mut Tenant, s: &mut std::net::TcpStream, n: usize) -> Vec<u8> {
     }
 }
 
-// 1. n:1 — a message written in 3 write() calls reaches the transform whole, and the
-//    peer receives the transformed bytes exactly once.
-#[test]
-fn n_to_1_three_writes_one_message() {
+// 1. n:1 — a message written in 3 write-type calls reaches the transform whole, and
+//    the peer receives the transformed bytes exactly once, for write and pwritev2
+//    (offset -1).
+fn n_to_1(syscall: &str) {
     require_root();
     let port = free_port();
     let prof = profile(&listen_stream(
@@ -64,7 +65,14 @@ fn n_to_1_three_writes_one_message() {
     let mut t = Tenant::spawn(
         &prof,
         &testbin("split_writer"),
-        &["--port", &port.to_string(), "--pieces", "hel,lo wo,rld\\n"],
+        &[
+            "--port",
+            &port.to_string(),
+            "--pieces",
+            "hel,lo wo,rld\\n",
+            "--syscall",
+            syscall,
+        ],
     );
     t.wait_line("ready pid=", LINE);
     let mut s = connect(port);
@@ -80,17 +88,26 @@ fn n_to_1_three_writes_one_message() {
     if got != b"[hello world\n]" || end != End::Eof {
         let d = t.dump();
         panic!(
-            "peer expected exactly \"[hello world\\n]\" then EOF, got {:?} then {end:?}\n{d}",
+            "--syscall {syscall}: peer expected exactly \"[hello world\\n]\" then EOF, got {:?} then {end:?}\n{d}",
             String::from_utf8_lossy(&got)
         );
     }
     assert_eq!(
         writes,
         ["write n=3", "write n=5", "write n=4"],
-        "each write() must report its full length\n{}",
+        "--syscall {syscall}: each call must report its full length\n{}",
         t.dump()
     );
     assert_exit_ok(&mut t);
+}
+
+#[test]
+fn n_to_1_three_writes_one_message() {
+    n_to_1("write");
+}
+#[test]
+fn n_to_1_pwritev2() {
+    n_to_1("pwritev2");
 }
 
 // 2. 1:n — a transformed message longer than the tenant's 7-byte buffer is delivered
@@ -172,6 +189,10 @@ fn one_to_n_recvfrom() {
 #[test]
 fn one_to_n_readv() {
     one_to_n("readv");
+}
+#[test]
+fn one_to_n_preadv2() {
+    one_to_n("preadv2");
 }
 #[test]
 fn one_to_n_recvmsg() {

@@ -18,6 +18,8 @@ pub enum Token {
     Socket(u64),
     /// A tenant thread exited (tid).
     Thread(libc::pid_t),
+    /// A tenant process exited (tgid).
+    Process(libc::pid_t),
     /// A socket owned by one parked notification (serial).
     Waiter(u64),
 }
@@ -35,6 +37,7 @@ impl Token {
             Token::Socket(inode) => (5, inode & LOW),
             Token::Thread(tid) => (6, tid as u64),
             Token::Waiter(serial) => (7, serial & LOW),
+            Token::Process(tgid) => (8, tgid as u64),
         };
         (kind << KIND_SHIFT) | low
     }
@@ -49,6 +52,7 @@ impl Token {
             5 => Token::Socket(low),
             6 => Token::Thread(low as libc::pid_t),
             7 => Token::Waiter(low),
+            8 => Token::Process(low as libc::pid_t),
             _ => return None,
         })
     }

@@ -21,7 +21,7 @@ pub use request::Request;
 
 use crate::launch::Launched;
 use crate::profile::Profile;
-use crate::stream::table::{Inode, SocketKind, Table};
+use crate::stream::table::{Inode, Learned, SocketKind, Table};
 use crate::sys::SockAddr;
 
 pub use events::block_handled_signals;
@@ -277,6 +277,7 @@ impl Supervisor {
             Token::Socket(inode) => self.on_socket_ready(inode),
             Token::Waiter(serial) => self.wake_waiters(|w| w.serial == serial),
             Token::Thread(tid) => self.on_thread_exit(tid),
+            Token::Process(tgid) => self.on_process_exit(tgid),
         }
     }
 
@@ -286,27 +287,32 @@ impl Supervisor {
             let _ = request.respond(Answer::Continue);
             return;
         }
-        match self.table.learn_thread(request.tid()) {
-            Ok(true) => self.watch_thread(request.tid()),
-            Ok(false) => {}
-            Err(_) => return, // the thread is already gone: nobody to answer
+        if self.table.learn_thread(request.tid()).is_err() {
+            return; // the thread is already gone: nobody to answer
         }
+        self.watch_learned();
         let tgid = self.table.threads[&request.tid()].tgid;
         let verdict = self.dispatch(&request, tgid);
         self.finish(request, tgid, verdict);
     }
 
-    /// Watches a newly learned tenant thread's pidfd, so its exit releases what it held.
-    fn watch_thread(&mut self, tid: libc::pid_t) {
-        let Some(thread) = self.table.threads.get(&tid) else {
-            return;
-        };
-        if let Err(error) = self.epoll.add(
-            thread.pidfd.as_fd(),
-            libc::EPOLLIN as u32,
-            Token::Thread(tid),
-        ) {
-            tracing::warn!(target: "supervise::notify", tid, %error, "cannot watch tenant thread");
+    /// Watches the pidfds of newly learned threads (tid reuse) and processes (exit
+    /// releases what they held).
+    fn watch_learned(&mut self) {
+        for learned in std::mem::take(&mut self.table.newly_learned) {
+            let (fd, token) = match learned {
+                Learned::Thread(tid) => match self.table.threads.get(&tid) {
+                    Some(t) => (t.pidfd.as_fd(), Token::Thread(tid)),
+                    None => continue,
+                },
+                Learned::Process(tgid) => match self.table.processes.get(&tgid) {
+                    Some(fd) => (fd.as_fd(), Token::Process(tgid)),
+                    None => continue,
+                },
+            };
+            if let Err(error) = self.epoll.add(fd, libc::EPOLLIN as u32, token) {
+                tracing::warn!(target: "supervise::notify", ?learned, %error, "cannot watch tenant thread or process");
+            }
         }
     }
 
@@ -525,14 +531,19 @@ impl Supervisor {
     }
 
     fn on_thread_exit(&mut self, tid: libc::pid_t) {
-        let Some(thread) = self.table.threads.remove(&tid) else {
-            return;
-        };
-        self.waiters.retain(|w| w.request.tid() != tid);
-        if thread.tgid == tid {
-            let orphaned = self.table.forget_process(tid);
-            self.release(orphaned);
+        if let Some(thread) = self.table.threads.remove(&tid) {
+            self.epoll.remove(thread.pidfd.as_fd());
         }
+        self.waiters.retain(|w| w.request.tid() != tid);
+    }
+
+    fn on_process_exit(&mut self, tgid: libc::pid_t) {
+        if let Some(fd) = self.table.processes.get(&tgid) {
+            self.epoll.remove(fd.as_fd());
+        }
+        self.waiters.retain(|w| w.tgid != tgid);
+        let orphaned = self.table.forget_process(tgid);
+        self.release(orphaned);
     }
 
     /// Sockets left without cached holders: find other holders or let them go.
@@ -541,9 +552,7 @@ impl Supervisor {
             return;
         }
         let orphaned = self.table.sweep(&candidates);
-        for tid in std::mem::take(&mut self.table.newly_learned) {
-            self.watch_thread(tid);
-        }
+        self.watch_learned();
         for inode in orphaned {
             self.retire(inode);
         }

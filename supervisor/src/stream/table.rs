@@ -89,8 +89,31 @@ pub struct Table {
     pub threads: HashMap<libc::pid_t, Thread>,
     /// Tenant PID namespace inode (membership = tenant process).
     pub pid_ns: u64,
-    /// Threads learned by a sweep, whose exit the caller must start watching.
-    pub newly_learned: Vec<libc::pid_t>,
+    /// Known tenant processes: `pidfd_open(tgid, 0)`, readable once the whole thread
+    /// group has exited (a leader's own exit is not the process's).
+    pub processes: HashMap<libc::pid_t, OwnedFd>,
+    /// Threads and processes learned since the caller last looked, whose exit it must
+    /// start watching.
+    pub newly_learned: Vec<Learned>,
+}
+
+/// Something new to watch for exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// A thread (tid): its exit retires its tid.
+    Thread(libc::pid_t),
+    /// A process (tgid): its exit releases everything it held.
+    Process(libc::pid_t),
+}
+
+fn pidfd_open(pid: libc::pid_t, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
 }
 
 const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
@@ -104,10 +127,11 @@ impl Table {
         }
     }
 
-    /// Registers a thread seen for the first time. Returns whether it is new.
-    pub fn learn_thread(&mut self, tid: libc::pid_t) -> io::Result<bool> {
+    /// Registers a thread (and its process) seen for the first time; what is new is
+    /// queued in [`Table::newly_learned`].
+    pub fn learn_thread(&mut self, tid: libc::pid_t) -> io::Result<()> {
         if self.threads.contains_key(&tid) {
-            return Ok(false);
+            return Ok(());
         }
         let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
         let tgid = status
@@ -115,15 +139,14 @@ impl Table {
             .find_map(|l| l.strip_prefix("Tgid:"))
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| io::Error::other("no Tgid in status"))?;
-        // SAFETY: integer arguments only.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+        let pidfd = pidfd_open(tid, PIDFD_THREAD)?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.processes.entry(tgid) {
+            slot.insert(pidfd_open(tgid, 0)?);
+            self.newly_learned.push(Learned::Process(tgid));
         }
-        // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
-        let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) };
         self.threads.insert(tid, Thread { tgid, pidfd });
-        Ok(true)
+        self.newly_learned.push(Learned::Thread(tid));
+        Ok(())
     }
 
     /// Looks up the tenant's fd `fd` as seen by the thread that made `request` (which
@@ -199,6 +222,7 @@ impl Table {
     /// cached holder.
     pub fn forget_process(&mut self, tgid: libc::pid_t) -> Vec<Inode> {
         self.threads.retain(|_, t| t.tgid != tgid);
+        self.processes.remove(&tgid);
         let fds = self.fds_of(tgid);
         fds.into_iter()
             .filter_map(|fd| self.forget(tgid, fd))
@@ -228,13 +252,9 @@ impl Table {
             return orphaned;
         }
         for (tgid, fd, inode) in self.scan_tenant_sockets(&orphaned) {
-            match self.learn_thread(tgid) {
-                Ok(true) => {
-                    self.newly_learned.push(tgid);
-                    self.hold((tgid, fd), inode);
-                }
-                Ok(false) => self.hold((tgid, fd), inode),
-                Err(_) => {} // exited meanwhile: its reference is gone
+            // A process that exited meanwhile no longer holds anything.
+            if self.learn_thread(tgid).is_ok() {
+                self.hold((tgid, fd), inode);
             }
         }
         orphaned.retain(|i| self.sockets.get(i).is_some_and(|t| t.holders == 0));

@@ -1,4 +1,4 @@
-//! `small_reader --port P --bufsize B [--syscall read|recv|recvfrom|readv|recvmsg]`
+//! `small_reader --port P --bufsize B [--syscall read|recv|recvfrom|readv|preadv2|recvmsg]`
 //!
 //! Syscall pattern:
 //! 1. socket, setsockopt(SO_REUSEADDR), bind(127.0.0.1:P), listen; prints `ready pid=<pid>`.
@@ -10,6 +10,8 @@
 //!    * `recv`     -> recvfrom(fd, buf, B, 0, NULL, NULL)   (glibc recv)
 //!    * `recvfrom` -> recvfrom(fd, buf, B, 0, &sockaddr_storage, &len)
 //!    * `readv`    -> readv(fd, [iov B/2, iov B-B/2], 2)
+//!    * `preadv2`  -> preadv2(fd, [iov B/2, iov B-B/2], 2, offset -1, flags 0)
+//!      (offset -1 = the current file position: readv on a socket)
 //!    * `recvmsg`  -> recvmsg(fd, {no name, iov [B/2, B-B/2], no control}, 0)
 //! 4. Prints `total=<bytes> data=<lower-case hex of all bytes>` and exits 0.
 
@@ -45,6 +47,12 @@ fn read_once(kind: &str, fd: c_int, buf: &mut [u8]) -> isize {
             // SAFETY: both iovecs describe disjoint, writable halves of the live buf.
             unsafe { libc::readv(fd, iov.as_ptr(), 2) }
         }
+        "preadv2" => {
+            let iov = halves(buf);
+            // SAFETY: both iovecs describe disjoint, writable halves of the live buf;
+            // offset -1 reads at the current position, as readv.
+            unsafe { libc::preadv2(fd, iov.as_ptr(), 2, -1, 0) }
+        }
         "recvmsg" => {
             let mut iov = halves(buf);
             // SAFETY: msghdr is plain data; all-zeroes means no name and no control.
@@ -66,7 +74,7 @@ fn main() {
     if bufsize == 0 {
         testbins::die("--bufsize must be > 0");
     }
-    if !["read", "recv", "recvfrom", "readv", "recvmsg"].contains(&kind.as_str()) {
+    if !["read", "recv", "recvfrom", "readv", "preadv2", "recvmsg"].contains(&kind.as_str()) {
         testbins::die(&format!("unknown --syscall {kind}"));
     }
     let lfd = listen_tcp(port, false);

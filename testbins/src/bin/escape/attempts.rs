@@ -11,6 +11,16 @@ pub fn all() {
     let r = unsafe { syscall(libc::SYS_io_uring_setup, 8, params.as_mut_ptr()) };
     close_fd(report("io_uring_setup", r));
 
+    // Linux AIO: an aio_context_t the kernel fills in on success.
+    let mut ctx: u64 = 0;
+    // SAFETY: ctx is a live, zeroed aio_context_t (u64), as io_setup requires.
+    let r = unsafe { syscall(libc::SYS_io_setup, 8, &mut ctx as *mut u64) };
+    if report("io_setup", r).is_some() {
+        // SAFETY: ctx is the context io_setup just created; it is not used again.
+        unsafe { syscall(libc::SYS_io_destroy, ctx) };
+    }
+    tcp_zerocopy_receive();
+
     // One instruction: BPF_RET|BPF_K SECCOMP_RET_ALLOW.
     let filter = [libc::sock_filter {
         code: 0x06,
@@ -140,4 +150,23 @@ pub fn all() {
     // SAFETY: pattr is a live 128-byte perf_event_attr; 8 = PERF_FLAG_FD_CLOEXEC.
     let r = unsafe { syscall(libc::SYS_perf_event_open, pattr.as_ptr(), 0, -1, -1, 8) };
     close_fd(report("perf_event_open", r));
+}
+
+/// getsockopt(IPPROTO_TCP, TCP_ZEROCOPY_RECEIVE) on a fresh (unconnected) TCP socket
+/// with a zeroed 64-byte struct tcp_zerocopy_receive.
+fn tcp_zerocopy_receive() {
+    const TCP_ZEROCOPY_RECEIVE: libc::c_int = 35;
+    // SAFETY: socket takes only integers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        let e = testbins::errno_name(testbins::errno());
+        return testbins::say(&format!("tcp_zerocopy_receive socket-failed errno={e}"));
+    }
+    let mut zc = [0u8; 64];
+    let mut len = zc.len() as libc::socklen_t;
+    let (level, p) = (libc::IPPROTO_TCP, zc.as_mut_ptr().cast());
+    // SAFETY: zc is a live, writable 64-byte buffer and len holds its size.
+    let r = unsafe { libc::getsockopt(fd, level, TCP_ZEROCOPY_RECEIVE, p, &mut len) };
+    report("tcp_zerocopy_receive", r as c_long);
+    close_fd(Some(fd as c_long));
 }

@@ -4,6 +4,10 @@
 //! `errno=EPERM`), in this order, each a single call (raw syscall(2) where noted):
 //!
 //! * `io_uring_setup`    raw io_uring_setup(8, &zeroed params); fd closed if ok
+//! * `io_setup`          raw io_setup(8, &zeroed aio_context_t) (Linux AIO); io_destroy if ok
+//! * `tcp_zerocopy_receive` getsockopt(fresh TCP socket, IPPROTO_TCP,
+//!   TCP_ZEROCOPY_RECEIVE = 35, zeroed 64-byte buffer); the socket is closed after.
+//!   Prints `tcp_zerocopy_receive socket-failed errno=<NAME>` if socket(2) fails
 //! * `seccomp_filter`    raw seccomp(SECCOMP_SET_MODE_FILTER, 0, allow-all filter)
 //! * `seccomp_strict`    [child] raw seccomp(SECCOMP_SET_MODE_STRICT, 0, NULL)
 //! * `prctl_seccomp_strict` [child] prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT)
@@ -40,6 +44,8 @@
 //!   prints `splice_in skipped` if the peer sent nothing within 5s
 //! * `tee`        tee(pipe -> pipe2, 4096, SPLICE_F_NONBLOCK)
 //! * `splice_out` splice(pipe -> conn, 4096, SPLICE_F_NONBLOCK)
+//! * `preadv2_offset` preadv2(conn, [16-byte iov], 1, offset 0, 0): positional I/O,
+//!   which a socket refuses (ESPIPE)
 //!
 //! then close(2)s the connection (`conn closed`). The peer should send a few bytes
 //! right after connecting and then read to EOF: it gets "sendfile\n" if sendfile

@@ -1,4 +1,5 @@
-//! The `--port` attempts: sendfile, splice in, tee, splice out on the connection.
+//! The `--port` attempts: sendfile, splice in, tee, splice out, positional preadv2 on
+//! the connection.
 
 use crate::{close_fd, report};
 use std::ffi::{c_int, c_long};
@@ -41,6 +42,14 @@ pub fn attempts(conn: c_int) {
     // SAFETY: NULL offsets are required for sockets and pipes; fds are open.
     let r = unsafe { libc::splice(p1[0], null, conn, null, 4096, nb) };
     report("splice_out", r as c_long);
+    let mut buf = [0u8; 16];
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: iov describes the live, writable buf; offset 0 is positional I/O.
+    let r = unsafe { libc::preadv2(conn, &iov, 1, 0, 0) };
+    report("preadv2_offset", r as c_long);
     for fd in p1.into_iter().chain(p2).chain([conn]) {
         close_fd(Some(fd as c_long));
     }
