@@ -39,6 +39,23 @@ pub(super) fn tracked_stream(sv: &mut Supervisor, request: &Request, fd: i32) ->
     }
 }
 
+/// The parts of a `struct msghdr` (x86_64 layout) a stream socket uses.
+struct MsgHdr {
+    iovs: Vec<libc::iovec>,
+    control_len: u64,
+}
+
+fn read_msghdr(request: &Request, addr: u64) -> Result<MsgHdr, i32> {
+    let raw = request
+        .read_memory(addr, MSGHDR_SIZE as usize)
+        .map_err(|e| e.errno())?;
+    let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
+    Ok(MsgHdr {
+        iovs: request.read_iovecs(field(16), field(24))?,
+        control_len: field(40),
+    })
+}
+
 /// Where a read's bytes go and what else the call reports back.
 struct ReadCall {
     iovs: Vec<libc::iovec>,
@@ -83,12 +100,7 @@ fn parse_read(request: &Request) -> Result<ReadCall, i32> {
                 return Err(libc::EINVAL);
             }
             let hdr = request.arg(1);
-            let raw = request
-                .read_memory(hdr, MSGHDR_SIZE as usize)
-                .map_err(|e| e.errno())?;
-            let field =
-                |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
-            call.iovs = request.read_iovecs(field(16), field(24))?;
+            call.iovs = read_msghdr(request, hdr)?.iovs;
             call.flags = request.arg(if request.nr() == libc::SYS_recvmsg {
                 2
             } else {
@@ -195,17 +207,11 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
                 }
             }
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                if call.flags & libc::MSG_DONTWAIT != 0 || sys::is_nonblocking(copy).unwrap_or(true)
-                {
-                    // A partial message stays spooled; the tenant sees what a
-                    // non-blocking socket shows when no whole message is there.
-                    return Verdict::Errno(libc::EAGAIN);
-                }
-                return Verdict::Park(Park {
-                    target: ParkTarget::Socket(inode),
-                    interest: libc::EPOLLIN as u32,
-                    resume: Resume::Rerun,
-                });
+                // A partial message stays spooled; a non-blocking tenant sees what a
+                // non-blocking socket shows when no whole message is there.
+                let nonblocking = call.flags & libc::MSG_DONTWAIT != 0
+                    || sys::is_nonblocking(copy).unwrap_or(true);
+                return Verdict::would_block(nonblocking, inode, libc::EPOLLIN);
             }
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
@@ -278,18 +284,14 @@ fn parse_write(request: &Request) -> Result<WriteCall, i32> {
                 return Err(libc::EINVAL);
             }
             let hdr = request.arg(1);
-            let raw = request
-                .read_memory(hdr, MSGHDR_SIZE as usize)
-                .map_err(|e| e.errno())?;
-            let field =
-                |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
-            if field(40) != 0 {
+            let msg = read_msghdr(request, hdr)?;
+            if msg.control_len != 0 {
                 tracing::warn!(target: "supervise::io", "ancillary data on a tracked stream is not supported");
                 return Err(libc::EOPNOTSUPP);
             }
             let mmsg = request.nr() == libc::SYS_sendmmsg;
             WriteCall {
-                iovs: request.read_iovecs(field(16), field(24))?,
+                iovs: msg.iovs,
                 flags: request.arg(if mmsg { 3 } else { 2 }) as i32,
                 mmsg_hdr: mmsg.then_some(hdr),
             }
@@ -333,15 +335,7 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         }
         if outbound_len(sv, inode) >= OUTBOUND_HIGH_WATER {
             let copy = sv.table.copy(inode).expect("tracked");
-            return if nonblocking(copy) {
-                Verdict::Errno(libc::EAGAIN)
-            } else {
-                Verdict::Park(Park {
-                    target: ParkTarget::Socket(inode),
-                    interest: libc::EPOLLOUT as u32,
-                    resume: Resume::Rerun,
-                })
-            };
+            return Verdict::would_block(nonblocking(copy), inode, libc::EPOLLOUT);
         }
     }
     let wanted: usize = call

@@ -65,6 +65,21 @@ pub enum Verdict {
     Gone,
 }
 
+impl Verdict {
+    /// EAGAIN for a non-blocking caller, otherwise wait for `interest` on `inode` and
+    /// run the handler again.
+    pub fn would_block(nonblocking: bool, inode: Inode, interest: libc::c_int) -> Verdict {
+        if nonblocking {
+            return Verdict::Errno(libc::EAGAIN);
+        }
+        Verdict::Park(Park {
+            target: ParkTarget::Socket(inode),
+            interest: interest as u32,
+            resume: Resume::Rerun,
+        })
+    }
+}
+
 /// A parked call: what to wait for and how to resume.
 #[derive(Debug)]
 pub struct Park {

@@ -85,15 +85,8 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
                 .map(|r| r & libc::POLLIN != 0)
                 .unwrap_or(false);
             if !readable {
-                return if sys::is_nonblocking(copy).unwrap_or(true) {
-                    Verdict::Errno(libc::EAGAIN)
-                } else {
-                    Verdict::Park(Park {
-                        target: ParkTarget::Socket(listener),
-                        interest: libc::EPOLLIN as u32,
-                        resume: Resume::Rerun,
-                    })
-                };
+                let nonblocking = sys::is_nonblocking(copy).unwrap_or(true);
+                return Verdict::would_block(nonblocking, listener, libc::EPOLLIN);
             }
             match sys::accept4(copy, libc::SOCK_CLOEXEC | (flags & libc::SOCK_NONBLOCK)) {
                 Ok(accepted) => accepted,
