@@ -1,0 +1,165 @@
+//! The tenant's lifecycle as the loop sees it: threads and processes exiting (their
+//! tracked sockets released once nobody holds them), the supervisor's own signals, and
+//! the init stub's report of the tenant's exit status.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use super::events;
+use super::{io, Supervisor};
+use crate::stream::table::{Inode, SocketKind};
+
+impl Supervisor {
+    pub(super) fn on_thread_exit(&mut self, tid: libc::pid_t) {
+        if let Some(thread) = self.table.threads.remove(&tid) {
+            self.epoll.remove(thread.pidfd.as_fd());
+        }
+        self.waiters.retain(|w| w.request.tid() != tid);
+    }
+
+    pub(super) fn on_process_exit(&mut self, tgid: libc::pid_t) {
+        if let Some(fd) = self.table.processes.get(&tgid) {
+            self.epoll.remove(fd.as_fd());
+        }
+        self.waiters.retain(|w| w.tgid != tgid);
+        let orphaned = self.table.forget_process(tgid);
+        self.release(orphaned);
+    }
+
+    /// Sockets left without cached holders: find other holders or let them go.
+    pub(super) fn release(&mut self, candidates: Vec<Inode>) {
+        if candidates.is_empty() {
+            return;
+        }
+        let orphaned = self.table.sweep(&candidates);
+        self.watch_learned();
+        for inode in orphaned {
+            self.retire(inode);
+        }
+    }
+
+    /// No tenant process holds `inode` any more: apply the partial-message policy,
+    /// flush what is queued toward the peer, then close our copy.
+    pub(super) fn retire(&mut self, inode: Inode) {
+        if let Some((stream, _)) = self.table.stream(inode) {
+            stream.end(transforms::Direction::Outbound);
+            let unread = stream.inbound.ready.clear() + stream.inbound.spooled();
+            stream.inbound.dropped += unread as u64;
+            if unread > 0 {
+                tracing::info!(target: "supervise::notify", stream = %stream.name, unread, "tenant closed the connection with inbound bytes unread (as the kernel would discard them)");
+            }
+        }
+        let _ = io::flush_outbound(self, inode);
+        if let Some(t) = self.table.sockets.get_mut(&inode) {
+            if let SocketKind::Listener { stash, .. } = &t.kind {
+                if !stash.is_empty() {
+                    tracing::warn!(target: "supervise::notify", dropped = stash.len(), "listener closed with undelivered connections");
+                }
+            }
+            if let SocketKind::Stream(s) = &mut t.kind {
+                s.closing = true;
+            }
+        }
+        self.arm(inode);
+        self.retire_if_drained(inode);
+    }
+
+    pub(super) fn retire_if_drained(&mut self, inode: Inode) {
+        let Some(t) = self.table.sockets.get(&inode) else {
+            return;
+        };
+        let drained = match &t.kind {
+            SocketKind::Stream(s) => s.closing && s.outbound.ready.is_empty(),
+            SocketKind::Listener { .. } => true,
+        };
+        if drained && t.holders() == 0 {
+            if let Some(t) = self.table.untrack(inode) {
+                self.epoll.remove(t.copy.as_fd());
+                if let SocketKind::Stream(stream) = &t.kind {
+                    stream.log_accounting();
+                }
+                tracing::debug!(target: "supervise::notify", inode, "released tracked socket");
+            }
+        }
+    }
+
+    pub(super) fn on_signals(&mut self) {
+        while let Some((sig, from_process)) = events::read_signal(self.signals.as_fd()) {
+            if sig == libc::SIGCHLD {
+                self.reap_stub();
+            } else if from_process {
+                tracing::info!(target: "supervise::notify", sig, "forwarding signal to the tenant");
+                // SAFETY: plain kill(2) of our own child, the init stub, which relays it.
+                unsafe { libc::kill(self.launched.stub_pid, sig) };
+            }
+        }
+    }
+
+    pub(super) fn on_report(&mut self) {
+        let mut message = [0u8; 8];
+        // SAFETY: `message` is writable for its length.
+        let n = unsafe {
+            libc::recv(
+                self.launched.report.as_raw_fd(),
+                message.as_mut_ptr().cast(),
+                message.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n == 5 && message[0] == b'S' {
+            let status = i32::from_ne_bytes(message[1..5].try_into().expect("4 bytes"));
+            self.exit_code = Some(exit_code_of(status));
+            tracing::info!(target: "supervise::notify", code = self.exit_code, "tenant exited");
+        } else if n <= 0 {
+            self.epoll.remove(self.launched.report.as_fd());
+            self.reap_stub();
+        }
+    }
+
+    pub(super) fn reap_stub(&mut self) {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let pid = unsafe { libc::waitpid(self.launched.stub_pid, &mut status, libc::WNOHANG) };
+        if pid == self.launched.stub_pid && self.exit_code.is_none() {
+            self.on_report();
+            if self.exit_code.is_none() {
+                tracing::error!(target: "supervise::notify", status, "the init stub died without reporting the tenant's status");
+                self.exit_code = Some(exit_code_of(status));
+            }
+        }
+    }
+
+    /// The tenant is gone: give queued outbound bytes a bounded chance to reach their
+    /// peers before the supervisor exits (and closes its copies).
+    pub(super) fn drain_before_exit(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let inodes: Vec<Inode> = self.table.sockets.keys().copied().collect();
+        for inode in inodes {
+            while io::outbound_pending(self, inode) && std::time::Instant::now() < deadline {
+                let Some(copy) = self.table.copy(inode) else {
+                    break;
+                };
+                let mut pfd = libc::pollfd {
+                    fd: copy.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 100) };
+                if io::flush_outbound(self, inode).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Wait status → shell-style exit code.
+pub(super) fn exit_code_of(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        125
+    }
+}
