@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# `just bench`: side-by-side measurements in one run. Prints, never asserts.
+#
+# (a) ping-pong: microseconds per 64-byte round trip on a socket the tenant accepted,
+#     for three variants run interleaved RUNS times (median of the per-run medians):
+#       bare      pingpong_server run directly
+#       floor     supervise run --continue-all -- pingpong_server   (notify + CONTINUE)
+#       serviced  supervise run --profile bench/pingpong.toml -- pingpong_server
+#                 (port tracked, raw framer, no rules: every read/write serviced)
+#     Each round trip costs the server one read(2) and one write(2), so two intercepted
+#     syscalls. Measured unpinned and with everything pinned to CPU 0 (BENCH_PIN).
+# (b) pgbench -S TPS against PostgreSQL bare vs under
+#     supervise run --profile profiles/postgres.toml (identity), alternating.
+#
+# Needs root and release builds (just bench builds them). Installs postgresql-15 if
+# missing. Environment knobs (defaults in brackets):
+#   BENCH_PARTS ["pingpong pgbench"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
+#   BENCH_SYNC [0]; 1 adds floor and serviced rows run with --sync-wakeup
+#   PP_N [20000] round trips per run   PP_WARMUP [1000]   RUNS [3]
+#   PG_SCALE [10]   PG_SECONDS [15]   PG_ROUNDS [2]   PG_CLIENTS [4]   PG_JOBS [2]
+#   SUPERVISE_LOG [warn] supervisor log level during measurements
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench}
+BENCH_PIN=${BENCH_PIN:-both}
+BENCH_SYNC=${BENCH_SYNC:-0}
+PP_PORT=7100 # must match bench/pingpong.toml
+PP_N=${PP_N:-20000}
+PP_WARMUP=${PP_WARMUP:-1000}
+RUNS=${RUNS:-3}
+PG_PORT=5432 # must match profiles/postgres.toml
+PG_SCALE=${PG_SCALE:-10}
+PG_SECONDS=${PG_SECONDS:-15}
+PG_ROUNDS=${PG_ROUNDS:-2}
+PG_CLIENTS=${PG_CLIENTS:-4}
+PG_JOBS=${PG_JOBS:-2}
+export SUPERVISE_LOG=${SUPERVISE_LOG:-warn}
+
+require_root
+require_release_bins "$REL/pingpong_server" "$REL/pingpong_client"
+
+WORK=$(mktemp -d /tmp/supervise-bench.XXXXXX)
+chmod 0755 "$WORK" # PGDIR inside it belongs to postgres
+CHILD_PID=
+FAILED=0
+cleanup() {
+    local rc=$?
+    if [ -n "$CHILD_PID" ] && alive "$CHILD_PID"; then
+        stop_pid "$CHILD_PID" 20
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+# hdr: a section header on stdout (with the tables, for `just bench | tee`).
+hdr() { printf '\n== %s\n' "$*"; }
+
+# median of the numbers on stdin ("FAIL" entries ignored); prints "n/a" if none.
+median() {
+    grep -E '^[0-9.]+$' | sort -g | awk '{v[NR]=$1} END {
+        if (NR == 0) { print "n/a"; exit }
+        if (NR % 2) printf "%.2f\n", v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2 }'
+}
+# ratio A B: A/B with two decimals, or n/a.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a/b; else printf "n/a" }'
+}
+# diff_half A B: (A-B)/2 with two decimals, or n/a (per intercepted syscall).
+diff_half() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%.2f", (a-b)/2; else printf "n/a" }'
+}
+
+# ---------------------------------------------------------------- (a) ping-pong
+# pp_once VARIANT PIN: one run; prints the client's median µs, or FAIL.
+pp_once() {
+    local variant=$1 pin=$2 log=$WORK/pp-$1.log out
+    local pre=()
+    [ "$pin" = 1 ] && pre=(taskset -c 0)
+    ensure_port_free "$PP_PORT" >&2
+    case $variant in
+    bare) "${pre[@]}" "$REL/pingpong_server" "$PP_PORT" >/dev/null 2>>"$log" </dev/null & ;;
+    floor) "${pre[@]}" "$SUPERVISE" run --continue-all -- \
+        "$REL/pingpong_server" "$PP_PORT" >/dev/null 2>>"$log" </dev/null & ;;
+    serviced) "${pre[@]}" "$SUPERVISE" run --profile "$ROOT/bench/pingpong.toml" -- \
+        "$REL/pingpong_server" "$PP_PORT" >/dev/null 2>>"$log" </dev/null & ;;
+    floor+sync) "${pre[@]}" "$SUPERVISE" run --continue-all --sync-wakeup -- \
+        "$REL/pingpong_server" "$PP_PORT" >/dev/null 2>>"$log" </dev/null & ;;
+    serviced+sync) "${pre[@]}" "$SUPERVISE" run --sync-wakeup --profile "$ROOT/bench/pingpong.toml" -- \
+        "$REL/pingpong_server" "$PP_PORT" >/dev/null 2>>"$log" </dev/null & ;;
+    *) die "unknown variant $variant" ;;
+    esac
+    CHILD_PID=$!
+    if out=$("${pre[@]}" "$REL/pingpong_client" "$PP_PORT" "$PP_N" "$PP_WARMUP" 2>>"$log"); then
+        stop_pid "$CHILD_PID" 10 # normally already gone: the server exits at EOF
+        CHILD_PID=
+        sed -n 's/.*rtt_us_median=\([0-9.]*\).*/\1/p' <<<"$out"
+    else
+        stop_pid "$CHILD_PID" 10
+        CHILD_PID=
+        echo "ping-pong $variant (pin=$pin) failed; last lines of its log:" >&2
+        tail -n 15 "$log" >&2
+        echo FAIL
+        return 1
+    fi
+}
+
+pp_table() {
+    local pin=$1 v r
+    local -A res=()
+    local variants=(bare floor serviced)
+    [ "$BENCH_SYNC" = 1 ] && variants+=(floor+sync serviced+sync)
+    for _ in $(seq "$RUNS"); do
+        for v in "${variants[@]}"; do
+            r=$(pp_once "$v" "$pin") || FAILED=1
+            res[$v]+="$r "
+        done
+    done
+    local label="unpinned"
+    [ "$pin" = 1 ] && label="all pinned to CPU 0"
+    printf '\nping-pong, 64-byte round trips, %s: %s runs x %s round trips (+%s warm-up), interleaved\n' \
+        "$label" "$RUNS" "$PP_N" "$PP_WARMUP"
+    printf '%-14s %-30s %12s %16s\n' variant "per-run medians (µs)" "median µs" "+µs/syscall"
+    local m extra
+    local -A med=()
+    med[bare]=$(tr ' ' '\n' <<<"${res[bare]}" | median)
+    for v in "${variants[@]}"; do
+        m=$(tr ' ' '\n' <<<"${res[$v]}" | median)
+        med[$v]=$m
+        extra=-
+        [ "$v" = bare ] || extra=$(diff_half "$m" "${med[bare]}")
+        printf '%-14s %-30s %12s %16s\n' "$v" "${res[$v]}" "$m" "$extra"
+    done
+    printf 'serviced ÷ floor = %s   (floor ÷ bare = %s, serviced ÷ bare = %s)\n' \
+        "$(ratio "${med[serviced]}" "${med[floor]}")" "$(ratio "${med[floor]}" "${med[bare]}")" \
+        "$(ratio "${med[serviced]}" "${med[bare]}")"
+    if [ "$BENCH_SYNC" = 1 ]; then
+        printf 'with --sync-wakeup: serviced ÷ floor = %s\n' \
+            "$(ratio "${med[serviced+sync]}" "${med[floor+sync]}")"
+    fi
+    printf '(+µs/syscall: (variant - bare) / 2, the server makes two intercepted calls per round trip)\n'
+}
+
+bench_pingpong() {
+    hdr "(a) ping-pong: bare / floor (notify + CONTINUE) / serviced"
+    case $BENCH_PIN in
+    0) pp_table 0 ;;
+    1) pp_table 1 ;;
+    *) pp_table 0; pp_table 1 ;;
+    esac
+}
+
+# ---------------------------------------------------------------- (b) pgbench
+PGDIR=$WORK/pg
+pg_start() { # pg_start bare|supervised
+    local mode=$1 log=$PGDIR/$1.log
+    ensure_port_free "$PG_PORT"
+    cd "$PGDIR"
+    if [ "$mode" = bare ]; then
+        setpriv --reuid=postgres --regid=postgres --init-groups -- \
+            "$PG_BIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -c listen_addresses=127.0.0.1 \
+            -p "$PG_PORT" </dev/null >>"$log" 2>&1 &
+    else
+        "$SUPERVISE" run --profile "$ROOT/profiles/postgres.toml" -- \
+            "$PG_BIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -c listen_addresses=127.0.0.1 \
+            -p "$PG_PORT" </dev/null >>"$log" 2>&1 &
+    fi
+    CHILD_PID=$!
+    cd "$ROOT"
+    wait_pg_ready "$CHILD_PID" "$PG_PORT" "$log"
+}
+pg_stop() {
+    stop_pid "$CHILD_PID" 30
+    CHILD_PID=
+    [ "$STOP_RC" = 0 ] || echo "warning: server exited with status $STOP_RC" >&2
+}
+pgb() { "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@" postgres; }
+
+# pg_measure MODE: start, warm up 3 s, measure PG_SECONDS, stop; prints TPS or FAIL.
+pg_measure() {
+    local mode=$1 out tps
+    pg_start "$mode" >&2
+    pgb -S -c "$PG_CLIENTS" -j "$PG_JOBS" -T 3 >/dev/null 2>&1 || true
+    if out=$(pgb -S -c "$PG_CLIENTS" -j "$PG_JOBS" -T "$PG_SECONDS" 2>&1); then
+        tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | awk '{ printf "%.0f", $1 }')
+        grep -q '^number of failed transactions: 0 ' <<<"$out" ||
+            echo "warning ($mode): $(grep '^number of failed' <<<"$out")" >&2
+    else
+        echo "pgbench ($mode) failed:" >&2
+        echo "$out" >&2
+        tail -n 20 "$PGDIR/$mode.log" >&2
+        tps=FAIL
+    fi
+    pg_stop >&2
+    echo "${tps:-FAIL}"
+}
+
+bench_pgbench() {
+    hdr "(b) pgbench -S: bare vs supervised (profiles/postgres.toml, identity)"
+    ensure_postgres
+    ensure_port_free "$PG_PORT"
+    mkdir -p "$PGDIR"
+    init_cluster "$PGDIR"
+    echo "pgbench -i -s $PG_SCALE (bare server) ..." >&2
+    pg_start bare >&2
+    pgb -i -s "$PG_SCALE" -q >"$PGDIR/init.log" 2>&1 || { cat "$PGDIR/init.log" >&2; die "pgbench -i failed"; }
+    pg_stop >&2
+
+    local round bare sup bares="" sups=""
+    for round in $(seq "$PG_ROUNDS"); do
+        bare=$(pg_measure bare) || true
+        [ "$bare" = FAIL ] && FAILED=1
+        echo "  round $round bare:       $bare tps" >&2
+        sup=$(pg_measure supervised) || true
+        [ "$sup" = FAIL ] && FAILED=1
+        echo "  round $round supervised: $sup tps" >&2
+        bares+="$bare "
+        sups+="$sup "
+    done
+    local bm sm
+    bm=$(tr ' ' '\n' <<<"$bares" | median)
+    sm=$(tr ' ' '\n' <<<"$sups" | median)
+    printf '\npgbench -S -c %s -j %s -T %s, scale %s, %s rounds alternating bare/supervised\n' \
+        "$PG_CLIENTS" "$PG_JOBS" "$PG_SECONDS" "$PG_SCALE" "$PG_ROUNDS"
+    printf '%-12s %-36s %12s\n' mode "TPS per round" "median TPS"
+    printf '%-12s %-36s %12s\n' bare "$bares" "$bm"
+    printf '%-12s %-36s %12s\n' supervised "$sups" "$sm"
+    printf 'supervised ÷ bare = %s\n' "$(ratio "$sm" "$bm")"
+}
+
+# ---------------------------------------------------------------- main
+hdr "supervise benchmarks: $(uname -r), $(nproc) CPUs, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(date -u +%FT%TZ)"
+for part in $BENCH_PARTS; do
+    case $part in
+    pingpong) bench_pingpong ;;
+    pgbench) bench_pgbench ;;
+    *) die "unknown part $part in BENCH_PARTS" ;;
+    esac
+done
+if [ "$FAILED" != 0 ]; then
+    echo
+    echo "some measurements FAILED (see the messages above)" >&2
+    exit 1
+fi
