@@ -14,7 +14,8 @@ test:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace --all-targets
-    cargo test --workspace -- --test-threads=1
+    cargo test --workspace -- --test-threads=1 2>&1 | tee target/test.log
+    @awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, i; exit (f > 0 || p == 0) }' target/test.log
 
 # PostgreSQL 15 under supervise: queries and a short pgbench over the tracked port.
 demo:

@@ -9,8 +9,8 @@
 #                 (port tracked, raw framer, no rules: every read/write serviced)
 #     Each round trip costs the server one read(2) and one write(2), so two intercepted
 #     syscalls. Measured unpinned and with everything pinned to CPU 0 (BENCH_PIN).
-# (b) pgbench -S TPS against PostgreSQL bare vs under
-#     supervise run --profile profiles/postgres.toml (identity), alternating.
+# (b) pgbench -S TPS against PostgreSQL bare, under --continue-all (the floor) and under
+#     supervise run --profile profiles/postgres.toml (identity), interleaved.
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
@@ -18,6 +18,8 @@
 #   BENCH_SYNC [0]; 1 adds floor and serviced rows run with --sync-wakeup
 #   PP_N [20000] round trips per run   PP_WARMUP [1000]   RUNS [3]
 #   PG_SCALE [10]   PG_SECONDS [15]   PG_ROUNDS [2]   PG_CLIENTS [4]   PG_JOBS [2]
+#   PG_VARIANTS ["floor supervised"]; also supervised-t0 (--notify-threads 0),
+#     supervised-t2 (--notify-threads 2), supervised-sync (--sync-wakeup)
 #   SUPERVISE_LOG [warn] supervisor log level during measurements
 set -euo pipefail
 
@@ -37,6 +39,7 @@ PG_SECONDS=${PG_SECONDS:-15}
 PG_ROUNDS=${PG_ROUNDS:-2}
 PG_CLIENTS=${PG_CLIENTS:-4}
 PG_JOBS=${PG_JOBS:-2}
+PG_VARIANTS=${PG_VARIANTS:-floor supervised}
 export SUPERVISE_LOG=${SUPERVISE_LOG:-warn}
 
 require_root
@@ -155,7 +158,7 @@ bench_pingpong() {
 
 # ---------------------------------------------------------------- (b) pgbench
 PGDIR=$WORK/pg
-pg_start() { # pg_start bare|supervised
+pg_start() { # pg_start bare|VARIANT (see PG_VARIANTS)
     local mode=$1 log=$PGDIR/$1.log
     ensure_port_free "$PG_PORT"
     cd "$PGDIR"
@@ -164,7 +167,9 @@ pg_start() { # pg_start bare|supervised
             "$PG_BIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -c listen_addresses=127.0.0.1 \
             -p "$PG_PORT" </dev/null >>"$log" 2>&1 &
     else
-        "$SUPERVISE" run --profile "$ROOT/profiles/postgres.toml" -- \
+        local args
+        read -r -a args <<<"$(variant_args "$mode")"
+        "$SUPERVISE" run "${args[@]}" -- \
             "$PG_BIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -c listen_addresses=127.0.0.1 \
             -p "$PG_PORT" </dev/null >>"$log" 2>&1 &
     fi
@@ -176,6 +181,18 @@ pg_stop() {
     stop_pid "$CHILD_PID" 30
     CHILD_PID=
     [ "$STOP_RC" = 0 ] || echo "warning: server exited with status $STOP_RC" >&2
+}
+# variant_args VARIANT: the supervise run options of a pgbench variant.
+variant_args() {
+    local base="--profile $ROOT/profiles/postgres.toml"
+    case $1 in
+    supervised) echo "$base" ;;
+    floor) echo "$base --continue-all" ;;
+    supervised-t0) echo "$base --notify-threads 0" ;;
+    supervised-t2) echo "$base --notify-threads 2" ;;
+    supervised-sync) echo "$base --sync-wakeup" ;;
+    *) die "unknown pgbench variant $1" ;;
+    esac
 }
 pgb() { "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@" postgres; }
 
@@ -209,26 +226,27 @@ bench_pgbench() {
     pgb -i -s "$PG_SCALE" -q >"$PGDIR/init.log" 2>&1 || { cat "$PGDIR/init.log" >&2; die "pgbench -i failed"; }
     pg_stop >&2
 
-    local round bare sup bares="" sups=""
+    local round v t
+    local -A res=()
     for round in $(seq "$PG_ROUNDS"); do
-        bare=$(pg_measure bare) || true
-        [ "$bare" = FAIL ] && FAILED=1
-        echo "  round $round bare:       $bare tps" >&2
-        sup=$(pg_measure supervised) || true
-        [ "$sup" = FAIL ] && FAILED=1
-        echo "  round $round supervised: $sup tps" >&2
-        bares+="$bare "
-        sups+="$sup "
+        for v in bare $PG_VARIANTS; do
+            t=$(pg_measure "$v") || true
+            [ "$t" = FAIL ] && FAILED=1
+            printf '  round %s %-16s %s tps\n' "$round" "$v:" "$t" >&2
+            res[$v]+="$t "
+        done
     done
-    local bm sm
-    bm=$(tr ' ' '\n' <<<"$bares" | median)
-    sm=$(tr ' ' '\n' <<<"$sups" | median)
-    printf '\npgbench -S -c %s -j %s -T %s, scale %s, %s rounds alternating bare/supervised\n' \
+    printf '\npgbench -S -c %s -j %s -T %s, scale %s, %s rounds, variants interleaved\n' \
         "$PG_CLIENTS" "$PG_JOBS" "$PG_SECONDS" "$PG_SCALE" "$PG_ROUNDS"
-    printf '%-12s %-36s %12s\n' mode "TPS per round" "median TPS"
-    printf '%-12s %-36s %12s\n' bare "$bares" "$bm"
-    printf '%-12s %-36s %12s\n' supervised "$sups" "$sm"
-    printf 'supervised ÷ bare = %s\n' "$(ratio "$sm" "$bm")"
+    printf '%-16s %-30s %12s %10s\n' mode "TPS per round" "median TPS" "÷ bare"
+    local bm m
+    bm=$(tr ' ' '\n' <<<"${res[bare]}" | median)
+    for v in bare $PG_VARIANTS; do
+        m=$(tr ' ' '\n' <<<"${res[$v]}" | median)
+        printf '%-16s %-30s %12s %10s\n' "$v" "${res[$v]}" "$m" "$(ratio "$m" "$bm")"
+    done
+    printf '(floor = notify + CONTINUE, nothing serviced; supervised = identity profile, every\n'
+    printf ' client-socket call serviced by the supervisor)\n'
 }
 
 # ---------------------------------------------------------------- main

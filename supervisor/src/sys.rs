@@ -182,9 +182,9 @@ pub struct SockAddr {
 
 impl std::fmt::Debug for SockAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.port() {
-            Some(port) => write!(f, "SockAddr(family={}, port={port})", self.family()),
-            None => write!(f, "SockAddr(family={})", self.family()),
+        match self.as_std() {
+            Some(addr) => write!(f, "{addr}"),
+            None => write!(f, "<family {}>", self.family()),
         }
     }
 }
@@ -226,6 +226,24 @@ impl SockAddr {
                 (&self.storage as *const libc::sockaddr_storage).cast::<u8>(),
                 self.len as usize,
             )
+        }
+    }
+
+    /// The address as a std type (IPv4/IPv6 only), for logs.
+    pub fn as_std(&self) -> Option<std::net::SocketAddr> {
+        let b = self.as_bytes();
+        let port = self.port()?;
+        match self.family() as libc::c_int {
+            libc::AF_INET if b.len() >= 8 => {
+                let ip = std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]);
+                Some(std::net::SocketAddr::new(ip.into(), port))
+            }
+            libc::AF_INET6 if b.len() >= 24 => {
+                let octets: [u8; 16] = b[8..24].try_into().ok()?;
+                let ip = std::net::Ipv6Addr::from(octets);
+                Some(std::net::SocketAddr::new(ip.into(), port))
+            }
+            _ => None,
         }
     }
 
@@ -316,5 +334,26 @@ pub fn read_link(path: &CStr) -> Option<Vec<u8>> {
         None
     } else {
         Some(buf[..ret as usize].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SockAddr;
+
+    #[test]
+    fn inet_addresses_print_as_ip_and_port() {
+        let v4 = [2u8, 0, 0x1f, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let addr = SockAddr::from_bytes(
+            &(libc::AF_INET as u16)
+                .to_ne_bytes()
+                .iter()
+                .chain(&v4[2..])
+                .copied()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(format!("{addr:?}"), "127.0.0.1:8080");
+        assert_eq!(addr.port(), Some(8080));
     }
 }
