@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
-use transforms::{Direction, Framer, LinesFramer, RawFramer, Rule, UppercaseRule, WrapRule};
+use transforms::{
+    Direction, Framer, LinesFramer, OneDirection, RawFramer, Rule, UppercaseRule, WrapRule,
+};
 
 /// The profile used when `--profile` is not given: track nothing.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../profiles/default.toml");
@@ -205,26 +207,28 @@ struct RuleConfig {
 
 impl StreamConfig {
     /// A fresh framer for one direction of a new connection.
-    pub fn new_framer(&self) -> Box<dyn Framer> {
+    pub fn new_framer(&self, _direction: Direction) -> Box<dyn Framer> {
         match self.framer {
             FramerKind::Raw => Box::new(RawFramer),
             FramerKind::Lines => Box::new(LinesFramer::new(self.max_message)),
         }
     }
 
-    /// Fresh rule instances for one direction of a new connection.
-    pub fn new_rules(&self, direction: Direction) -> Vec<Box<dyn Rule>> {
+    /// Fresh rule instances for a new connection (one chain for both directions).
+    pub fn new_rules(&self) -> Vec<Box<dyn Rule>> {
         self.rules
             .iter()
-            .filter(|r| match r.direction {
-                DirectionSpec::Both => true,
-                DirectionSpec::Inbound => direction == Direction::Inbound,
-                DirectionSpec::Outbound => direction == Direction::Outbound,
-            })
             .map(|r| -> Box<dyn Rule> {
-                match r.kind {
+                let rule: Box<dyn Rule> = match r.kind {
                     RuleKind::Uppercase => Box::new(UppercaseRule),
                     RuleKind::Wrap => Box::new(WrapRule::new(r.prefix.clone(), r.suffix.clone())),
+                };
+                match r.direction {
+                    DirectionSpec::Both => rule,
+                    DirectionSpec::Inbound => Box::new(OneDirection::new(Direction::Inbound, rule)),
+                    DirectionSpec::Outbound => {
+                        Box::new(OneDirection::new(Direction::Outbound, rule))
+                    }
                 }
             })
             .collect()
@@ -465,8 +469,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.streams[0].selector, Selector::ListenPort(7000));
-        assert_eq!(p.streams[0].new_rules(Direction::Inbound).len(), 1);
-        assert_eq!(p.streams[0].new_rules(Direction::Outbound).len(), 0);
+        let mut rules = p.streams[0].new_rules();
+        let mut out = transforms::Output::default();
+        transforms::apply_rules(&mut rules, Direction::Outbound, b"x", &mut out).unwrap();
+        assert_eq!(out.onward, b"x");
+        let mut out = transforms::Output::default();
+        transforms::apply_rules(&mut rules, Direction::Inbound, b"x", &mut out).unwrap();
+        assert_eq!(out.onward, b"<x");
         assert_eq!(p.ids.unwrap().gid, 65534);
     }
 

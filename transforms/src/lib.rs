@@ -14,7 +14,7 @@ mod framers;
 mod rules;
 
 pub use framers::{LinesFramer, RawFramer};
-pub use rules::{UppercaseRule, WrapRule};
+pub use rules::{OneDirection, UppercaseRule, WrapRule};
 
 use std::fmt;
 
@@ -128,6 +128,12 @@ pub trait Rule: Send + fmt::Debug {
     ) -> Result<(), RuleError>;
     /// Short name for logs.
     fn name(&self) -> &'static str;
+
+    /// Framing failed in `direction` and the stream will close: emit what the protocol
+    /// says in that case (e.g. a FATAL error to the client). Default: nothing.
+    fn on_framing_error(&mut self, direction: Direction, error: &FrameError, out: &mut Output) {
+        let _ = (direction, error, out);
+    }
 }
 
 /// Runs `rules` in order over one message; with no rules the message passes unchanged.

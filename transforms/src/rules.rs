@@ -46,3 +46,37 @@ impl Rule for WrapRule {
         "wrap"
     }
 }
+
+/// Applies `inner` to messages travelling in one direction only; the others pass.
+#[derive(Debug)]
+pub struct OneDirection {
+    direction: Direction,
+    inner: Box<dyn Rule>,
+}
+
+impl OneDirection {
+    /// `inner`, restricted to `direction`.
+    pub fn new(direction: Direction, inner: Box<dyn Rule>) -> OneDirection {
+        OneDirection { direction, inner }
+    }
+}
+
+impl Rule for OneDirection {
+    fn apply(
+        &mut self,
+        direction: Direction,
+        message: &[u8],
+        out: &mut Output,
+    ) -> Result<(), RuleError> {
+        if direction == self.direction {
+            self.inner.apply(direction, message, out)
+        } else {
+            out.onward.extend_from_slice(message);
+            Ok(())
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+}

@@ -20,7 +20,6 @@ pub struct Half {
     /// Bytes of an incomplete message.
     spool: Vec<u8>,
     framer: Box<dyn Framer>,
-    rules: Vec<Box<dyn Rule>>,
     /// Identity fast path: no framing, no rules.
     identity: bool,
     /// Framing failed and the policy was passthrough: bytes now flow unframed.
@@ -54,6 +53,9 @@ pub struct Stream {
     pub name: String,
     /// Peer → tenant.
     pub inbound: Half,
+    /// One rule chain for both directions: a protocol rule needs what it saw one way
+    /// (a server's transaction status) to decide the other (a client's query).
+    rules: Vec<Box<dyn Rule>>,
     /// Tenant → peer.
     pub outbound: Half,
     on_error: OnError,
@@ -68,8 +70,7 @@ impl Half {
     fn new(config: &StreamConfig, direction: Direction) -> Half {
         Half {
             spool: Vec::new(),
-            framer: config.new_framer(),
-            rules: config.new_rules(direction),
+            framer: config.new_framer(direction),
             identity: config.is_identity(),
             raw: false,
             ready: ByteQueue::default(),
@@ -114,6 +115,7 @@ impl Stream {
         Stream {
             name: config.name.clone(),
             inbound: Half::new(config, Direction::Inbound),
+            rules: config.new_rules(),
             outbound: Half::new(config, Direction::Outbound),
             on_error: config.on_error,
             on_partial_close: config.on_partial_close,
@@ -154,54 +156,79 @@ impl Stream {
     fn drain_spool(&mut self, direction: Direction, effects: &mut Effects) {
         let mut consumed = 0;
         loop {
-            let half = self.half(direction);
-            if half.raw {
-                let rest = half.spool.len() - consumed;
-                if rest > 0 {
-                    let (spool, ready) = (&half.spool, &mut half.ready);
-                    ready.extend(&spool[consumed..]);
-                    consumed += rest;
+            let (half, rules) = match direction {
+                Direction::Inbound => (&mut self.inbound, &mut self.rules),
+                Direction::Outbound => (&mut self.outbound, &mut self.rules),
+            };
+            let rest = half.spool.len() - consumed;
+            if half.raw || self.closing {
+                if half.raw {
+                    half.ready.extend(&half.spool[consumed..]);
+                } else {
+                    // A rule ended the session: what the source sent after that
+                    // message is not delivered (accounted as dropped).
+                    half.dropped += rest as u64;
                 }
+                consumed += rest;
                 break;
             }
-            match half.framer.frame(&half.spool[consumed..]) {
+            let message_len = match half.framer.frame(&half.spool[consumed..]) {
                 Ok(Framing::Partial) => break,
-                Ok(Framing::Complete { len }) => {
-                    let mut out = Output::default();
-                    let message = &half.spool[consumed..consumed + len];
-                    let result = apply_rules(&mut half.rules, direction, message, &mut out);
-                    consumed += len;
-                    match result {
-                        Ok(()) => {
-                            half.ready.extend(&out.onward);
-                            if !out.back.is_empty() {
-                                self.half(direction.reverse()).ready.extend(&out.back);
-                                effects.back_queued = true;
-                            }
-                            if out.close {
-                                tracing::info!(target: "supervise::stream", stream = %self.name, %direction, "a rule ended the session");
-                                self.closing = true;
-                                effects.close = true;
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, %error, "rule failed; message not delivered");
-                            self.fail(direction, effects);
-                        }
-                    }
-                }
+                Ok(Framing::Complete { len }) => len,
                 Err(error) => {
                     let framer = half.framer.name();
                     tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, framer, %error, policy = ?self.on_error, "framing failed");
-                    self.fail(direction, effects);
-                    if !self.half(direction).raw {
-                        break;
+                    if self.on_error == OnError::Close {
+                        // The protocol's own way of saying so (e.g. a FATAL
+                        // ErrorResponse to the client), before the connection closes.
+                        let mut out = Output::default();
+                        for rule in rules.iter_mut() {
+                            rule.on_framing_error(direction, &error, &mut out);
+                        }
+                        self.deliver(direction, out, effects);
                     }
+                    // Whole messages before the bad bytes were delivered: only what
+                    // follows them is subject to the policy.
+                    self.half(direction).spool.drain(..consumed);
+                    consumed = 0;
+                    self.fail(direction, effects);
+                    if self.half(direction).raw {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            let mut out = Output::default();
+            let message = &half.spool[consumed..consumed + message_len];
+            let result = apply_rules(rules, direction, message, &mut out);
+            consumed += message_len;
+            match result {
+                Ok(()) => self.deliver(direction, out, effects),
+                Err(error) => {
+                    tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, %error, "rule failed; message not delivered");
+                    self.half(direction).dropped += message_len as u64;
+                    self.half(direction).spool.drain(..consumed);
+                    consumed = 0;
+                    self.fail(direction, effects);
                 }
             }
         }
         let half = self.half(direction);
         half.spool.drain(..consumed.min(half.spool.len()));
+    }
+
+    /// Queues a rule's output: onward bytes continue, back bytes return to the source.
+    fn deliver(&mut self, direction: Direction, out: Output, effects: &mut Effects) {
+        self.half(direction).ready.extend(&out.onward);
+        if !out.back.is_empty() {
+            self.half(direction.reverse()).ready.extend(&out.back);
+            effects.back_queued = true;
+        }
+        if out.close {
+            tracing::info!(target: "supervise::stream", stream = %self.name, %direction, "a rule ended the session");
+            self.closing = true;
+            effects.close = true;
+        }
     }
 
     /// Applies the on_error policy to `direction`.
