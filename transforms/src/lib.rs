@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod framers;
+pub mod pg;
 mod rules;
 
 pub use framers::{LinesFramer, RawFramer};

@@ -31,6 +31,9 @@ pub struct Half {
     pub ended: bool,
     /// Bytes taken from the source (accounting).
     pub taken: u64,
+    /// Bytes queued toward the destination: what rules emitted for whole messages,
+    /// plus what a rule sent back the other way (accounting).
+    pub emitted: u64,
     /// Bytes that reached the destination (accounting).
     pub delivered: u64,
     /// Bytes dropped by a policy (accounting).
@@ -76,6 +79,7 @@ impl Half {
             ready: ByteQueue::default(),
             ended: false,
             taken: 0,
+            emitted: 0,
             delivered: 0,
             dropped: 0,
         }
@@ -101,9 +105,11 @@ impl Stream {
             target: "supervise::stream",
             stream = %self.name,
             peer_to_tenant_taken = i.taken,
+            peer_to_tenant_emitted = i.emitted,
             peer_to_tenant_delivered = i.delivered,
             peer_to_tenant_dropped = i.dropped,
             tenant_to_peer_taken = o.taken,
+            tenant_to_peer_emitted = o.emitted,
             tenant_to_peer_delivered = o.delivered,
             tenant_to_peer_dropped = o.dropped,
             "connection closed"
@@ -146,6 +152,7 @@ impl Stream {
         half.taken += bytes.len() as u64;
         if (half.identity || half.raw) && half.spool.is_empty() {
             half.ready.extend(bytes);
+            half.emitted += bytes.len() as u64;
             return effects;
         }
         half.spool.extend_from_slice(bytes);
@@ -164,6 +171,7 @@ impl Stream {
             if half.raw || self.closing {
                 if half.raw {
                     half.ready.extend(&half.spool[consumed..]);
+                    half.emitted += rest as u64;
                 } else {
                     // A rule ended the session: what the source sent after that
                     // message is not delivered (accounted as dropped).
@@ -220,8 +228,10 @@ impl Stream {
     /// Queues a rule's output: onward bytes continue, back bytes return to the source.
     fn deliver(&mut self, direction: Direction, out: Output, effects: &mut Effects) {
         self.half(direction).ready.extend(&out.onward);
+        self.half(direction).emitted += out.onward.len() as u64;
         if !out.back.is_empty() {
             self.half(direction.reverse()).ready.extend(&out.back);
+            self.half(direction.reverse()).emitted += out.back.len() as u64;
             effects.back_queued = true;
         }
         if out.close {
@@ -267,6 +277,7 @@ impl Stream {
             OnPartialClose::Flush => {
                 tracing::warn!(target: "supervise::stream", stream = %name, %direction, bytes = partial.len(), "direction ended inside a message; partial bytes delivered untransformed (on_partial_close = flush)");
                 half.ready.extend(&partial);
+                half.emitted += partial.len() as u64;
                 0
             }
             OnPartialClose::Drop => {

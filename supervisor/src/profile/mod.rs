@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
-use transforms::{
-    Direction, Framer, LinesFramer, OneDirection, RawFramer, Rule, UppercaseRule, WrapRule,
-};
+mod rules;
+
+use transforms::pg::framer::PgFramer;
+use transforms::{Direction, Framer, LinesFramer, RawFramer, Rule};
 
 /// The profile used when `--profile` is not given: track nothing.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../profiles/default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../profiles/default.toml");
 
 /// Largest message a framer may spool, whatever the profile says.
 pub const MAX_MESSAGE_CEILING: usize = 64 << 20;
@@ -86,16 +87,7 @@ struct StreamSpec {
     #[serde(default)]
     on_partial_close: OnPartialClose,
     #[serde(default)]
-    rule: Vec<Spanned<RuleSpec>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleSpec {
-    kind: RuleKind,
-    direction: DirectionSpec,
-    prefix: Option<String>,
-    suffix: Option<String>,
+    rule: Vec<Spanned<rules::RuleSpec>>,
 }
 
 /// How a stream's bytes are cut into messages.
@@ -106,6 +98,8 @@ pub enum FramerKind {
     Raw,
     /// Newline-terminated lines.
     Lines,
+    /// PostgreSQL frontend/backend protocol v3 (both directions).
+    Postgres,
 }
 
 /// What happens when a framer or rule fails on a stream.
@@ -129,21 +123,6 @@ pub enum OnPartialClose {
     Flush,
     /// Drop them, logged with the count.
     Drop,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum RuleKind {
-    Uppercase,
-    Wrap,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum DirectionSpec {
-    Inbound,
-    Outbound,
-    Both,
 }
 
 /// A validated profile.
@@ -194,44 +173,22 @@ pub struct StreamConfig {
     pub on_error: OnError,
     /// Partial-message policy at end of direction.
     pub on_partial_close: OnPartialClose,
-    rules: Vec<RuleConfig>,
-}
-
-#[derive(Debug, Clone)]
-struct RuleConfig {
-    kind: RuleKind,
-    direction: DirectionSpec,
-    prefix: Vec<u8>,
-    suffix: Vec<u8>,
+    rules: Vec<rules::RuleConfig>,
 }
 
 impl StreamConfig {
     /// A fresh framer for one direction of a new connection.
-    pub fn new_framer(&self, _direction: Direction) -> Box<dyn Framer> {
+    pub fn new_framer(&self, direction: Direction) -> Box<dyn Framer> {
         match self.framer {
             FramerKind::Raw => Box::new(RawFramer),
             FramerKind::Lines => Box::new(LinesFramer::new(self.max_message)),
+            FramerKind::Postgres => Box::new(PgFramer::new(direction, self.max_message)),
         }
     }
 
     /// Fresh rule instances for a new connection (one chain for both directions).
     pub fn new_rules(&self) -> Vec<Box<dyn Rule>> {
-        self.rules
-            .iter()
-            .map(|r| -> Box<dyn Rule> {
-                let rule: Box<dyn Rule> = match r.kind {
-                    RuleKind::Uppercase => Box::new(UppercaseRule),
-                    RuleKind::Wrap => Box::new(WrapRule::new(r.prefix.clone(), r.suffix.clone())),
-                };
-                match r.direction {
-                    DirectionSpec::Both => rule,
-                    DirectionSpec::Inbound => Box::new(OneDirection::new(Direction::Inbound, rule)),
-                    DirectionSpec::Outbound => {
-                        Box::new(OneDirection::new(Direction::Outbound, rule))
-                    }
-                }
-            })
-            .collect()
+        rules::instantiate(&self.rules, self.framer)
     }
 
     /// True when bytes pass unchanged and unframed: the engine may then pull exactly
@@ -332,29 +289,12 @@ impl Profile {
             let mut rules = Vec::new();
             for (j, rule) in spec.rule.into_iter().enumerate() {
                 let rule_at = rule.span().start;
-                let rule = rule.into_inner();
-                let rule_key = |k: &str| format!("stream[{i}].rule[{j}].{k}");
-                let has_wrap_args = rule.prefix.is_some() || rule.suffix.is_some();
-                if rule.kind != RuleKind::Wrap && has_wrap_args {
-                    return Err(invalid(
-                        rule_at,
-                        rule_key("prefix"),
-                        "prefix/suffix only apply to kind = \"wrap\"".into(),
-                    ));
-                }
-                if rule.kind == RuleKind::Wrap && !has_wrap_args {
-                    return Err(invalid(
-                        rule_at,
-                        rule_key("prefix"),
-                        "kind = \"wrap\" needs a prefix or a suffix".into(),
-                    ));
-                }
-                rules.push(RuleConfig {
-                    kind: rule.kind,
-                    direction: rule.direction,
-                    prefix: rule.prefix.unwrap_or_default().into_bytes(),
-                    suffix: rule.suffix.unwrap_or_default().into_bytes(),
-                });
+                let key_prefix = format!("stream[{i}].rule[{j}]");
+                let config =
+                    rules::validate(rule.into_inner(), spec.framer).map_err(|(key, message)| {
+                        invalid(rule_at, format!("{key_prefix}.{key}"), message)
+                    })?;
+                rules.push(config);
             }
             streams.push(StreamConfig {
                 name: spec.name,

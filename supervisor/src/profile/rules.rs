@@ -1,0 +1,310 @@
+//! `[[stream.rule]]`: parsing, validation, and building the rule chain of a connection.
+//!
+//! Generic rules (`uppercase`, `wrap`) act on any framer's messages in one direction.
+//! PostgreSQL rules (`rewrite`, `mask`, `deny`, `drop-session`) need `framer =
+//! "postgres"`; all of a stream's PostgreSQL rules run in one session engine that sees
+//! both directions.
+
+use serde::Deserialize;
+use transforms::pg::session::{Condition, PgRule, PgSession};
+use transforms::pg::sql::PredicateRewrite;
+use transforms::{Direction, OneDirection, Rule, UppercaseRule, WrapRule};
+
+use super::FramerKind;
+
+/// One `[[stream.rule]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleSpec {
+    kind: RuleKind,
+    direction: Option<DirectionSpec>,
+    prefix: Option<String>,
+    suffix: Option<String>,
+    table: Option<String>,
+    column: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    replacement: Option<String>,
+    objects: Option<Vec<String>>,
+    when: Option<WhenSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenSpec {
+    user: Option<String>,
+    database: Option<String>,
+    application_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RuleKind {
+    Uppercase,
+    Wrap,
+    Rewrite,
+    Mask,
+    Deny,
+    DropSession,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum DirectionSpec {
+    Inbound,
+    Outbound,
+    Both,
+}
+
+/// A validated rule.
+#[derive(Debug, Clone)]
+pub(super) enum RuleConfig {
+    Uppercase(DirectionSpec),
+    Wrap {
+        direction: DirectionSpec,
+        prefix: Vec<u8>,
+        suffix: Vec<u8>,
+    },
+    Postgres(PgRule),
+}
+
+/// The key at fault and what is wrong with it.
+type Invalid = (&'static str, String);
+
+fn required(value: Option<String>, key: &'static str, kind: &str) -> Result<String, Invalid> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err((key, format!("kind = \"{kind}\" needs {key}"))),
+    }
+}
+
+/// SQL names are matched lower-cased on their last part (`public.employee` → `employee`).
+fn object_name(name: &str, key: &'static str) -> Result<String, Invalid> {
+    let last = name
+        .rsplit('.')
+        .next()
+        .unwrap_or(name)
+        .trim()
+        .trim_matches('"');
+    if last.is_empty() || !last.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err((key, format!("{name:?} is not a table or column name")));
+    }
+    Ok(last.to_lowercase())
+}
+
+/// Checks one rule against its stream's framer.
+pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig, Invalid> {
+    let generic = matches!(spec.kind, RuleKind::Uppercase | RuleKind::Wrap);
+    let kind_name = format!("{:?}", spec.kind).to_lowercase();
+    if generic {
+        if spec.table.is_some()
+            || spec.column.is_some()
+            || spec.objects.is_some()
+            || spec.when.is_some()
+        {
+            return Err((
+                "kind",
+                format!("kind = \"{kind_name}\" takes only direction (and prefix/suffix for wrap)"),
+            ));
+        }
+        let direction = spec.direction.ok_or((
+            "direction",
+            "generic rules need direction = \"inbound\", \"outbound\" or \"both\"".to_owned(),
+        ))?;
+        if spec.kind == RuleKind::Uppercase {
+            if spec.prefix.is_some() || spec.suffix.is_some() {
+                return Err((
+                    "prefix",
+                    "prefix/suffix only apply to kind = \"wrap\"".into(),
+                ));
+            }
+            return Ok(RuleConfig::Uppercase(direction));
+        }
+        if spec.prefix.is_none() && spec.suffix.is_none() {
+            return Err((
+                "prefix",
+                "kind = \"wrap\" needs a prefix or a suffix".into(),
+            ));
+        }
+        return Ok(RuleConfig::Wrap {
+            direction,
+            prefix: spec.prefix.unwrap_or_default().into_bytes(),
+            suffix: spec.suffix.unwrap_or_default().into_bytes(),
+        });
+    }
+    if framer != FramerKind::Postgres {
+        return Err((
+            "kind",
+            format!("kind = \"{kind_name}\" needs framer = \"postgres\""),
+        ));
+    }
+    if spec.direction.is_some() || spec.prefix.is_some() || spec.suffix.is_some() {
+        return Err((
+            "direction",
+            "PostgreSQL rules see both directions; direction/prefix/suffix do not apply".into(),
+        ));
+    }
+    let when = spec
+        .when
+        .map(|w| Condition {
+            user: w.user,
+            database: w.database,
+            application_name: w.application_name,
+        })
+        .unwrap_or_default();
+    let objects = |spec_objects: Option<Vec<String>>| -> Result<Vec<String>, Invalid> {
+        let list = spec_objects.unwrap_or_default();
+        if list.is_empty() {
+            return Err(("objects", "needs a non-empty list of table names".into()));
+        }
+        list.iter().map(|o| object_name(o, "objects")).collect()
+    };
+    let has_table_or_column = spec.table.is_some() || spec.column.is_some();
+    let rule = match spec.kind {
+        RuleKind::Rewrite => PgRule::Rewrite {
+            when,
+            rewrite: PredicateRewrite {
+                table: object_name(&required(spec.table, "table", "rewrite")?, "table")?,
+                column: object_name(&required(spec.column, "column", "rewrite")?, "column")?,
+                from: required(spec.from, "from", "rewrite")?,
+                to: required(spec.to, "to", "rewrite")?,
+            },
+        },
+        RuleKind::Mask => PgRule::Mask {
+            when,
+            table: object_name(&required(spec.table, "table", "mask")?, "table")?,
+            column: object_name(&required(spec.column, "column", "mask")?, "column")?,
+            replacement: spec.replacement.unwrap_or_else(|| "****".to_owned()),
+        },
+        RuleKind::Deny => PgRule::Deny {
+            when,
+            objects: objects(spec.objects)?,
+        },
+        RuleKind::DropSession => PgRule::DropSession {
+            when,
+            objects: objects(spec.objects)?,
+        },
+        RuleKind::Uppercase | RuleKind::Wrap => unreachable!("generic rules returned above"),
+    };
+    if !matches!(rule, PgRule::Rewrite { .. } | PgRule::Mask { .. }) && has_table_or_column {
+        return Err((
+            "table",
+            format!("kind = \"{kind_name}\" takes objects, not table/column"),
+        ));
+    }
+    Ok(RuleConfig::Postgres(rule))
+}
+
+/// Builds a connection's rule chain: generic rules in order, then, on a PostgreSQL
+/// stream, one session engine holding every PostgreSQL rule (even none: it still
+/// declines TLS so the stream stays readable).
+pub(super) fn instantiate(configs: &[RuleConfig], framer: FramerKind) -> Vec<Box<dyn Rule>> {
+    let mut chain: Vec<Box<dyn Rule>> = Vec::new();
+    let mut pg_rules = Vec::new();
+    for config in configs {
+        let (direction, rule): (DirectionSpec, Box<dyn Rule>) = match config {
+            RuleConfig::Uppercase(direction) => (*direction, Box::new(UppercaseRule)),
+            RuleConfig::Wrap {
+                direction,
+                prefix,
+                suffix,
+            } => (
+                *direction,
+                Box::new(WrapRule::new(prefix.clone(), suffix.clone())),
+            ),
+            RuleConfig::Postgres(rule) => {
+                pg_rules.push(rule.clone());
+                continue;
+            }
+        };
+        chain.push(match direction {
+            DirectionSpec::Both => rule,
+            DirectionSpec::Inbound => Box::new(OneDirection::new(Direction::Inbound, rule)),
+            DirectionSpec::Outbound => Box::new(OneDirection::new(Direction::Outbound, rule)),
+        });
+    }
+    if framer == FramerKind::Postgres {
+        chain.push(Box::new(PgSession::new(pg_rules)));
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::profile::Profile;
+    use std::path::Path;
+
+    fn check(rule: &str, framer: &str) -> Result<Profile, String> {
+        let text = format!("[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\nframer = \"{framer}\"\n[[stream.rule]]\n{rule}");
+        Profile::parse(&text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn postgres_rules_parse_and_build_one_session() {
+        let p = check(
+            "kind = \"deny\"\nobjects = [\"public.Salaries\"]\nwhen = { user = \"app\" }\n",
+            "postgres",
+        )
+        .unwrap();
+        let names: Vec<&str> = p.streams[0].new_rules().iter().map(|r| r.name()).collect();
+        assert_eq!(names, ["postgres"]);
+    }
+
+    #[test]
+    fn postgres_framer_without_rules_still_declines_tls() {
+        let text = "[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\nframer = \"postgres\"\n";
+        let p = Profile::parse(text, Path::new("t.toml")).unwrap();
+        assert_eq!(p.streams[0].new_rules().len(), 1);
+    }
+
+    #[test]
+    fn bad_rules_name_the_key() {
+        let cases = [
+            (
+                "kind = \"deny\"\nobjects = [\"x\"]\n",
+                "raw",
+                "stream[0].rule[0].kind: kind = \"deny\" needs framer = \"postgres\"",
+            ),
+            (
+                "kind = \"mask\"\ntable = \"employee\"\n",
+                "postgres",
+                "stream[0].rule[0].column: kind = \"mask\" needs column",
+            ),
+            (
+                "kind = \"deny\"\nobjects = []\n",
+                "postgres",
+                "stream[0].rule[0].objects: needs a non-empty list",
+            ),
+            (
+                "kind = \"deny\"\nobjects = [\"a b\"]\n",
+                "postgres",
+                "stream[0].rule[0].objects: \"a b\" is not a table or column name",
+            ),
+            (
+                "kind = \"rewrite\"\ntable = \"e\"\ncolumn = \"d\"\nfrom = \"1\"\n",
+                "postgres",
+                "stream[0].rule[0].to: kind = \"rewrite\" needs to",
+            ),
+            (
+                "kind = \"deny\"\nobjects = [\"x\"]\ndirection = \"inbound\"\n",
+                "postgres",
+                "stream[0].rule[0].direction: PostgreSQL rules see both directions",
+            ),
+            (
+                "kind = \"uppercase\"\n",
+                "lines",
+                "stream[0].rule[0].direction: generic rules need direction",
+            ),
+            (
+                "kind = \"deny\"\nobjects = [\"x\"]\nwhen = { host = \"h\" }\n",
+                "postgres",
+                "unknown field `host`",
+            ),
+        ];
+        for (rule, framer, expected) in cases {
+            let err = check(rule, framer).unwrap_err();
+            assert!(err.starts_with("t.toml:"), "{err}");
+            assert!(err.contains(expected), "{err} lacks {expected}");
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Where PostgreSQL v3 messages end, in either direction of a connection.
+//!
+//! Two framings exist. The client's first packets are untyped: Int32 length (counting
+//! itself) and Int32 code (StartupMessage, SSLRequest, GSSENCRequest, CancelRequest).
+//! Every later message, in both directions, is typed: Byte1 tag and Int32 length
+//! counting itself but not the tag. COPY data (`d`, `c`, `f`, `G`, `H`, `W`) needs no
+//! special case: it is typed like the rest.
+//!
+//! The framer decides only from the header, so the answer for a given spool never
+//! depends on how its bytes were split, and an error is reported at the same offset
+//! however the stream arrives. It looks inside a message only to learn whether a startup
+//! packet ends the startup phase; message contents are [`super::message`]'s job.
+
+use super::message::{
+    is_protocol_3, CANCEL_REQUEST, GSSENC_REQUEST, MAX_CANCEL_KEY_LEN, MAX_STARTUP_LEN, SSL_REQUEST,
+};
+use crate::{Direction, FrameError, Framer, Framing};
+
+#[cfg(test)]
+mod tests;
+
+/// The framer's protocol name, in errors and logs.
+const PROTOCOL: &str = "postgres";
+
+/// Which framing the next message uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Untyped packets: the client has not sent its StartupMessage yet.
+    Startup,
+    /// Byte1 tag + Int32 length.
+    Typed,
+}
+
+/// Frames one direction of a PostgreSQL v3 connection.
+///
+/// `Inbound` is client → server (what the tracked PostgreSQL reads): it starts with the
+/// untyped startup packets. After an SSLRequest or GSSENCRequest it stays there (a
+/// tracked stream answers `N`, after which the client may ask for the other encryption
+/// or send its StartupMessage); asking for the same one twice is refused, as the server
+/// refuses it. After a CancelRequest it stays there too. A StartupMessage (any protocol
+/// 3.x, e.g. 3.0 or 3.2) switches to typed framing.
+///
+/// `Outbound` is server → client and typed from the start. This assumes the supervisor
+/// itself answered any SSLRequest/GSSENCRequest, so the server never writes the bare
+/// one-byte `S`/`G`/`N` reply on a tracked stream.
+#[derive(Debug, Clone)]
+pub struct PgFramer {
+    direction: Direction,
+    max_message: usize,
+    phase: Phase,
+    ssl_requested: bool,
+    gss_requested: bool,
+}
+
+impl PgFramer {
+    /// A framer for `direction` refusing typed messages longer than `max_message` bytes
+    /// (tag and length included). Startup packets are capped at
+    /// [`MAX_STARTUP_LEN`] like the server caps them.
+    pub fn new(direction: Direction, max_message: usize) -> PgFramer {
+        let phase = match direction {
+            Direction::Inbound => Phase::Startup,
+            Direction::Outbound => Phase::Typed,
+        };
+        PgFramer {
+            direction,
+            max_message,
+            phase,
+            ssl_requested: false,
+            gss_requested: false,
+        }
+    }
+
+    /// The direction this framer was made for.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// True while the next message is an untyped startup packet (inbound, before the
+    /// StartupMessage): a rule uses it to pick `parse_startup` over `typed`.
+    pub fn in_startup(&self) -> bool {
+        self.phase == Phase::Startup
+    }
+
+    /// Frames an untyped startup packet at the start of `spool`.
+    fn frame_startup(&mut self, spool: &[u8]) -> Result<Framing, FrameError> {
+        let Some(len) = read_i32(spool, 0) else {
+            return Ok(Framing::Partial);
+        };
+        if spool.first() == Some(&0x16) {
+            // A TLS record header: the client skipped SSLRequest (PostgreSQL 17 direct
+            // TLS). Its bytes are opaque, so the stream cannot be tracked.
+            return Err(malformed(
+                "direct TLS handshake (no SSLRequest) cannot be tracked",
+            ));
+        }
+        let total = usize::try_from(len)
+            .ok()
+            .filter(|l| (8..=MAX_STARTUP_LEN).contains(l))
+            .ok_or_else(|| {
+                malformed(format!(
+                    "startup packet length {len} outside 8..={MAX_STARTUP_LEN}"
+                ))
+            })?;
+        if total > self.max_message {
+            return Err(FrameError::TooLong {
+                max: self.max_message,
+                seen: total,
+            });
+        }
+        let Some(code) = read_i32(spool, 4) else {
+            return Ok(Framing::Partial);
+        };
+        let next = match code {
+            SSL_REQUEST | GSSENC_REQUEST => {
+                if total != 8 {
+                    return Err(malformed(format!(
+                        "encryption request of length {total}, expected 8"
+                    )));
+                }
+                let asked = if code == SSL_REQUEST {
+                    &mut self.ssl_requested
+                } else {
+                    &mut self.gss_requested
+                };
+                if *asked {
+                    return Err(malformed(format!("encryption request {code} repeated")));
+                }
+                Some(asked)
+            }
+            CANCEL_REQUEST => {
+                if !(13..=12 + MAX_CANCEL_KEY_LEN).contains(&total) {
+                    return Err(malformed(format!("CancelRequest of length {total}")));
+                }
+                None
+            }
+            version if is_protocol_3(version) => None,
+            other => {
+                return Err(malformed(format!(
+                    "unknown startup code {other} ({}.{})",
+                    other >> 16,
+                    other & 0xffff
+                )))
+            }
+        };
+        if spool.len() < total {
+            return Ok(Framing::Partial);
+        }
+        // Only now, with the whole packet present, does the state change: a `Partial`
+        // answer must leave the framer as it was, since it is asked again.
+        match next {
+            Some(asked) => *asked = true,
+            None if is_protocol_3(code) => self.phase = Phase::Typed,
+            None => {}
+        }
+        Ok(Framing::Complete { len: total })
+    }
+
+    /// Frames a typed message at the start of `spool`.
+    fn frame_typed(&self, spool: &[u8]) -> Result<Framing, FrameError> {
+        let Some(len) = read_i32(spool, 1) else {
+            return Ok(Framing::Partial);
+        };
+        let tag = spool[0];
+        let body_and_len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l >= 4)
+            .ok_or_else(|| {
+                malformed(format!(
+                    "message {} has length {len}, below 4",
+                    tag.escape_ascii()
+                ))
+            })?;
+        let total = body_and_len.saturating_add(1);
+        if total > self.max_message {
+            return Err(FrameError::TooLong {
+                max: self.max_message,
+                seen: total,
+            });
+        }
+        if spool.len() < total {
+            return Ok(Framing::Partial);
+        }
+        Ok(Framing::Complete { len: total })
+    }
+}
+
+impl Framer for PgFramer {
+    fn frame(&mut self, spool: &[u8]) -> Result<Framing, FrameError> {
+        match self.phase {
+            Phase::Startup => self.frame_startup(spool),
+            Phase::Typed => self.frame_typed(spool),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        PROTOCOL
+    }
+}
+
+/// The big-endian Int32 at `at`, or `None` if the spool does not reach that far yet.
+fn read_i32(spool: &[u8], at: usize) -> Option<i32> {
+    let bytes = spool.get(at..at.checked_add(4)?)?;
+    Some(i32::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn malformed(reason: impl Into<String>) -> FrameError {
+    FrameError::Malformed {
+        protocol: PROTOCOL,
+        reason: reason.into(),
+    }
+}
