@@ -27,6 +27,33 @@ bench:
     cargo build --release --workspace --bins
     scripts/bench.sh
 
-# Fuzz the framers and rules (issue 3 adds the targets).
-fuzz:
-    @echo "no fuzz targets yet"
+# cargo-fuzz needs nightly; without one, stable with RUSTC_BOOTSTRAP=1. Each target starts
+# from fuzz/seeds/<target> and grows fuzz/corpus/<target>; findings land in
+# fuzz/artifacts/<target>/. Not run in CI.
+
+# Fuzz each target (PostgreSQL framer, rule pipeline) for `seconds`.
+fuzz seconds="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+        cargo=(cargo +nightly)
+    else
+        echo "no nightly toolchain: using stable with RUSTC_BOOTSTRAP=1" >&2
+        export RUSTC_BOOTSTRAP=1
+        cargo=(cargo)
+    fi
+    cd fuzz
+    failed=()
+    for target in $("${cargo[@]}" fuzz list); do
+        mkdir -p "corpus/$target"
+        dirs=("corpus/$target")
+        [[ -d "seeds/$target" ]] && dirs+=("seeds/$target")
+        echo "== $target: {{seconds}} s"
+        "${cargo[@]}" fuzz run "$target" "${dirs[@]}" -- -max_total_time={{seconds}} \
+            || failed+=("$target")
+    done
+    if (( ${#failed[@]} )); then
+        echo "fuzz: findings in ${failed[*]} (see fuzz/artifacts/)" >&2
+        exit 1
+    fi

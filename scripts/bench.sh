@@ -9,8 +9,11 @@
 #                 (port tracked, raw framer, no rules: every read/write serviced)
 #     Each round trip costs the server one read(2) and one write(2), so two intercepted
 #     syscalls. Measured unpinned and with everything pinned to CPU 0 (BENCH_PIN).
-# (b) pgbench -S TPS against PostgreSQL bare, under --continue-all (the floor) and under
-#     supervise run --profile profiles/postgres.toml (identity), interleaved.
+# (b) pgbench -S TPS against PostgreSQL bare, under --continue-all (the floor), under
+#     supervise run --profile profiles/postgres.toml (identity) and under
+#     supervise run --profile profiles/pg-demo.toml (postgres framer + SQL rules: the
+#     demo's rewrite/mask/deny/drop-session; pgbench's tables are not named by them, so
+#     every statement is framed, parsed and checked but none is changed), interleaved.
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
@@ -18,7 +21,7 @@
 #   BENCH_SYNC [0]; 1 adds floor and serviced rows run with --sync-wakeup
 #   PP_N [20000] round trips per run   PP_WARMUP [1000]   RUNS [3]
 #   PG_SCALE [10]   PG_SECONDS [15]   PG_ROUNDS [2]   PG_CLIENTS [4]   PG_JOBS [2]
-#   PG_VARIANTS ["floor supervised"]; also supervised-t0 (--notify-threads 0),
+#   PG_VARIANTS ["floor supervised pg-demo"]; also supervised-t0 (--notify-threads 0),
 #     supervised-t2 (--notify-threads 2), supervised-sync (--sync-wakeup)
 #   SUPERVISE_LOG [warn] supervisor log level during measurements
 set -euo pipefail
@@ -33,13 +36,13 @@ PP_PORT=7100 # must match bench/pingpong.toml
 PP_N=${PP_N:-20000}
 PP_WARMUP=${PP_WARMUP:-1000}
 RUNS=${RUNS:-3}
-PG_PORT=5432 # must match profiles/postgres.toml
+PG_PORT=5432 # must match profiles/postgres.toml and profiles/pg-demo.toml
 PG_SCALE=${PG_SCALE:-10}
 PG_SECONDS=${PG_SECONDS:-15}
 PG_ROUNDS=${PG_ROUNDS:-2}
 PG_CLIENTS=${PG_CLIENTS:-4}
 PG_JOBS=${PG_JOBS:-2}
-PG_VARIANTS=${PG_VARIANTS:-floor supervised}
+PG_VARIANTS=${PG_VARIANTS:-floor supervised pg-demo}
 export SUPERVISE_LOG=${SUPERVISE_LOG:-warn}
 
 require_root
@@ -191,6 +194,7 @@ variant_args() {
     supervised-t0) echo "$base --notify-threads 0" ;;
     supervised-t2) echo "$base --notify-threads 2" ;;
     supervised-sync) echo "$base --sync-wakeup" ;;
+    pg-demo) echo "--profile $ROOT/profiles/pg-demo.toml" ;;
     *) die "unknown pgbench variant $1" ;;
     esac
 }
@@ -216,7 +220,7 @@ pg_measure() {
 }
 
 bench_pgbench() {
-    hdr "(b) pgbench -S: bare vs supervised (profiles/postgres.toml, identity)"
+    hdr "(b) pgbench -S: bare vs supervised (profiles/postgres.toml, identity) vs pg-demo (SQL rules)"
     ensure_postgres
     ensure_port_free "$PG_PORT"
     mkdir -p "$PGDIR"
@@ -246,7 +250,8 @@ bench_pgbench() {
         printf '%-16s %-30s %12s %10s\n' "$v" "${res[$v]}" "$m" "$(ratio "$m" "$bm")"
     done
     printf '(floor = notify + CONTINUE, nothing serviced; supervised = identity profile, every\n'
-    printf ' client-socket call serviced by the supervisor)\n'
+    printf ' client-socket call serviced by the supervisor; pg-demo = profiles/pg-demo.toml, the\n'
+    printf ' postgres framer and the demo rules on every message, no statement changed)\n'
 }
 
 # ---------------------------------------------------------------- main

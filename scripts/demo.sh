@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# `just demo`: PostgreSQL 15 under supervise, shown working.
+# `just demo`: PostgreSQL 15 under supervise with SQL rules (profiles/pg-demo.toml).
 #
 # Creates a throwaway cluster in a temporary directory owned by postgres, starts
-#   supervise run --profile profiles/postgres.toml -- postgres -D DIR -k DIR \
+#   supervise run --profile profiles/pg-demo.toml -- postgres -D DIR -k DIR \
 #       -c listen_addresses=127.0.0.1 -p 5432
-# in the background, runs psql queries and a short pgbench over TCP 127.0.0.1:5432
-# (the tracked port, so every byte goes through the supervisor), prints the
-# supervisor's log lines about the tracked connections, stops it with SIGTERM and
-# removes everything. Installs postgresql-15 with apt-get when it is missing.
-# Needs root. Build first: cargo build --release --workspace (just demo does).
+# in the background and creates the demo tables over the unix socket (DIR), which the
+# profile does not track. Then it shows each rule side by side: on the left what the
+# database holds (psql over the unix socket), on the right what a client gets over
+# TCP 127.0.0.1:5432, the tracked port, where every byte goes through the supervisor:
+#   rewrite        `dept = 20` in statements reading employee becomes `dept = 21`
+#   mask           employee.ssn reads XXX-XX-XXXX (NULL stays NULL)
+#   deny           statements touching salaries fail with SQLSTATE 42501; the session
+#                  goes on, and inside BEGIN ... COMMIT nothing is committed
+#   drop-session   a statement touching audit_log ends the session
+# then a short pgbench -S through the rules, prints the supervisor's log lines about
+# the tracked connections, stops it with SIGTERM and removes everything. Installs
+# postgresql-15 with apt-get when it is missing. Needs root. Build first:
+# cargo build --release --workspace --bins (just demo does).
 #
 # Environment: SUPERVISE (binary, default target/release/supervise),
 # SUPERVISE_LOG (supervisor log filter, default: info, and debug for the per-connection
@@ -18,7 +26,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PORT=5432 # profiles/postgres.toml tracks this port
+PORT=5432 # profiles/pg-demo.toml tracks this port
+PROFILE=$ROOT/profiles/pg-demo.toml
 require_root
 require_release_bins
 ensure_postgres
@@ -41,32 +50,95 @@ say "initdb a throwaway cluster in $WORK/data (owned by postgres)"
 init_cluster "$WORK"
 
 LOG=$WORK/supervise.log
-say "supervise run --profile profiles/postgres.toml -- postgres -D $WORK/data -k $WORK -c listen_addresses=127.0.0.1 -p $PORT"
+say "supervise run --profile profiles/pg-demo.toml -- postgres -D $WORK/data -k $WORK -c listen_addresses=127.0.0.1 -p $PORT"
 cd "$WORK"
-SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::sockets=debug,supervise::notify=debug} "$SUPERVISE" run --profile "$ROOT/profiles/postgres.toml" -- \
+SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::sockets=debug,supervise::notify=debug} "$SUPERVISE" run --profile "$PROFILE" -- \
     "$PG_BIN/postgres" -D "$WORK/data" -k "$WORK" -c listen_addresses=127.0.0.1 -p "$PORT" \
     </dev/null 2>"$LOG" &
 SUP_PID=$!
 wait_pg_ready "$SUP_PID" "$PORT" "$LOG"
 echo "supervise pid $SUP_PID; PostgreSQL accepts connections on 127.0.0.1:$PORT"
+echo "the rules (profiles/pg-demo.toml):"
+awk '/^kind / { if (r) print r; r = "  " $0; next }
+     r && /^(table|column|from|to|replacement|objects) / { r = r ", " $0 }
+     END { if (r) print r }' "$PROFILE"
 
-psql_tcp() { "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d postgres "$@"; }
+# Every client runs under `timeout`, so a stuck connection cannot stall the demo.
+PSQL=(timeout -k 5 30 "$PG_BIN/psql" -X -P null='(null)' -U postgres -d postgres)
+# psql over the unix socket: untracked, the database as it is.
+psql_unix() { "${PSQL[@]}" -h "$WORK" -p "$PORT" -v ON_ERROR_STOP=1 "$@"; }
+# psql over TCP 127.0.0.1:5432: through the supervisor and its rules. Runs the script
+# on stdin, echoing each statement, errors inline; never stops at an error.
+psql_tcp() { "${PSQL[@]}" -h 127.0.0.1 -p "$PORT" -e -f - 2>&1; }
 
-say "psql over TCP 127.0.0.1:$PORT (every byte serviced by the supervisor)"
-psql_tcp -e <<'SQL'
-SELECT version();
-CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL);
-INSERT INTO accounts VALUES (1, 'alice', 100.00), (2, 'bob', 250.50), (3, 'carol', 75.25);
-UPDATE accounts SET balance = balance - 25 WHERE owner = 'bob';
-SELECT id, owner, balance FROM accounts ORDER BY id;
-SELECT count(*) AS accounts, sum(balance) AS total FROM accounts;
-SELECT md5(string_agg(g::text, ',')) AS md5_of_100k_numbers FROM generate_series(1, 100000) g;
-SELECT inet_server_addr() AS server_addr, inet_server_port() AS server_port, current_user;
+# side_by_side SQL: runs SQL over the unix socket (left) and over TCP (right).
+side_by_side() {
+    local sql=$1 left right
+    left=$(psql_unix -c "$sql" 2>&1) || true
+    right=$(psql_tcp <<<"$sql" | tail -n +2) || true
+    printf '  %s\n\n' "$sql"
+    paste -d '\t' <(printf '%s\n%s\n' "database, unix socket (untracked)" "$left") \
+        <(printf '%s\n%s\n' "client, TCP :$PORT (through supervise)" "$right") |
+        awk -F'\t' '{ printf "  %-44s | %s\n", $1, $2 }'
+}
+
+say "create the demo tables over the unix socket (untracked)"
+psql_unix -q <<'SQL'
+CREATE TABLE employee (id int PRIMARY KEY, name text NOT NULL, dept int NOT NULL, ssn text);
+INSERT INTO employee VALUES
+    (1, 'alice', 20, '111-11-1111'), (2, 'bob',   20, '222-22-2222'),
+    (3, 'carol', 21, '333-33-3333'), (4, 'dave',  21, '444-44-4444'),
+    (5, 'erin',  22, NULL);
+CREATE TABLE salaries (id int PRIMARY KEY, amount numeric NOT NULL);
+INSERT INTO salaries VALUES (1, 5000), (2, 6200);
+CREATE TABLE audit_log (id int PRIMARY KEY, what text NOT NULL);
+INSERT INTO audit_log VALUES (1, 'cluster created');
+SQL
+echo "employee (5 rows), salaries (2 rows), audit_log (1 row)"
+
+say "rewrite: dept = 20 becomes dept = 21 in statements reading employee"
+side_by_side "SELECT id, name, dept FROM employee WHERE dept = 20 ORDER BY id;"
+
+say "mask: employee.ssn reads XXX-XX-XXXX, NULL stays NULL"
+side_by_side "SELECT id, name, ssn FROM employee ORDER BY id;"
+
+say "deny: salaries is refused with SQLSTATE 42501, and the same session goes on"
+psql_tcp <<'SQL' || true
+SELECT pg_backend_pid() AS session;
+SELECT * FROM salaries;
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT pg_backend_pid() AS same_session, 'still working' AS status;
+SQL
+echo "(the server itself raised the error, hence its CONTEXT line: the supervisor swapped the"
+echo " statement for one that fails, so the server's transaction state stays true)"
+
+say "deny inside a transaction: the server's transaction fails, COMMIT rolls back"
+psql_tcp <<'SQL' || true
+BEGIN;
+INSERT INTO employee VALUES (6, 'mallory', 20, '666-66-6666');
+UPDATE salaries SET amount = amount * 2;
+COMMIT;
+SQL
+echo "-- afterwards, over the unix socket:"
+psql_unix -c "SELECT count(*) AS mallory_rows FROM employee WHERE id = 6" \
+    -c "SELECT id, amount FROM salaries ORDER BY id"
+
+say "drop-session: a statement touching audit_log ends the session"
+rc=0
+psql_tcp <<'SQL' || rc=$?
+SELECT 'before' AS step;
+SELECT * FROM audit_log;
+SELECT 'never printed' AS step;
+SQL
+echo "(psql exit status $rc: 2 = connection to the server lost)"
+echo "-- a new connection works:"
+psql_tcp <<'SQL'
+SELECT 'new session' AS step, count(*) AS employees FROM employee;
 SQL
 
-say "pgbench -i -s 1, then pgbench -S -c 4 -j 2 -T 5"
-"$PG_BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -s 1 -q postgres 2>&1 | tail -n 1
-"$PG_BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -S -c 4 -j 2 -T 5 postgres 2>&1 |
+say "pgbench -i -s 1 over the unix socket, then pgbench -S -c 4 -j 2 -T 5 over TCP (through the rules)"
+timeout -k 5 60 "$PG_BIN/pgbench" -h "$WORK" -p "$PORT" -U postgres -i -s 1 -q postgres 2>&1 | tail -n 1
+timeout -k 5 60 "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -S -c 4 -j 2 -T 5 postgres 2>&1 |
     grep -E '^(number of|latency average|tps)'
 
 say "stopping: SIGTERM to supervise (forwarded to postgres: smart shutdown)"
@@ -79,7 +151,10 @@ say "supervisor log lines about the tracked stream (pg-clients, port $PORT)"
 # The log file holds the supervisor's lines and PostgreSQL's own stderr; PostgreSQL's
 # lines look like "2026-01-01 12:00:00.000 UTC [123] LOG: ...".
 sup_lines=$(grep -vE '^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] ' "$LOG" || true)
-tracked=$(grep -Ei "pg-clients|$PORT|accept|connection|stream|tracked" <<<"$sup_lines" || true)
+# One "accepted" and one "connection closed" line (with its byte accounting) per
+# connection, and what the rules did; the rest is in the log at debug level.
+tracked=$(grep -Ei "pg-clients|$PORT|accept|connection|stream|tracked|rule|deny|denied|drop|mask|rewrit" <<<"$sup_lines" |
+    grep -vE "handed to tenant|released tracked socket" || true)
 if [ -n "$tracked" ]; then
     n=$(wc -l <<<"$tracked")
     head -n 40 <<<"$tracked"

@@ -123,6 +123,19 @@ enum Expect {
     Execute(String),
     Close,
     Sync,
+    /// A reply to a message the session injected: not the client's.
+    Swallow(u8),
+    /// Replies to the learning query, up to its ReadyForQuery: not the client's.
+    Learn,
+}
+
+/// What to do with one statement.
+#[derive(Debug)]
+enum Decision {
+    Forward,
+    Replace(String),
+    Refuse(&'static str),
+    Drop,
 }
 
 /// Per result column: which mask, if any, and whether values are text.
@@ -154,6 +167,12 @@ pub struct PgSession {
     drop: Vec<String>,
     /// The server's transaction status from its last ReadyForQuery.
     status: u8,
+    /// Every configured table name (cheap pre-check before parsing).
+    names: Vec<String>,
+    /// Client messages are being discarded up to Sync (after a refused Parse).
+    discarding: bool,
+    /// The learning query was sent.
+    learn_sent: bool,
     /// A rewritten statement is in flight: ErrorResponse positions refer to text the
     /// client never sent, so they are dropped until the next ReadyForQuery.
     strip_position: bool,
@@ -201,6 +220,9 @@ impl PgSession {
             deny: Vec::new(),
             drop: Vec::new(),
             status: b'I',
+            names: Vec::new(),
+            discarding: false,
+            learn_sent: false,
             strip_position: false,
             expect: VecDeque::new(),
             statements: HashMap::new(),
@@ -233,6 +255,18 @@ impl PgSession {
                 PgRule::DropSession { objects, .. } => self.drop.extend(objects.iter().cloned()),
             }
         }
+        let rewritten = self.rewrites.iter().map(|r| r.table.clone());
+        let masked = self.masks.iter().map(|m| m.table.clone());
+        self.names = self
+            .deny
+            .iter()
+            .chain(&self.drop)
+            .cloned()
+            .chain(rewritten)
+            .chain(masked)
+            .collect();
+        self.names.sort();
+        self.names.dedup();
     }
 
     fn startup(&mut self, message: &[u8], out: &mut Output) -> Result<(), RuleError> {
@@ -256,99 +290,211 @@ impl PgSession {
         Ok(())
     }
 
-    /// Whether `sql` touches one of `objects`. SQL the parser cannot read is checked
-    /// word by word instead, so an unparsable statement naming a denied object is
-    /// still caught (fail closed).
-    fn touches(sql: &str, objects: &[String]) -> bool {
-        if objects.is_empty() {
-            return false;
-        }
-        match sql::touches_any(sql, objects) {
-            Ok(found) => found,
-            Err(_) => {
-                let lower = sql.to_lowercase();
-                lower
-                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                    .any(|word| objects.iter().any(|o| o == word))
-            }
-        }
-    }
-
-    fn touched_masks(&self, sql: &str) -> Vec<usize> {
-        if self.masks.is_empty() {
+    /// The configured tables `sql` touches. Parsed at most once per statement, and not
+    /// at all when the text mentions no configured name (the common case: cheap). SQL
+    /// the parser cannot read is checked word by word instead, so an unparsable
+    /// statement naming a protected table is still caught (fail closed).
+    fn analyze(&self, sql: &str) -> Vec<String> {
+        let lower = sql.to_lowercase();
+        if !self.names.iter().any(|n| lower.contains(n.as_str())) {
             return Vec::new();
         }
-        let tables = sql::tables_touched(sql).unwrap_or_default();
+        let tables = match sql::tables_touched(sql) {
+            Ok(tables) => tables,
+            Err(_) => lower
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map(str::to_owned)
+                .collect(),
+        };
+        let mut found: Vec<String> = tables
+            .into_iter()
+            .filter(|t| self.names.contains(t))
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    fn touched_masks(&self, tables: &[String]) -> Vec<usize> {
         (0..self.masks.len())
             .filter(|&i| tables.contains(&self.masks[i].table))
             .collect()
     }
 
-    /// Drop, deny or rewrite one statement's text. Returns the text to forward (None:
-    /// unchanged) or `Err(())` when the session was dropped.
-    fn decide(&mut self, sql: &str, masked: bool, out: &mut Output) -> Result<Option<String>, ()> {
-        if Self::touches(sql, &self.drop) {
-            let error = msg::build_error(
-                "FATAL",
-                "42501",
-                "supervise: session terminated: the statement touches a protected object",
-            );
-            out.back.extend_from_slice(&error);
-            out.onward.extend_from_slice(&msg::build_terminate());
-            out.close = true;
-            return Err(());
+    /// What to do with one statement, from the tables it touches.
+    fn decide(&mut self, sql: &str, tables: &[String]) -> Decision {
+        let any = |objects: &[String]| tables.iter().any(|t| objects.contains(t));
+        if any(&self.drop) {
+            return Decision::Drop;
         }
-        if Self::touches(sql, &self.deny) {
-            return Ok(Some(refusal_statement(
+        if any(&self.deny) {
+            return Decision::Refuse(
                 "supervise: permission denied: the statement touches a protected object",
-            )));
+            );
         }
-        if masked && is_copy_out(sql) {
+        if !self.touched_masks(tables).is_empty() && is_copy_out(sql) {
             // COPY data is not DataRow: the mask could not apply, so refuse (fail closed).
-            return Ok(Some(refusal_statement(
-                "supervise: permission denied: COPY out of a masked table",
-            )));
+            return Decision::Refuse("supervise: permission denied: COPY out of a masked table");
         }
-        if self.rewrites.is_empty() {
-            return Ok(None);
+        if !self.rewrites.iter().any(|r| tables.contains(&r.table)) {
+            return Decision::Forward;
         }
         match sql::rewrite(sql, &self.rewrites) {
             Ok(Some(new)) => {
                 self.strip_position = true;
-                Ok(Some(new))
+                Decision::Replace(new)
             }
-            Ok(None) | Err(_) => Ok(None),
+            Ok(None) | Err(_) => Decision::Forward,
         }
+    }
+
+    /// FATAL to the client, Terminate to the server, close.
+    fn drop_session(out: &mut Output) {
+        let error = msg::build_error(
+            "FATAL",
+            "42501",
+            "supervise: session terminated: the statement touches a protected object",
+        );
+        out.back.extend_from_slice(&error);
+        out.onward.extend_from_slice(&msg::build_terminate());
+        out.close = true;
+    }
+
+    /// Refuses a Parse the way the server refuses a bad one: in its place the server
+    /// runs a statement that raises 42501 (so it fails an open transaction itself),
+    /// the client's messages up to Sync are discarded, and the server's ErrorResponse
+    /// and single ReadyForQuery reach the client. The replies to the injected Parse
+    /// and Bind are swallowed. (A Parse swap alone would not do: the refusal has no
+    /// parameters, so a driver binding the original's parameters fails differently.)
+    fn refuse_parse(&mut self, message: &'static str, out: &mut Output) {
+        let refusal = refusal_statement(message);
+        out.onward
+            .extend_from_slice(&msg::build_parse(&msg::ParseMsg {
+                name: "",
+                query: &refusal,
+                param_types: vec![],
+            }));
+        out.onward
+            .extend_from_slice(&msg::build_bind(&msg::BindMsg {
+                portal: "",
+                statement: "",
+                param_formats: vec![],
+                params: vec![],
+                result_formats: vec![],
+            }));
+        out.onward.extend_from_slice(&msg::build_execute("", 0));
+        self.expect.extend([
+            Expect::Swallow(b'1'),
+            Expect::Swallow(b'2'),
+            Expect::Execute(String::new()),
+        ]);
+        self.discarding = true;
+    }
+
+    /// The query that tells which (table OID, column number) each mask names, so the
+    /// column is recognised under any alias from the first result on.
+    fn learn_query(&self) -> String {
+        let quote = |s: &str| s.replace('\'', "''");
+        let pairs: Vec<String> = self
+            .masks
+            .iter()
+            .map(|m| format!("('{}','{}')", quote(&m.table), quote(&m.column)))
+            .collect();
+        format!(
+            "SELECT c.oid::int8, a.attnum, c.relname, a.attname FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             WHERE (c.relname::text, a.attname::text) IN ({}) AND a.attnum > 0 AND NOT a.attisdropped",
+            pairs.join(",")
+        )
+    }
+
+    /// A reply to the learning query: rows are learned, nothing reaches the client.
+    fn learn_reply(&mut self, tag: u8, body: &[u8]) -> Result<(), RuleError> {
+        match tag {
+            b'D' => {
+                let values = msg::parse_data_row(body).map_err(rule_error)?;
+                let text = |n: usize| {
+                    values
+                        .get(n)
+                        .copied()
+                        .flatten()
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                };
+                let (Some(oid), Some(attnum), Some(table), Some(column)) =
+                    (text(0), text(1), text(2), text(3))
+                else {
+                    return Ok(());
+                };
+                let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>()) else {
+                    return Ok(());
+                };
+                for i in 0..self.masks.len() {
+                    if self.masks[i].table == table && self.masks[i].column == column {
+                        self.learned.insert((oid, attnum, i));
+                    }
+                }
+            }
+            b'Z' => {
+                self.expect.pop_front();
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn client_message(&mut self, message: &[u8], out: &mut Output) -> Result<(), RuleError> {
         let typed = msg::typed(message).map_err(rule_error)?;
+        if self.discarding {
+            // After a refused Parse the server would skip to Sync; so does the client's
+            // pipeline here (Terminate still ends the session).
+            match typed.tag {
+                b'S' => self.discarding = false,
+                b'X' => {}
+                _ => return Ok(()),
+            }
+        }
         match typed.tag {
             b'Q' => {
                 let sql = msg::parse_query(typed.body).map_err(rule_error)?;
-                let touched = self.touched_masks(sql);
-                match self.decide(sql, !touched.is_empty(), out) {
-                    Err(()) => return Ok(()),
-                    Ok(Some(new)) => out.onward.extend_from_slice(&msg::build_query(&new)),
-                    Ok(None) => out.onward.extend_from_slice(message),
+                let tables = self.analyze(sql);
+                let touched = self.touched_masks(&tables);
+                match self.decide(sql, &tables) {
+                    Decision::Drop => {
+                        Self::drop_session(out);
+                        return Ok(());
+                    }
+                    // The server raises the error itself: its status byte is the truth.
+                    Decision::Refuse(why) => out
+                        .onward
+                        .extend_from_slice(&msg::build_query(&refusal_statement(why))),
+                    Decision::Replace(new) => out.onward.extend_from_slice(&msg::build_query(&new)),
+                    Decision::Forward => out.onward.extend_from_slice(message),
                 }
                 self.expect.push_back(Expect::Simple { touched });
                 return Ok(());
             }
             b'P' => {
                 let parse = msg::parse_parse(typed.body).map_err(rule_error)?;
-                let touched = self.touched_masks(parse.query);
+                let tables = self.analyze(parse.query);
+                let touched = self.touched_masks(&tables);
                 let name = parse.name.to_owned();
-                match self.decide(parse.query, !touched.is_empty(), out) {
-                    Err(()) => return Ok(()),
-                    Ok(Some(new)) => {
+                match self.decide(parse.query, &tables) {
+                    Decision::Drop => {
+                        Self::drop_session(out);
+                        return Ok(());
+                    }
+                    Decision::Refuse(why) => {
+                        self.refuse_parse(why, out);
+                        return Ok(());
+                    }
+                    Decision::Replace(new) => {
                         let swapped = msg::ParseMsg {
                             query: &new,
                             ..parse
                         };
                         out.onward.extend_from_slice(&msg::build_parse(&swapped));
                     }
-                    Ok(None) => out.onward.extend_from_slice(message),
+                    Decision::Forward => out.onward.extend_from_slice(message),
                 }
                 self.statements.insert(
                     name,
@@ -469,6 +615,18 @@ impl PgSession {
 
     fn server_message(&mut self, message: &[u8], out: &mut Output) -> Result<(), RuleError> {
         let typed = msg::typed(message).map_err(rule_error)?;
+        match self.expect.front() {
+            Some(Expect::Swallow(tag)) if *tag == typed.tag => {
+                self.expect.pop_front();
+                return Ok(());
+            }
+            // Asynchronous messages (notices, parameter status, notifications) are
+            // the client's even in the middle of the learning query.
+            Some(Expect::Learn) if !matches!(typed.tag, b'N' | b'S' | b'A') => {
+                return self.learn_reply(typed.tag, typed.body)
+            }
+            _ => {}
+        }
         match typed.tag {
             b'T' => {
                 let fields = msg::parse_row_description(typed.body).map_err(rule_error)?;
@@ -566,6 +724,14 @@ impl PgSession {
                     Some(Expect::Sync | Expect::Simple { .. })
                 ) {
                     self.expect.pop_front();
+                }
+                if !self.learn_sent && !self.masks.is_empty() && self.status == b'I' {
+                    // First idle moment after authentication: ask which columns the masks
+                    // name, before the client's first statement (queued after it).
+                    self.learn_sent = true;
+                    out.back
+                        .extend_from_slice(&msg::build_query(&self.learn_query()));
+                    self.expect.push_back(Expect::Learn);
                 }
             }
             _ => {}
