@@ -446,3 +446,45 @@ proptest! {
         }
     }
 }
+
+/// Every framing fixture (`fixtures/*.hex`, recorded or hand-written traffic), framed
+/// as one stream and rendered message by message, split at random points too.
+#[test]
+fn framing_fixtures_match_snapshots() {
+    use transforms::pg::message::fixture;
+    for (name, text) in fixture::ALL {
+        let direction = fixture::direction_of(name);
+        let stream: Vec<u8> = fixture::load_hex_fixture(text).concat();
+        let mut framer = PgFramer::new(direction, MAX);
+        let mut rest = stream.as_slice();
+        let mut lines = Vec::new();
+        loop {
+            match framer.frame(rest) {
+                Ok(Framing::Complete { len }) => {
+                    let untyped = direction == Direction::Inbound && rest[0] == 0;
+                    let shown = if untyped {
+                        format!("startup {:?}", msg::parse_startup(&rest[..len]))
+                    } else {
+                        render(direction, &rest[..len]).join(" | ")
+                    };
+                    lines.push(shown);
+                    rest = &rest[len..];
+                }
+                Ok(Framing::Partial) => {
+                    if !rest.is_empty() {
+                        lines.push(format!("partial: {} bytes spooled", rest.len()));
+                    }
+                    break;
+                }
+                Err(error) => {
+                    lines.push(format!("error: {error}"));
+                    break;
+                }
+            }
+        }
+        let stem = name.trim_end_matches(".hex").replace('.', "-");
+        insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(format!("framing__{stem}"), lines.join("\n"));
+        });
+    }
+}
