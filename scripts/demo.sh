@@ -29,6 +29,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PORT=5432 # profiles/pg-demo.toml tracks this port
 PROFILE=$ROOT/profiles/pg-demo.toml
 require_root
+# Build (a no-op when up to date), so the demo is one command on a fresh checkout.
+(cd "$ROOT" && cargo build --release --workspace --bins)
 require_release_bins
 ensure_postgres
 ensure_port_free "$PORT"
