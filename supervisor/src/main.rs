@@ -2,6 +2,7 @@
 //! supervisor services itself. See the README and DESIGN for the architecture.
 
 mod cli;
+mod label;
 mod launch;
 mod notify;
 mod profile;
