@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "supervise", version, about)]
 pub struct Cli {
+    /// Where the node registry (tenants.toml) and default homes live.
+    #[arg(long, global = true, env = "SUPERVISE_STATE_DIR", default_value = crate::label::registry::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -36,9 +39,28 @@ pub enum Command {
         /// timers). 0 = everything on the main thread.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=16))]
         notify_threads: u8,
-        /// The tenant's command and arguments.
-        #[arg(required = true, last = true)]
+        /// The tenant's command and arguments (default: the profile's tenant.command).
+        #[arg(last = true)]
         command: Vec<OsString>,
+    },
+    /// Run every profile (*.toml) in DIR, each tenant under its own supervising
+    /// process, all sharing the node registry; stops them all on SIGTERM/SIGINT.
+    Up {
+        /// Directory of profiles; each needs tenant.command.
+        dir: PathBuf,
+        /// Passed to each tenant's `supervise run`.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=16))]
+        notify_threads: u8,
+    },
+    /// List the node's tenants (uid, label, home, addresses), or audit paths and
+    /// addresses: which tenant's label they carry and whether that is the right one.
+    Label {
+        /// Paths (or IPv4 addresses) to audit; none: list the registry.
+        #[arg(long, num_args = 1..)]
+        audit: Vec<PathBuf>,
+        /// Audit directories recursively.
+        #[arg(long, short)]
+        recursive: bool,
     },
     /// Validate a profile and print what it tracks.
     Check {

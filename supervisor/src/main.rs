@@ -6,8 +6,10 @@ mod label;
 mod launch;
 mod notify;
 mod profile;
+mod setup;
 mod stream;
 mod sys;
+mod up;
 
 use std::process::ExitCode;
 
@@ -32,9 +34,14 @@ fn main() -> ExitCode {
                 sync_wakeup,
                 notify_threads: notify_threads.into(),
             };
-            run(profile, options, command)
+            run(profile, options, command, &cli.state_dir)
         }
         Command::Check { profile } => check(&profile),
+        Command::Up {
+            dir,
+            notify_threads,
+        } => up::run(&dir, &cli.state_dir, notify_threads),
+        Command::Label { audit, recursive } => label_command(&cli.state_dir, &audit, recursive),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
@@ -79,6 +86,7 @@ fn run(
     profile: Option<std::path::PathBuf>,
     options: RunOptions,
     command: Vec<std::ffi::OsString>,
+    state_dir: &std::path::Path,
 ) -> i32 {
     // Validate everything before any side effect.
     let profile = match load(profile.as_deref()) {
@@ -88,11 +96,38 @@ fn run(
             return 2;
         }
     };
+    if command.is_empty() && profile.command.is_none() {
+        eprintln!(
+            "supervise: no command: give one after `--` or set tenant.command in the profile"
+        );
+        return 2;
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("supervise: must run as root (it creates a PID namespace, drops the tenant's credentials and reads tenant memory)");
         return 2;
     }
+    let entry = match &profile.confinement {
+        Some(confinement) => match confine(&profile, confinement, state_dir) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                report(&e);
+                return 2;
+            }
+        },
+        None => {
+            tracing::warn!(target: "supervise", tenant = %profile.tenant, "tenant is not confined (tenant.confine = false): no label, no Landlock, no address checks");
+            None
+        }
+    };
+    let command = if command.is_empty() {
+        setup::expand_command(
+            profile.command.as_deref().unwrap_or_default(),
+            entry.as_ref(),
+        )
+    } else {
+        command
+    };
     let original_mask = match notify::block_handled_signals() {
         Ok(mask) => mask,
         Err(e) => {
@@ -100,7 +135,11 @@ fn run(
             return 125;
         }
     };
-    let prepared = match launch::Prepared::new(&profile, &command, original_mask) {
+    let confined = entry
+        .as_ref()
+        .zip(profile.confinement.as_ref())
+        .map(|(entry, confinement)| launch::ConfinedLaunch { entry, confinement });
+    let prepared = match launch::Prepared::new(&profile, &command, original_mask, confined) {
         Ok(p) => p,
         Err(e) => {
             report(&e);
@@ -115,14 +154,84 @@ fn run(
         }
     };
     tracing::info!(target: "supervise", tenant = %profile.tenant, pid = launched.tenant_pid, profile = %profile.source, streams = profile.streams.len(), "tenant started under seccomp user notification");
-    let supervisor = match notify::Supervisor::new(profile, launched, options.continue_all) {
+    let mut relabeler = None;
+    let mut guard = None;
+    if let (Some(entry), Some(confinement)) = (entry, profile.confinement.as_ref()) {
+        let landlock = launched.landlock.map(|l| l.to_string()).unwrap_or_default();
+        let rules = prepared.landlock_summary.as_deref().unwrap_or_default();
+        if launched.landlock == Some(launch::landlock::Enforcement::Full) {
+            tracing::info!(target: "supervise::landlock", tenant = %entry.name, "landlock {landlock}: {rules}");
+        } else {
+            tracing::warn!(target: "supervise::landlock", tenant = %entry.name, "landlock {landlock}: {rules}");
+        }
+        tracing::info!(target: "supervise::label", tenant = %entry.name, uid = entry.uid, label = %entry.label, home = %entry.home.display(), range = %entry.address, "labels enforced on connect, bind, sendto and accept");
+        relabeler = match label::watch::spawn(entry.home.clone(), entry.label.to_string()) {
+            Ok(r) => Some(r),
+            Err(error) => {
+                tracing::warn!(target: "supervise::label", %error, "cannot watch the home; new files are labeled at the next start only");
+                None
+            }
+        };
+        guard = Some(label::guard::Guard::new(
+            entry,
+            confinement.net.clone(),
+            setup::node_net(),
+            state_dir.to_owned(),
+        ));
+    }
+    let supervisor = match notify::Supervisor::new(profile, launched, options.continue_all, guard) {
         Ok(s) => s,
         Err(e) => {
             report(&e);
             return 125;
         }
     };
-    supervisor.run(options.notify_threads)
+    let code = supervisor.run(options.notify_threads);
+    if let Some(relabeler) = relabeler {
+        relabeler.stop();
+    }
+    code
+}
+
+/// Registry entry, account and labeled home of a confined tenant.
+fn confine(
+    profile: &Profile,
+    confinement: &profile::Confinement,
+    state_dir: &std::path::Path,
+) -> Result<label::registry::Entry, setup::SetupError> {
+    let entry = setup::claim(profile, confinement, state_dir)?;
+    setup::ensure_account(&entry)?;
+    setup::prepare_home(&entry)?;
+    Ok(entry)
+}
+
+/// `supervise label`: the registry as a table, or audits.
+fn label_command(
+    state_dir: &std::path::Path,
+    audit: &[std::path::PathBuf],
+    recursive: bool,
+) -> i32 {
+    let entries = match label::registry::snapshot(state_dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            report(&e);
+            return 2;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let result = if audit.is_empty() {
+        label::audit::list(&entries, &label::registry::file_in(state_dir), &mut out).map(|()| true)
+    } else {
+        label::audit::run_audit(audit, recursive, &entries, &mut out)
+    };
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            report(&e);
+            2
+        }
+    }
 }
 
 fn check(path: &std::path::Path) -> i32 {

@@ -218,6 +218,31 @@ impl SockAddr {
         Some(addr)
     }
 
+    /// A std address in the kernel's layout (sockaddr_in / sockaddr_in6).
+    pub fn from_std(addr: std::net::SocketAddr) -> SockAddr {
+        let mut out = SockAddr::empty();
+        let bytes: Vec<u8> = match addr {
+            std::net::SocketAddr::V4(v4) => {
+                let mut b = vec![0u8; std::mem::size_of::<libc::sockaddr_in>()];
+                b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+                b[2..4].copy_from_slice(&v4.port().to_be_bytes());
+                b[4..8].copy_from_slice(&v4.ip().octets());
+                b
+            }
+            std::net::SocketAddr::V6(v6) => {
+                let mut b = vec![0u8; std::mem::size_of::<libc::sockaddr_in6>()];
+                b[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+                b[2..4].copy_from_slice(&v6.port().to_be_bytes());
+                b[8..24].copy_from_slice(&v6.ip().octets());
+                b
+            }
+        };
+        if let Some(addr) = SockAddr::from_bytes(&bytes) {
+            out = addr;
+        }
+        out
+    }
+
     /// The valid bytes of the address.
     pub fn as_bytes(&self) -> &[u8] {
         // SAFETY: storage is plain data of at least `len` bytes (len never exceeds it).
@@ -309,6 +334,61 @@ pub fn connect(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
     };
     check(rc.into())?;
     Ok(())
+}
+
+/// `bind(fd, addr)`.
+pub fn bind(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
+    // SAFETY: the address points at our own copy, valid for `len` bytes.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr.storage as *const libc::sockaddr_storage).cast(),
+            addr.len,
+        )
+    };
+    check(rc.into())?;
+    Ok(())
+}
+
+/// `sendto(fd, buf, flags, addr)`.
+pub fn send_to(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    flags: libc::c_int,
+    addr: &SockAddr,
+) -> io::Result<usize> {
+    // SAFETY: `buf` and the address are our own buffers, valid for their lengths.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            flags,
+            (&addr.storage as *const libc::sockaddr_storage).cast(),
+            addr.len,
+        )
+    };
+    Ok(check(n as i64)? as usize)
+}
+
+/// Closes a connection with a reset (SO_LINGER 0): the peer learns it was refused
+/// instead of seeing an orderly end of stream.
+pub fn close_with_reset(fd: OwnedFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid struct of the stated size; the fd is ours.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(fd);
 }
 
 /// `shutdown(fd, how)`.

@@ -8,8 +8,13 @@
 // wired into launch/notify by issue 4
 #![allow(dead_code)]
 
+pub mod audit;
+pub mod guard;
 pub mod mcs;
+pub mod policy;
 pub mod registry;
+pub mod watch;
+pub mod xattr;
 
 use std::fmt;
 use std::net::Ipv4Addr;

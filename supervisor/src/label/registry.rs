@@ -50,6 +50,28 @@ struct Stored {
     tenants: Vec<Entry>,
 }
 
+/// What a profile asks of the registry; `None` fields are allocated or defaulted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// An explicit uid (must lie in the node range: the label derives from it).
+    pub uid: Option<u32>,
+    /// An explicit address range instead of the uid's /24.
+    pub address: Option<Ipv4Net>,
+    /// An explicit home instead of `<state dir>/home/<name>`.
+    pub home: Option<PathBuf>,
+}
+
+/// Reads the registry without locking it, for decisions that only need a consistent
+/// view: `save` replaces the file by rename, so a reader sees the old or the new one.
+pub fn snapshot(dir: &Path) -> Result<Vec<Entry>, RegistryError> {
+    load(&dir.join(REGISTRY_FILE))
+}
+
+/// The registry file's path in a state dir (for messages and change detection).
+pub fn file_in(dir: &Path) -> PathBuf {
+    dir.join(REGISTRY_FILE)
+}
+
 /// The node's uid range and address network. The default range holds as many uids as the
 /// default network holds tenant /24s (65,280), so neither runs out first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,17 +236,43 @@ impl Registry {
         name: &str,
         requested_uid: Option<u32>,
     ) -> Result<Entry, RegistryError> {
+        self.claim(
+            name,
+            &Claim {
+                uid: requested_uid,
+                ..Claim::default()
+            },
+        )
+    }
+
+    /// As [`Registry::allocate`], with the profile's optional address range and home.
+    ///
+    /// A registered tenant keeps its uid (and so its label: its files carry it); its
+    /// address range and home follow the profile, so an operator can move them. An
+    /// address range overlapping another tenant's is refused naming both.
+    pub fn claim(&mut self, name: &str, claim: &Claim) -> Result<Entry, RegistryError> {
         validate_name(name)?;
-        if let Some(existing) = self.get(name) {
-            return match requested_uid {
-                Some(uid) if uid != existing.uid => Err(RegistryError::UidChanged {
+        if let Some(pos) = self.entries.iter().position(|e| e.name == name) {
+            let existing = &self.entries[pos];
+            if let Some(uid) = claim.uid.filter(|&uid| uid != existing.uid) {
+                return Err(RegistryError::UidChanged {
                     tenant: name.to_string(),
                     existing: existing.uid,
                     requested: uid,
-                }),
-                _ => Ok(existing.clone()),
-            };
+                });
+            }
+            let mut updated = existing.clone();
+            if let Some(address) = claim.address {
+                self.check_overlap(name, address)?;
+                updated.address = address;
+            }
+            if let Some(home) = &claim.home {
+                updated.home = home.clone();
+            }
+            self.entries[pos] = updated.clone();
+            return Ok(updated);
         }
+        let requested_uid = claim.uid;
         let range = self.node.range;
         let uid = match requested_uid {
             Some(uid) => uid,
@@ -252,12 +300,22 @@ impl Registry {
                 tenant: name.to_string(),
                 source,
             })?;
+        let address = match claim.address {
+            Some(wanted) => {
+                self.check_overlap(name, wanted)?;
+                wanted
+            }
+            None => address,
+        };
         let entry = Entry {
             name: name.to_string(),
             uid,
             gid: uid,
             label,
-            home: self.dir.join("home").join(name),
+            home: claim
+                .home
+                .clone()
+                .unwrap_or_else(|| self.dir.join("home").join(name)),
             address,
         };
         for other in &self.entries {
@@ -281,6 +339,24 @@ impl Registry {
         }
         self.entries.push(entry.clone());
         Ok(entry)
+    }
+
+    /// Refuses an address range that overlaps another tenant's.
+    fn check_overlap(&self, name: &str, wanted: Ipv4Net) -> Result<(), RegistryError> {
+        let overlap = |a: &Ipv4Net, b: &Ipv4Net| a.contains(b.addr()) || b.contains(a.addr());
+        match self
+            .entries
+            .iter()
+            .find(|e| e.name != name && overlap(&e.address, &wanted))
+        {
+            Some(other) => Err(RegistryError::Held {
+                what: "address range overlapping",
+                value: format!("{wanted} ({} is {})", other.name, other.address),
+                requested_by: name.to_string(),
+                held_by: other.name.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Forgets `name`, returning its entry if it had one. Call [`Registry::save`] to persist.

@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use super::Prepared;
 
 /// Writes a fixed message to stderr and exits with `code`. Allocation-free.
-fn die(msg: &[u8], code: libc::c_int) -> ! {
+pub(super) fn die(msg: &[u8], code: libc::c_int) -> ! {
     // SAFETY: `msg` is a valid byte slice; _exit never returns and runs no destructors.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
@@ -46,13 +46,19 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        // A confined tenant's own System V IPC and POSIX message queues: shared memory
+        // segments of other tenants are not even visible. Done here, as root, because
+        // unshare(CLONE_NEWIPC) in the supervisor would move the supervisor itself.
+        if prep.new_ipc && libc::unshare(libc::CLONE_NEWIPC) != 0 {
+            die(b"supervise: init stub: unshare(CLONE_NEWIPC) failed\n", 125);
+        }
 
         let tenant = libc::fork();
         if tenant < 0 {
             die(b"supervise: init stub: fork failed\n", 125);
         }
         if tenant == 0 {
-            exec_tenant(prep);
+            exec_tenant(prep, report);
         }
         let mut handed_over = false;
         loop {
@@ -142,7 +148,7 @@ unsafe fn send_pidfd(report: RawFd, tenant: libc::pid_t) {
 /// - the stop after the filter, because from the filter on every notified syscall waits
 ///   for a supervisor that does not have the listener yet: `kill` and the stop are not
 ///   notified, `execve` is, and only runs once the supervisor holds the listener.
-fn exec_tenant(prep: &Prepared) -> ! {
+fn exec_tenant(prep: &Prepared, report: RawFd) -> ! {
     // SAFETY: (whole block) raw syscalls whose pointer arguments point into `prep`,
     // which the parent built before fork and which stays alive (this process's copy)
     // until execve replaces the image. Single-threaded fresh fork.
@@ -164,6 +170,16 @@ fn exec_tenant(prep: &Prepared) -> ! {
             if libc::setuid(ids.uid) != 0 {
                 die(b"supervise: tenant: setuid failed\n", 126);
             }
+        }
+        if let Some(dir) = &prep.chdir {
+            if libc::chdir(dir.as_ptr()) != 0 {
+                die(b"supervise: tenant: chdir to its home failed\n", 126);
+            }
+        }
+        // After the credentials (the ruleset confines the tenant's uid, not root's
+        // setup), before the filter (landlock_restrict_self is not notified anyway).
+        if let Some(ruleset) = &prep.landlock {
+            super::landlock::restrict_in_child(ruleset, report);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             die(b"supervise: tenant: PR_SET_NO_NEW_PRIVS failed\n", 126);

@@ -47,6 +47,7 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
     (libc::SYS_accept, "accept"),
     (libc::SYS_accept4, "accept4"),
     (libc::SYS_connect, "connect"),
+    (libc::SYS_bind, "bind"),
     (libc::SYS_shutdown, "shutdown"),
     (libc::SYS_close, "close"),
     (libc::SYS_close_range, "close_range"),

@@ -3,6 +3,7 @@
 
 mod child;
 pub mod filter;
+pub mod landlock;
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -10,7 +11,9 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::profile::{Ids, Profile};
+use crate::label::policy::primary_address;
+use crate::label::registry::Entry;
+use crate::profile::{Confinement, Ids, Profile};
 use crate::sys;
 
 /// A launch step that failed.
@@ -46,6 +49,12 @@ pub enum LaunchError {
     /// Resuming the stopped tenant failed.
     #[error("resuming the tenant")]
     Resume(#[source] io::Error),
+    /// The Landlock ruleset could not be built.
+    #[error(transparent)]
+    Landlock(#[from] landlock::LandlockError),
+    /// The tenant could not confine itself with Landlock (its stderr says so).
+    #[error("the tenant did not report its Landlock status")]
+    LandlockReport,
 }
 
 /// Everything the post-fork code needs, built before fork so the child allocates
@@ -59,6 +68,20 @@ pub(crate) struct Prepared {
     ids: Option<Ids>,
     filter: Vec<libc::sock_filter>,
     tenant_sigmask: libc::sigset_t,
+    chdir: Option<CString>,
+    landlock: Option<::landlock::RulesetCreated>,
+    new_ipc: bool,
+    /// What the Landlock rules cover, for the start-up report.
+    pub landlock_summary: Option<String>,
+}
+
+/// A confined tenant's registry entry and profile section, for [`Prepared::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConfinedLaunch<'a> {
+    /// Its uid, label, home and range.
+    pub entry: &'a Entry,
+    /// Its profile's confinement.
+    pub confinement: &'a Confinement,
 }
 
 /// A running tenant, as the notification loop needs it.
@@ -75,6 +98,8 @@ pub struct Launched {
     pub report: OwnedFd,
     /// Inode of the tenant's PID namespace: membership marks a tenant process.
     pub pid_ns: u64,
+    /// What the tenant reported of its Landlock ruleset (confined tenants only).
+    pub landlock: Option<landlock::Enforcement>,
 }
 
 impl Prepared {
@@ -83,6 +108,7 @@ impl Prepared {
         profile: &Profile,
         command: &[OsString],
         tenant_sigmask: libc::sigset_t,
+        confined: Option<ConfinedLaunch<'_>>,
     ) -> Result<Prepared, LaunchError> {
         let program = command
             .first()
@@ -92,7 +118,10 @@ impl Prepared {
         let cstring =
             |s: &OsString| CString::new(s.as_bytes()).map_err(|_| LaunchError::NulByte(s.clone()));
         let argv = command.iter().map(cstring).collect::<Result<Vec<_>, _>>()?;
+        let overrides = confined.map(tenant_environment).unwrap_or_default();
         let envp = std::env::vars_os()
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+            .chain(overrides.iter().cloned())
             .map(|(k, v)| {
                 let mut kv = k;
                 kv.push("=");
@@ -106,18 +135,67 @@ impl Prepared {
                 .chain([std::ptr::null()])
                 .collect()
         };
+        let plan = match confined {
+            Some(c) => Some(landlock::build(
+                &c.entry.home,
+                &c.confinement.read_only,
+                c.confinement.read_only_explicit,
+                &path,
+                &c.confinement.net,
+            )?),
+            None => None,
+        };
+        let chdir = match confined {
+            Some(c) => Some(
+                CString::new(c.entry.home.as_os_str().as_bytes())
+                    .map_err(|_| LaunchError::NulByte(c.entry.home.clone().into()))?,
+            ),
+            None => None,
+        };
+        let ids = match confined {
+            Some(c) => Some(Ids {
+                uid: c.entry.uid,
+                gid: c.entry.gid,
+                groups: Vec::new(),
+            }),
+            None => profile.ids.clone(),
+        };
+        let landlock_summary = plan.as_ref().map(|p| p.summary.clone());
         Ok(Prepared {
+            chdir,
+            landlock: plan.map(|p| p.ruleset),
+            new_ipc: confined.is_some(),
+            landlock_summary,
             path: CString::new(path.as_os_str().as_bytes())
                 .map_err(|_| LaunchError::NulByte(path.into()))?,
             argv_ptrs: ptrs(&argv),
             envp_ptrs: ptrs(&envp),
             _argv: argv,
             _envp: envp,
-            ids: profile.ids.clone(),
+            ids,
             filter: filter::compile(),
             tenant_sigmask,
         })
     }
+}
+
+/// What a confined tenant finds in its environment: its home, and its name, label and
+/// address so it can listen on its own range (`listen_addresses=$SUPERVISE_ADDRESS`).
+fn tenant_environment(c: ConfinedLaunch<'_>) -> Vec<(OsString, OsString)> {
+    let e = c.entry;
+    let account = format!("sv-{}", e.name);
+    [
+        ("HOME", e.home.display().to_string()),
+        ("USER", account.clone()),
+        ("LOGNAME", account),
+        ("SUPERVISE_TENANT", e.name.clone()),
+        ("SUPERVISE_LABEL", e.label.to_string()),
+        ("SUPERVISE_ADDRESS", primary_address(e).to_string()),
+        ("SUPERVISE_RANGE", e.address.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect()
 }
 
 /// Finds `program` like `execvp` would, but now, so a typo is reported before fork.
@@ -183,7 +261,10 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
         return Err(LaunchError::PidNamespace(io::Error::last_os_error()));
     }
 
-    let tenant_pidfd = receive_pidfd(&ours)?;
+    let (tenant_pidfd, landlock) = receive_handoff(&ours)?;
+    if prep.landlock.is_some() && landlock.is_none() {
+        return Err(LaunchError::LandlockReport);
+    }
     let tenant_pid = pid_of_pidfd(&tenant_pidfd).ok_or(LaunchError::EarlyExit)?;
     let listener_fd = find_listener(tenant_pid).ok_or(LaunchError::ListenerNotFound(tenant_pid))?;
     let listener =
@@ -201,6 +282,7 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
         listener,
         report: ours,
         pid_ns,
+        landlock,
     })
 }
 
@@ -223,8 +305,31 @@ fn enable_sync_wakeup(listener: &OwnedFd) {
     }
 }
 
-/// Waits (bounded) for the stub's SCM_RIGHTS message carrying the tenant's pidfd.
-fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
+/// Reads the tenant's Landlock report (confined tenants send it before they stop),
+/// then the stub's pidfd.
+fn receive_handoff(
+    sock: &OwnedFd,
+) -> Result<(OwnedFd, Option<landlock::Enforcement>), LaunchError> {
+    let mut enforcement = None;
+    loop {
+        match receive_pidfd(sock)? {
+            Handoff::Pidfd(fd) => return Ok((fd, enforcement)),
+            Handoff::Landlock(status) => {
+                enforcement =
+                    Some(landlock::Enforcement::decode(status).map_err(LaunchError::Handoff)?)
+            }
+        }
+    }
+}
+
+enum Handoff {
+    Pidfd(OwnedFd),
+    Landlock(u8),
+}
+
+/// Waits (bounded) for the next message: the stub's SCM_RIGHTS message carrying the
+/// tenant's pidfd, or the tenant's Landlock report.
+fn receive_pidfd(sock: &OwnedFd) -> Result<Handoff, LaunchError> {
     let mut pfd = libc::pollfd {
         fd: sock.as_raw_fd(),
         events: libc::POLLIN,
@@ -238,10 +343,10 @@ fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
             "no handoff from the init stub within 30 s",
         )));
     }
-    let mut byte = [0u8; 1];
+    let mut byte = [0u8; 3];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_len: byte.len(),
     };
     let mut control = [0u64; 4];
     // SAFETY: msghdr fields point at live stack buffers of the stated sizes.
@@ -252,6 +357,9 @@ fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
     msg.msg_controllen = std::mem::size_of_val(&control);
     // SAFETY: `msg` describes valid writable buffers.
     let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n == 3 && byte[0] == landlock::REPORT_TAG {
+        return Ok(Handoff::Landlock(byte[1]));
+    }
     if n <= 0 || byte[0] != b'P' {
         return Err(LaunchError::EarlyExit);
     }
@@ -264,7 +372,7 @@ fn receive_pidfd(sock: &OwnedFd) -> Result<OwnedFd, LaunchError> {
             )));
         }
         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-        Ok(OwnedFd::from_raw_fd(fd))
+        Ok(Handoff::Pidfd(OwnedFd::from_raw_fd(fd)))
     }
 }
 

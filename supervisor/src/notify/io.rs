@@ -20,7 +20,7 @@ use super::{
 use crate::stream::table::{Inode, Lookup, SocketKind};
 use crate::sys;
 
-const MSGHDR_SIZE: u64 = 56;
+pub(super) const MSGHDR_SIZE: u64 = 56;
 const READ_FLAGS: i32 = libc::MSG_DONTWAIT
     | libc::MSG_PEEK
     | libc::MSG_WAITALL
@@ -311,6 +311,13 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         return continue_untracked();
     }
     let Some(inode) = tracked_stream(sv, request, request.fd_arg(0)) else {
+        let sends = matches!(
+            request.nr(),
+            libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg
+        );
+        if sends && sv.guard.is_some() {
+            return super::addresses::send_untracked(sv, request);
+        }
         return continue_untracked();
     };
     let call = match parse_write(request) {

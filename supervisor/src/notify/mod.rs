@@ -7,6 +7,7 @@
 //! one waiting call never delays another. A ticker checks parked calls for pending
 //! signals and dead threads, so a tenant blocked in a serviced call stays stoppable.
 
+mod addresses;
 mod events;
 mod fds;
 mod io;
@@ -59,6 +60,19 @@ pub enum Verdict {
         /// The listener it came from.
         listener: Inode,
         /// The peer's address (kept with a stashed connection).
+        peer: SockAddr,
+    },
+    /// Return a new fd: an accepted connection no stream tracks (a confined tenant's
+    /// listener, accepted here so its peer could be checked). Back to `listener`'s
+    /// stash if the tenant is gone.
+    InjectUntracked {
+        /// The accepted connection.
+        conn: OwnedFd,
+        /// O_CLOEXEC on the tenant's descriptor.
+        cloexec: bool,
+        /// The listener it came from.
+        listener: Inode,
+        /// The peer's address.
         peer: SockAddr,
     },
     /// Cannot complete now: wait for readiness.
@@ -154,6 +168,8 @@ pub struct Supervisor {
     scratch: Vec<u8>,
     continue_all: bool,
     exit_code: Option<i32>,
+    /// Labels and network rules of a confined tenant; `None`: no address checks.
+    guard: Option<crate::label::guard::Guard>,
 }
 
 impl Supervisor {
@@ -162,6 +178,7 @@ impl Supervisor {
         profile: Profile,
         launched: Launched,
         continue_all: bool,
+        guard: Option<crate::label::guard::Guard>,
     ) -> std::io::Result<Supervisor> {
         let epoll = Epoll::new()?;
         let signals = events::signalfd()?;
@@ -189,6 +206,7 @@ impl Supervisor {
             scratch: vec![0; WRITE_CHUNK],
             continue_all,
             exit_code: None,
+            guard,
         })
     }
 
@@ -350,6 +368,7 @@ impl Supervisor {
             libc::SYS_sendfile | libc::SYS_splice => io::refuse_on_tracked(self, request),
             libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request),
             libc::SYS_connect => sockets::connect(self, request, tgid),
+            libc::SYS_bind => addresses::bind(self, request),
             libc::SYS_shutdown => sockets::shutdown(self, request),
             libc::SYS_close => fds::close(self, request, tgid),
             libc::SYS_close_range => fds::close_range(self, request, tgid),
@@ -415,6 +434,26 @@ impl Supervisor {
                     }
                 }
             }
+            Verdict::InjectUntracked {
+                conn,
+                cloexec,
+                listener,
+                peer,
+            } => match request.respond(Answer::InjectFd {
+                fd: conn.as_fd(),
+                cloexec,
+            }) {
+                Ok(_) => return,
+                Err(error) => {
+                    if let Some(SocketKind::Listener { stash, .. }) =
+                        self.table.sockets.get_mut(&listener).map(|t| &mut t.kind)
+                    {
+                        tracing::info!(target: "supervise::notify", %error, "tenant gone before receiving a connection; kept for the next accept");
+                        stash.push_back((conn, peer));
+                    }
+                    return;
+                }
+            },
         };
         if let Err(error) = outcome {
             tracing::debug!(target: "supervise::notify", id = request.id(), %error, "answer not delivered (tenant thread gone)");

@@ -7,7 +7,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use transforms::Direction;
 
 use super::request::{MemError, Request};
-use super::{continue_untracked, io, Park, ParkTarget, Resume, Supervisor, Verdict};
+use super::{addresses, continue_untracked, io, Park, ParkTarget, Resume, Supervisor, Verdict};
+use crate::label::guard::Call;
 use crate::stream::table::{Inode, Lookup, SocketKind};
 use crate::stream::Stream;
 use crate::sys::{self, SockAddr};
@@ -28,10 +29,14 @@ fn tracked_listener(
             let listening =
                 sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN).ok()? != 0;
             let port = sys::local_addr(copy.as_fd()).ok()?.port()?;
-            let config = sv
-                .profile
-                .stream_for_listen_port(port)
-                .filter(|_| listening)?;
+            if !listening {
+                return None;
+            }
+            // A confined tenant's every inet listener is ours: its peers are checked.
+            let config = sv.profile.stream_for_listen_port(port);
+            if config.is_none() && sv.guard.is_none() {
+                return None;
+            }
             let inode = sv
                 .table
                 .track(
@@ -43,7 +48,8 @@ fn tracked_listener(
                 )
                 .ok()?;
             sv.table.hold((tgid, fd), inode);
-            tracing::info!(target: "supervise::sockets", stream = %sv.profile.streams[config].name, port, "tracking listener");
+            let stream = config.map_or("(labels only)", |c| sv.profile.streams[c].name.as_str());
+            tracing::info!(target: "supervise::sockets", stream, port, "tracking listener");
             Some(inode)
         }
         Lookup::Untracked(None) => None,
@@ -65,11 +71,60 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
     if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
         return Verdict::Errno(libc::EINVAL);
     }
+    let (config, conn, peer) = loop {
+        let (config, conn, peer) = match next_connection(sv, listener, flags) {
+            Ok(next) => next,
+            Err(verdict) => return verdict,
+        };
+        let refused = match (sv.guard.as_mut(), peer.as_std()) {
+            (Some(guard), Some(from)) => guard.check(Call::Accept, from, true).is_err(),
+            _ => false,
+        };
+        if !refused {
+            break (config, conn, peer);
+        }
+        sys::close_with_reset(conn);
+    };
+    if let Err(error) = write_peer_address(request, &peer) {
+        return match error {
+            MemError::Gone => Verdict::Gone,
+            MemError::Fault => Verdict::Errno(libc::EFAULT),
+        };
+    }
+    let Some(config) = config else {
+        return Verdict::InjectUntracked {
+            conn,
+            cloexec: flags & libc::SOCK_CLOEXEC != 0,
+            listener,
+            peer,
+        };
+    };
+    let stream = Stream::new(&sv.profile.streams[config]);
+    tracing::debug!(target: "supervise::sockets", stream = %stream.name, ?peer, "accepted tracked connection");
+    match sv.table.track(conn, SocketKind::Stream(Box::new(stream))) {
+        Ok(inode) => Verdict::Inject {
+            inode,
+            cloexec: flags & libc::SOCK_CLOEXEC != 0,
+            listener,
+            peer,
+        },
+        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// The next connection of a tracked listener: one stashed by an accept whose tenant
+/// thread went away, or a fresh one from the kernel; a verdict when there is none.
+#[allow(clippy::type_complexity, clippy::result_large_err)]
+fn next_connection(
+    sv: &mut Supervisor,
+    listener: Inode,
+    flags: i32,
+) -> Result<(Option<usize>, OwnedFd, SockAddr), Verdict> {
     let Some(tracked) = sv.table.sockets.get_mut(&listener) else {
-        return Verdict::Errno(libc::EBADF);
+        return Err(Verdict::Errno(libc::EBADF));
     };
     let SocketKind::Listener { config, stash } = &mut tracked.kind else {
-        return Verdict::Errno(libc::EINVAL);
+        return Err(Verdict::Errno(libc::EINVAL));
     };
     let config = *config;
     let (conn, peer) = match stash.pop_front() {
@@ -86,34 +141,18 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
                 .unwrap_or(false);
             if !readable {
                 let nonblocking = sys::is_nonblocking(copy).unwrap_or(true);
-                return Verdict::would_block(nonblocking, listener, libc::EPOLLIN);
+                return Err(Verdict::would_block(nonblocking, listener, libc::EPOLLIN));
             }
             match sys::accept4(copy, libc::SOCK_CLOEXEC | (flags & libc::SOCK_NONBLOCK)) {
                 Ok(accepted) => accepted,
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                    return Verdict::Errno(libc::EAGAIN)
+                    return Err(Verdict::Errno(libc::EAGAIN))
                 }
-                Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+                Err(e) => return Err(Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO))),
             }
         }
     };
-    if let Err(error) = write_peer_address(request, &peer) {
-        return match error {
-            MemError::Gone => Verdict::Gone,
-            MemError::Fault => Verdict::Errno(libc::EFAULT),
-        };
-    }
-    let stream = Stream::new(&sv.profile.streams[config]);
-    tracing::debug!(target: "supervise::sockets", stream = %stream.name, ?peer, "accepted tracked connection");
-    match sv.table.track(conn, SocketKind::Stream(Box::new(stream))) {
-        Ok(inode) => Verdict::Inject {
-            inode,
-            cloexec: flags & libc::SOCK_CLOEXEC != 0,
-            listener,
-            peer,
-        },
-        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-    }
+    Ok((config, conn, peer))
 }
 
 /// accept's `addr`/`addrlen` out-parameters: truncated to the tenant's buffer, the
@@ -161,6 +200,9 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
     let Some(addr) = SockAddr::from_bytes(&bytes) else {
         return Verdict::Errno(libc::EINVAL);
     };
+    if let Some(verdict) = label_connect(sv, &copy, domain, &addr) {
+        return verdict;
+    }
     let tenant_nonblocking = sys::is_nonblocking(copy.as_fd()).unwrap_or(false);
     // The supervisor must not block: a blocking socket is connected non-blocking and the
     // call parked. The flag is restored at once (the window is a few microseconds).
@@ -198,6 +240,37 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
         }
         Some(e) => Verdict::Errno(e),
     }
+}
+
+/// A confined tenant's connect: refused across labels (EACCES), otherwise the socket
+/// gets the tenant's own address as its source when it has none, so the peer's
+/// supervisor sees who is calling. `None`: go on and connect.
+fn label_connect(
+    sv: &mut Supervisor,
+    copy: &OwnedFd,
+    domain: i32,
+    addr: &SockAddr,
+) -> Option<Verdict> {
+    let guard = sv.guard.as_mut()?;
+    // AF_UNSPEC dissolves a datagram association: nothing to decide.
+    let target = addr.as_std()?;
+    let tcp = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).ok()
+        == Some(libc::SOCK_STREAM);
+    if guard.check(Call::Connect, target, tcp).is_err() {
+        return Some(Verdict::Errno(libc::EACCES));
+    }
+    let source = guard.source_for(target.ip())?;
+    let unbound = sys::local_addr(copy.as_fd())
+        .ok()
+        .and_then(|a| a.as_std())
+        .is_some_and(|a| a.port() == 0 && a.ip().is_unspecified());
+    if unbound {
+        let local = addresses::source_address(domain, source);
+        if let Err(error) = sys::bind(copy.as_fd(), &local) {
+            tracing::warn!(target: "supervise::label", %error, %source, "cannot bind the tenant's source address; connecting unlabeled");
+        }
+    }
+    None
 }
 
 fn track_connection(

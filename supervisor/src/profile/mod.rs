@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+pub mod confine;
 mod rules;
+
+pub use confine::Confinement;
 
 use transforms::pg::framer::PgFramer;
 use transforms::{Direction, Framer, LinesFramer, RawFramer, Rule};
@@ -61,6 +64,8 @@ pub enum ProfileError {
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
     tenant: Spanned<TenantSpec>,
+    filesystem: Option<Spanned<confine::FilesystemSpec>>,
+    network: Option<Spanned<confine::NetworkSpec>>,
     #[serde(default)]
     stream: Vec<Spanned<StreamSpec>>,
 }
@@ -72,6 +77,9 @@ struct TenantSpec {
     user: Option<String>,
     uid: Option<u32>,
     gid: Option<u32>,
+    #[serde(default)]
+    confine: bool,
+    command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +144,11 @@ pub struct Profile {
     pub ids: Option<Ids>,
     /// Tracked streams.
     pub streams: Vec<StreamConfig>,
+    /// Labels, Landlock and address checks (`tenant.confine = true`).
+    pub confinement: Option<Confinement>,
+    /// The tenant's command (`tenant.command`), for `supervise up` and a `run` without
+    /// `-- CMD`. `{home}`, `{address}` and `{name}` are expanded at launch.
+    pub command: Option<Vec<String>>,
 }
 
 /// Credentials the tenant runs under.
@@ -244,6 +257,23 @@ impl Profile {
             ));
         }
         let ids = resolve_ids(&tenant).map_err(|m| invalid(tenant_at, "tenant.user".into(), m))?;
+        let confinement = confine::validate(
+            tenant.confine,
+            ids.as_ref().map(|i| i.uid),
+            tenant_at,
+            file.filesystem,
+            file.network,
+        )
+        .map_err(|(at, key, message)| invalid(at, key, message))?;
+        if let Some(command) = &tenant.command {
+            if command.is_empty() || command[0].is_empty() {
+                return Err(invalid(
+                    tenant_at,
+                    "tenant.command".into(),
+                    "needs a program (first element)".into(),
+                ));
+            }
+        }
 
         let mut streams = Vec::new();
         for (i, spanned) in file.stream.into_iter().enumerate() {
@@ -311,6 +341,8 @@ impl Profile {
             tenant: tenant.name,
             ids,
             streams,
+            confinement,
+            command: tenant.command,
         })
     }
 

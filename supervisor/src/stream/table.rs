@@ -25,10 +25,12 @@ pub type Inode = u64;
 /// What a tracked socket is.
 #[derive(Debug)]
 pub enum SocketKind {
-    /// A listening socket whose accepted connections belong to stream config `config`.
+    /// A listening socket whose accepted connections belong to stream config `config`
+    /// (`None`: a confined tenant's listener no stream tracks, accepted here only so
+    /// each peer's label is checked).
     Listener {
         /// Index of the stream in the profile.
-        config: usize,
+        config: Option<usize>,
         /// Connections accepted for a tenant that died before receiving them: handed to
         /// the next accept, so no connection is lost.
         stash: VecDeque<(OwnedFd, SockAddr)>,

@@ -1,0 +1,136 @@
+//! The supervisor's view of labels while a confined tenant runs: its own entry, its
+//! profile's network rules, and the registry's other tenants, re-read when the registry
+//! file changes (another supervisor on the node registered a tenant).
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use super::policy::{Denial, NetRules, Policy};
+use super::registry::{self, Entry};
+use super::Ipv4Net;
+
+/// Labels and rules for one confined tenant.
+#[derive(Debug)]
+pub struct Guard {
+    own: Entry,
+    rules: NetRules,
+    node: Ipv4Net,
+    unprivileged_port_start: u16,
+    state_dir: PathBuf,
+    tenants: Vec<Entry>,
+    /// (inode, mtime ns, size) of the registry file when `tenants` was read.
+    stamp: Option<(u64, i64, u64)>,
+}
+
+/// Which call a decision is for (logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Connect,
+    Bind,
+    SendTo,
+    Accept,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::Connect => "connect",
+            Call::Bind => "bind",
+            Call::SendTo => "sendto",
+            Call::Accept => "accept",
+        }
+    }
+}
+
+impl Guard {
+    /// A guard for `own`, reading other tenants from the registry in `state_dir`.
+    pub fn new(own: Entry, rules: NetRules, node: Ipv4Net, state_dir: PathBuf) -> Guard {
+        let unprivileged_port_start =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(1024);
+        let mut guard = Guard {
+            own,
+            rules,
+            node,
+            unprivileged_port_start,
+            state_dir,
+            tenants: Vec::new(),
+            stamp: None,
+        };
+        guard.refresh();
+        guard
+    }
+
+    /// The tenant's own entry.
+    pub fn own(&self) -> &Entry {
+        &self.own
+    }
+
+    /// Re-reads the registry if its file changed. A registry that fails to parse keeps
+    /// the previous view (logged): a half-edited file must not open the labels.
+    fn refresh(&mut self) {
+        let path = registry::file_in(&self.state_dir);
+        let stamp = std::fs::metadata(&path).ok().map(|m| {
+            (
+                m.ino(),
+                m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                m.size(),
+            )
+        });
+        if stamp.is_some() && stamp == self.stamp {
+            return;
+        }
+        match registry::snapshot(&self.state_dir) {
+            Ok(tenants) => {
+                self.tenants = tenants;
+                self.stamp = stamp;
+            }
+            Err(error) => {
+                tracing::warn!(target: "supervise::label", %error, "registry unreadable; keeping the previous view of other tenants")
+            }
+        }
+    }
+
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            own: &self.own,
+            rules: &self.rules,
+            tenants: &self.tenants,
+            node: self.node,
+            uid: self.own.uid,
+            unprivileged_port_start: self.unprivileged_port_start,
+        }
+    }
+
+    /// Decides `call` on `addr`; a denial is logged with both labels.
+    pub fn check(&mut self, call: Call, addr: SocketAddr, tcp: bool) -> Result<(), Denial> {
+        self.refresh();
+        let policy = self.policy();
+        let (ip, port) = (addr.ip(), addr.port());
+        let decision = match call {
+            Call::Connect | Call::SendTo => policy.check_connect(ip, port, tcp),
+            Call::Bind => policy.check_bind(ip, port, tcp),
+            Call::Accept => policy.check_accept(ip),
+        };
+        if let Err(denial) = &decision {
+            tracing::warn!(
+                target: "supervise::label",
+                tenant = %self.own.name,
+                label = %self.own.label,
+                call = call.name(),
+                address = %addr,
+                peer_label = denial.peer_label().unwrap_or("unlabeled"),
+                "denied: {denial}"
+            );
+        }
+        decision
+    }
+
+    /// Source address to bind before connecting to `ip` (see [`Policy::source_for`]).
+    pub fn source_for(&self, ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+        self.policy().source_for(ip)
+    }
+}

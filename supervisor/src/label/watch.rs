@@ -1,0 +1,358 @@
+//! Labels files as a live tenant creates them.
+//!
+//! [`super::xattr::prepare_home`] labels what exists before the tenant starts; what the
+//! tenant creates afterwards is labeled here, from inotify events, on a thread of its own.
+//!
+//! # What is watched
+//!
+//! `IN_CREATE` and `IN_MOVED_TO` on every directory of the tree. `IN_ATTRIB` is not: a
+//! tenant cannot change or remove a `trusted.*` label, so no attribute change undoes ours,
+//! and it would wake us on every chmod, on every utime and on our own `setxattr`.
+//!
+//! A new (or moved-in) directory gets its watch before it is listed (the walk visits each
+//! directory before reading it), so a file made in it is found by the listing if it came
+//! before the watch and by an event if it came after. A queue overflow means events were
+//! lost: the whole tree is walked again, re-adding watches and labeling.
+//!
+//! # Resolving an event to a file
+//!
+//! Events name a watch and an entry. For each watch we keep the directory's path relative
+//! to the root and its inode; on an event we reopen it from the root descriptor one
+//! `O_NOFOLLOW` component at a time and check the inode, so a directory the tenant moved
+//! away or replaced with a symlink is skipped rather than followed. A directory moved
+//! within the tree raises its own `IN_MOVED_TO`, whose walk records its new path. This
+//! holds three descriptors however large the tree is, not one per directory.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::xattr::walk::{at_path, c_path, open_dir_at, stat_at, via_fd, walk, Visit};
+use super::xattr::{apply, Outcome};
+
+const WATCH_MASK: u32 = libc::IN_CREATE
+    | libc::IN_MOVED_TO
+    | libc::IN_ONLYDIR
+    | libc::IN_DONT_FOLLOW
+    | libc::IN_EXCL_UNLINK;
+const EVENT_HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+
+/// The relabeling thread; stopping it (or dropping this) ends and joins the thread.
+#[derive(Debug)]
+pub struct Relabeler {
+    stop: OwnedFd,
+    stopping: Arc<AtomicBool>,
+    relabeled: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Watches `root` and labels every file that appears below it with `label`.
+///
+/// Before returning, every existing directory is watched and the tree labeled once (a
+/// no-op after `prepare_home`), so nothing created after `spawn` returns is missed.
+/// Errors during that first pass are returned; later ones are logged and skipped.
+pub fn spawn(root: PathBuf, label: String) -> io::Result<Relabeler> {
+    let mut watcher = Watcher::new(root, label)?;
+    // SAFETY: eventfd takes an initial value and flags only; `owned` checks the result.
+    let stop = owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    let wake = stop.try_clone()?;
+    watcher.rescan(true)?;
+    let (stopping, relabeled) = (
+        Arc::clone(&watcher.stopping),
+        Arc::clone(&watcher.relabeled),
+    );
+    let thread = std::thread::Builder::new()
+        .name("relabel".into())
+        .spawn(move || watcher.run(wake))?;
+    Ok(Relabeler {
+        stop,
+        stopping,
+        relabeled,
+        thread: Some(thread),
+    })
+}
+
+impl Relabeler {
+    /// How many files the relabeler gave a label to (none, or another, before), counting
+    /// its first pass in [`spawn`].
+    pub fn relabeled(&self) -> u64 {
+        self.relabeled.load(Ordering::Relaxed)
+    }
+
+    /// Ends the thread and waits for it; an overflow rescan in progress is abandoned.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stopping.store(true, Ordering::Relaxed);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live array to the eventfd this value owns.
+        let n = unsafe { libc::write(self.stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        if n != 8 {
+            // Joining a thread we could not wake would hang; leave it to process exit.
+            let error = io::Error::last_os_error();
+            tracing::warn!(target: "supervise::label", %error, "cannot wake the relabel thread");
+            return;
+        }
+        if thread.join().is_err() {
+            tracing::warn!(target: "supervise::label", "the relabel thread panicked");
+        }
+    }
+}
+
+impl Drop for Relabeler {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by a syscall that creates a descriptor; nothing else
+    // owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A watched directory: where it was last seen, and which inode it must still be.
+#[derive(Debug)]
+struct Watched {
+    rel: PathBuf,
+    ino: u64,
+}
+
+#[derive(Debug)]
+struct Watcher {
+    inotify: OwnedFd,
+    root: PathBuf,
+    root_fd: OwnedFd,
+    dev: u64,
+    label: String,
+    dirs: HashMap<libc::c_int, Watched>,
+    stopping: Arc<AtomicBool>,
+    relabeled: Arc<AtomicU64>,
+}
+
+impl Watcher {
+    fn new(root: PathBuf, label: String) -> io::Result<Watcher> {
+        // SAFETY: inotify_init1 takes flags only; `owned` checks the result.
+        let inotify = owned(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+        let root_fd = open_dir_at(None, &root).map_err(|e| at_path("opening", &root, e))?;
+        let dev = stat_at(root_fd.as_fd(), OsStr::new(""))?.st_dev;
+        Ok(Watcher {
+            inotify,
+            root,
+            root_fd,
+            dev,
+            label,
+            dirs: HashMap::new(),
+            stopping: Arc::default(),
+            relabeled: Arc::default(),
+        })
+    }
+
+    fn run(mut self, stop: OwnedFd) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut fds = [self.inotify.as_raw_fd(), stop.as_raw_fd()].map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            // SAFETY: `fds` is an array of two initialized pollfd the kernel may write to.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if rc < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::warn!(target: "supervise::label", root = %self.root.display(), %error, "poll failed, relabeling stopped");
+                return;
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            if fds[0].revents != 0 && !self.drain(&mut buf) {
+                return;
+            }
+        }
+    }
+
+    /// Handles every queued event; false if the inotify descriptor failed.
+    fn drain(&mut self, buf: &mut [u8]) -> bool {
+        loop {
+            // SAFETY: `buf` is an initialized, writable buffer of `buf.len()` bytes.
+            let n =
+                unsafe { libc::read(self.inotify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let Ok(n) = usize::try_from(n) else {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::WouldBlock => return true,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        tracing::warn!(target: "supervise::label", root = %self.root.display(), %error, "reading inotify failed, relabeling stopped");
+                        return false;
+                    }
+                }
+            };
+            let mut offset = 0;
+            while let Some((event, name, next)) = next_event(&buf[..n], offset) {
+                self.handle(&event, name);
+                offset = next;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: &libc::inotify_event, name: &OsStr) {
+        if event.mask & libc::IN_Q_OVERFLOW != 0 {
+            tracing::warn!(target: "supervise::label", root = %self.root.display(), "inotify queue overflowed, relabeling the whole tree");
+            if let Err(error) = self.rescan(false) {
+                gone_or_warn(&self.root, &error, "relabeling after an overflow");
+            }
+            return;
+        }
+        if event.mask & libc::IN_IGNORED != 0 {
+            self.dirs.remove(&event.wd);
+            return;
+        }
+        if event.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) == 0 || name.is_empty() {
+            return;
+        }
+        let Some((dir, dir_path)) = self.open_watched(event.wd) else {
+            return;
+        };
+        let path = dir_path.join(name);
+        if event.mask & libc::IN_ISDIR != 0 {
+            let child = match open_dir_at(Some(dir.as_fd()), Path::new(name)) {
+                Ok(child) => child,
+                Err(error) => return gone_or_warn(&path, &error, "opening a new directory"),
+            };
+            if let Err(error) = walk(child, path.clone(), self.dev, &mut |v| self.visit(v, false)) {
+                gone_or_warn(&path, &error, "labeling a new directory");
+            }
+        } else {
+            self.label_new(dir.as_fd(), name, &path);
+        }
+    }
+
+    fn label_new(&self, dir: BorrowedFd<'_>, name: &OsStr, path: &Path) {
+        match apply(&via_fd(dir, Some(name)), &self.label) {
+            Ok(outcome) => self.count(outcome),
+            Err(error) => gone_or_warn(path, &error, "labeling a new file"),
+        }
+    }
+
+    /// Reopens a watched directory from the root without following symlinks; `None` if it
+    /// moved, vanished or was replaced (see the module docs).
+    fn open_watched(&self, wd: libc::c_int) -> Option<(OwnedFd, PathBuf)> {
+        let watched = self.dirs.get(&wd)?;
+        let path = self.root.join(&watched.rel);
+        let mut dir = open_dir_at(Some(self.root_fd.as_fd()), Path::new("."));
+        for component in watched.rel.components() {
+            dir = dir.and_then(|d| open_dir_at(Some(d.as_fd()), component.as_ref()));
+        }
+        let dir = dir.map_err(|error| gone_or_warn(&path, &error, "reopening a watched directory"));
+        let dir = dir.ok()?;
+        let st = stat_at(dir.as_fd(), OsStr::new("")).ok()?;
+        (st.st_ino == watched.ino && st.st_dev == self.dev).then_some((dir, path))
+    }
+
+    /// Walks the whole tree: watches every directory and labels every file. `strict`
+    /// returns the first error; otherwise errors are logged and the walk goes on.
+    fn rescan(&mut self, strict: bool) -> io::Result<()> {
+        let root = open_dir_at(Some(self.root_fd.as_fd()), Path::new("."))?;
+        let (path, dev) = (self.root.clone(), self.dev);
+        walk(root, path, dev, &mut |v| self.visit(v, strict))
+    }
+
+    fn visit(&mut self, v: &Visit<'_>, strict: bool) -> io::Result<()> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        match self.watch_and_label(v) {
+            Err(error) if !strict && error.kind() != io::ErrorKind::NotFound => {
+                warn(v.path, &error, "cannot watch or label");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn watch_and_label(&mut self, v: &Visit<'_>) -> io::Result<()> {
+        if v.is_dir {
+            let c = c_path(v.access)?;
+            // SAFETY: `c` is NUL-terminated and outlives the call; the inotify descriptor
+            // is open for the life of `self`.
+            let wd = unsafe {
+                libc::inotify_add_watch(self.inotify.as_raw_fd(), c.as_ptr(), WATCH_MASK)
+            };
+            if wd < 0 {
+                return Err(at_path("watching", v.path, io::Error::last_os_error()));
+            }
+            let rel = v.path.strip_prefix(&self.root).unwrap_or(Path::new(""));
+            let rel = rel.to_path_buf();
+            self.dirs.insert(wd, Watched { rel, ino: v.ino });
+        }
+        let outcome = apply(v.access, &self.label).map_err(|e| at_path("labeling", v.path, e))?;
+        self.count(outcome);
+        Ok(())
+    }
+
+    fn count(&self, outcome: Outcome) {
+        if outcome.changed() {
+            self.relabeled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The event at `offset` in `buf`, its name (NUL padding cut) and the next offset; `None`
+/// past the end or on a truncated event.
+fn next_event(buf: &[u8], offset: usize) -> Option<(libc::inotify_event, &OsStr, usize)> {
+    let header = buf.get(offset..offset.checked_add(EVENT_HEADER)?)?;
+    // SAFETY: `header` holds EVENT_HEADER readable bytes; read_unaligned assumes no
+    // alignment, and inotify_event is plain integers, valid for any bit pattern.
+    let event: libc::inotify_event = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
+    let start = offset + EVENT_HEADER;
+    let end = start.checked_add(usize::try_from(event.len).ok()?)?;
+    let name = buf.get(start..end)?;
+    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+    Some((event, OsStr::from_bytes(name), end))
+}
+
+/// Logs `error` unless it says the file is gone (deleted or moved before we got to it).
+fn gone_or_warn(path: &Path, error: &io::Error, what: &str) {
+    let gone = matches!(
+        error.raw_os_error(),
+        Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
+    ) || error.kind() == io::ErrorKind::NotFound;
+    if gone {
+        tracing::debug!(target: "supervise::label", path = %path.display(), %error, "{what}: gone");
+    } else if error.kind() != io::ErrorKind::Interrupted {
+        warn(path, error, what);
+    }
+}
+
+/// Logs with the whole source chain: `at_path` errors keep the errno in their source.
+fn warn(path: &Path, error: &io::Error, what: &str) {
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    tracing::warn!(target: "supervise::label", path = %path.display(), error = %chain, "{what}");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! Landlock for a confined tenant, built in the parent before fork (opening the path fds
+//! and creating the ruleset allocate), enforced by the tenant between setuid and the
+//! seccomp filter, and reported the way the `landlock` crate reports it: fully,
+//! partially or not enforced, never hidden.
+//!
+//! Best effort up to the kernel's ABI: filesystem access (rw the home, read and execute
+//! the read-only paths, the null devices), TCP bind/connect limited to the profile's
+//! ports when it lists them, and the signal and abstract-unix-socket scopes. The
+//! supervisor performs the tenant's connect and bind on its own copy, so for TCP
+//! Landlock is the second wall, not the first: the label checks run before either.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, AccessNet, BitFlags, NetPort, PathBeneath, PathFd, RestrictionStatus,
+    Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+use crate::label::policy::NetRules;
+
+/// The newest ABI whose features are requested: V6 brings the scopes (V7 adds only
+/// audit logging flags). A kernel below it gets a partially enforced ruleset.
+const REQUESTED_ABI: ABI = ABI::V6;
+
+/// Devices every program expects to write.
+const NULL_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
+
+/// What building the ruleset failed on; names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    /// A path could not be opened for its rule.
+    #[error("landlock rule for {path}: {message}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The ruleset itself could not be built.
+    #[error("landlock ruleset: {0}")]
+    Ruleset(#[from] landlock::RulesetError),
+}
+
+/// The ruleset and what it asks for (for the start-up report).
+#[derive(Debug)]
+pub struct Plan {
+    /// Consumed by the tenant's `restrict_self` (a `try_clone` in the child).
+    pub ruleset: RulesetCreated,
+    /// One line: what the rules cover.
+    pub summary: String,
+}
+
+/// Builds the tenant's ruleset. `read_only` paths that do not exist are an error when
+/// `explicit` (the profile named them) and skipped otherwise (defaults such as /lib32).
+pub fn build(
+    home: &Path,
+    read_only: &[PathBuf],
+    explicit: bool,
+    program: &Path,
+    net: &NetRules,
+) -> Result<Plan, LandlockError> {
+    let abi = REQUESTED_ABI;
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))?
+        .scope(Scope::from_all(abi))?;
+    if net.tcp_bind.is_some() {
+        ruleset = ruleset.handle_access(AccessNet::BindTcp)?;
+    }
+    if net.tcp_connect.is_some() {
+        ruleset = ruleset.handle_access(AccessNet::ConnectTcp)?;
+    }
+    let mut created = ruleset.create()?;
+    created = created.add_rule(beneath(home, AccessFs::from_all(abi))?)?;
+    let mut read_count = 0;
+    for path in read_only.iter().map(PathBuf::as_path).chain([program]) {
+        if !explicit && !path.exists() && path != program {
+            tracing::debug!(target: "supervise::landlock", path = %path.display(), "default read-only path absent on this host");
+            continue;
+        }
+        created = created.add_rule(beneath(path, AccessFs::from_read(abi))?)?;
+        read_count += 1;
+    }
+    for dev in NULL_DEVICES {
+        created = created.add_rule(beneath(Path::new(dev), AccessFs::from_file(abi))?)?;
+    }
+    for (ports, access) in [
+        (&net.tcp_bind, AccessNet::BindTcp),
+        (&net.tcp_connect, AccessNet::ConnectTcp),
+    ] {
+        for &port in ports.iter().flatten() {
+            created = created.add_rule(NetPort::new(port, access))?;
+        }
+    }
+    let ports = |p: &Option<Vec<u16>>| match p {
+        None => "any".to_string(),
+        Some(list) => format!("{list:?}"),
+    };
+    Ok(Plan {
+        ruleset: created,
+        summary: format!(
+            "rw {}, ro {read_count} paths, tcp bind {} connect {}, scoped signals and abstract unix sockets",
+            home.display(),
+            ports(&net.tcp_bind),
+            ports(&net.tcp_connect)
+        ),
+    })
+}
+
+/// A path rule; a non-directory only gets the rights that apply to files (the kernel
+/// rejects directory rights on a file).
+fn beneath(path: &Path, access: BitFlags<AccessFs>) -> Result<PathBeneath<PathFd>, LandlockError> {
+    let fd = PathFd::new(path).map_err(|e| LandlockError::Path {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let access = if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(REQUESTED_ABI)
+    };
+    Ok(PathBeneath::new(fd, access))
+}
+
+/// The report the tenant sends before it stops: `L`, the ruleset status, no_new_privs.
+pub const REPORT_TAG: u8 = b'L';
+
+/// In the tenant after fork: restricts itself and reports over `report`. No allocation
+/// (the crate's `restrict_self` makes two syscalls and fills a plain struct); a failure
+/// ends the tenant, so it never runs with less confinement than reported.
+pub(super) fn restrict_in_child(plan: &RulesetCreated, report: RawFd) {
+    let status = plan
+        .try_clone()
+        .map_err(|_| ())
+        .and_then(|r| r.restrict_self().map_err(|_| ()));
+    let message = match status {
+        Ok(RestrictionStatus {
+            ruleset,
+            no_new_privs,
+            ..
+        }) => [REPORT_TAG, encode(&ruleset), u8::from(no_new_privs)],
+        Err(()) => [REPORT_TAG, 255, 0],
+    };
+    // SAFETY: a 3-byte stack buffer on a socket fd inherited from the stub.
+    unsafe {
+        libc::send(
+            report,
+            message.as_ptr().cast(),
+            message.len(),
+            libc::MSG_NOSIGNAL,
+        );
+    }
+    if message[1] == 255 {
+        super::child::die(b"supervise: tenant: landlock_restrict_self failed\n", 126);
+    }
+}
+
+fn encode(status: &RulesetStatus) -> u8 {
+    match status {
+        RulesetStatus::NotEnforced => 0,
+        RulesetStatus::PartiallyEnforced => 1,
+        RulesetStatus::FullyEnforced => 2,
+    }
+}
+
+/// The status a tenant reported, for the start-up log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Every requested restriction is in force.
+    Full,
+    /// The kernel's ABI is older than requested: some are.
+    Partial,
+    /// Landlock is unavailable: none are.
+    None,
+}
+
+impl Enforcement {
+    /// Decodes the status byte of a tenant's report.
+    pub fn decode(byte: u8) -> io::Result<Enforcement> {
+        match byte {
+            0 => Ok(Enforcement::None),
+            1 => Ok(Enforcement::Partial),
+            2 => Ok(Enforcement::Full),
+            _ => Err(io::Error::other(
+                "tenant reported an unknown landlock status",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Enforcement::Full => "fully enforced",
+            Enforcement::Partial => {
+                "partially enforced (the kernel's Landlock ABI is older than V6)"
+            }
+            Enforcement::None => "not enforced (Landlock is unavailable in this kernel)",
+        })
+    }
+}

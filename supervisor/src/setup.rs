@@ -1,0 +1,178 @@
+//! Before a confined tenant launches: its registry entry (uid, label, home, range), an
+//! account for its uid (PostgreSQL and many others refuse a uid without a passwd
+//! entry), and its labeled home. Each step's error names what it was doing.
+
+use std::ffi::{CString, OsString};
+use std::path::Path;
+use std::process::Command;
+
+use crate::label::registry::{Claim, Entry, Registry, RegistryError};
+use crate::label::xattr::{self, HomeError};
+use crate::label::{policy::primary_address, DEFAULT_NODE_NET};
+use crate::profile::{Confinement, Profile};
+
+/// A setup step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The registry refused or could not be read or written.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The tenant's account could not be created.
+    #[error("creating account {account} (uid {uid}) for tenant {tenant:?}: {message}")]
+    Account {
+        /// The tenant.
+        tenant: String,
+        /// The account name.
+        account: String,
+        /// Its uid.
+        uid: u32,
+        /// What failed.
+        message: String,
+    },
+    /// The home could not be created or labeled.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+}
+
+/// Claims the tenant's entry in the registry of `state_dir` (held locked only for the
+/// claim) and persists it.
+pub fn claim(
+    profile: &Profile,
+    confinement: &Confinement,
+    state_dir: &Path,
+) -> Result<Entry, SetupError> {
+    let mut registry = Registry::open(state_dir)?;
+    let entry = registry.claim(
+        &profile.tenant,
+        &Claim {
+            uid: confinement.uid,
+            address: confinement.address,
+            home: confinement.home.clone(),
+        },
+    )?;
+    registry.save()?;
+    Ok(entry)
+}
+
+/// The node network tenants' ranges are drawn from.
+pub fn node_net() -> crate::label::Ipv4Net {
+    DEFAULT_NODE_NET
+}
+
+/// Makes sure `entry.uid` has a passwd entry (and `entry.gid` a group): an existing one
+/// is used as is; otherwise `sv-<name>` is created with `groupadd`/`useradd`, no login
+/// shell, the tenant's home. Returns the account's name.
+pub fn ensure_account(entry: &Entry) -> Result<String, SetupError> {
+    if let Some(name) = user_name(entry.uid) {
+        return Ok(name);
+    }
+    let account = format!("sv-{}", entry.name);
+    let fail = |message: String| SetupError::Account {
+        tenant: entry.name.clone(),
+        account: account.clone(),
+        uid: entry.uid,
+        message,
+    };
+    if user_name_exists(&account) {
+        return Err(fail(format!(
+            "the name {account} is taken by another uid; remove it or give the tenant that uid"
+        )));
+    }
+    if !group_exists(entry.gid) {
+        run(Command::new("groupadd")
+            .arg("--gid")
+            .arg(entry.gid.to_string())
+            .arg(&account))
+        .map_err(|m| fail(format!("groupadd: {m}")))?;
+    }
+    run(Command::new("useradd")
+        .args(["--uid", &entry.uid.to_string()])
+        .args(["--gid", &entry.gid.to_string()])
+        .arg("--no-create-home")
+        .arg("--home-dir")
+        .arg(&entry.home)
+        .args(["--shell", "/usr/sbin/nologin"])
+        .args(["--comment", &format!("supervise tenant {}", entry.name)])
+        .arg(&account))
+    .map_err(|m| fail(format!("useradd: {m}")))?;
+    tracing::info!(target: "supervise::setup", tenant = %entry.name, account, uid = entry.uid, "created account for the tenant's uid");
+    Ok(account)
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run it ({e}); install the `passwd` package"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
+/// Creates, owns and labels the home; logs what the labeling changed.
+pub fn prepare_home(entry: &Entry) -> Result<(), SetupError> {
+    let label = entry.label.to_string();
+    let count = xattr::prepare_home(&entry.home, entry.uid, entry.gid, &label)?;
+    tracing::info!(target: "supervise::setup", tenant = %entry.name, home = %entry.home.display(), %label, counts = ?count, "home labeled");
+    Ok(())
+}
+
+/// Expands `{home}`, `{address}`, `{range}`, `{label}` and `{name}` in a profile's
+/// command, so a server can be told to listen on its own address.
+pub fn expand_command(command: &[String], entry: Option<&Entry>) -> Vec<OsString> {
+    command
+        .iter()
+        .map(|arg| {
+            let mut arg = arg.clone();
+            if let Some(e) = entry {
+                for (key, value) in [
+                    ("{home}", e.home.display().to_string()),
+                    ("{address}", primary_address(e).to_string()),
+                    ("{range}", e.address.to_string()),
+                    ("{label}", e.label.to_string()),
+                    ("{name}", e.name.clone()),
+                ] {
+                    arg = arg.replace(key, &value);
+                }
+            }
+            arg.into()
+        })
+        .collect()
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0u8; 16384];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: `pwd`, `buf` and `result` are valid for writes for the call; the name is
+    // copied out of `buf` before it is dropped.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so `pwd` is initialised and pw_name points into `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.assume_init().pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+fn user_name_exists(name: &str) -> bool {
+    let Ok(cname) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated name; the returned pointer is only compared with null.
+    !unsafe { libc::getpwnam(cname.as_ptr()) }.is_null()
+}
+
+fn group_exists(gid: u32) -> bool {
+    // SAFETY: the returned pointer is only compared with null.
+    !unsafe { libc::getgrgid(gid) }.is_null()
+}
