@@ -218,6 +218,11 @@ fn label_command(
             return 2;
         }
     };
+    // SAFETY: geteuid has no preconditions.
+    if !audit.is_empty() && unsafe { libc::geteuid() } != 0 {
+        eprintln!("supervise: label --audit must run as root (labels live in the trusted xattr namespace, which only CAP_SYS_ADMIN can read)");
+        return 2;
+    }
     let mut out = std::io::stdout().lock();
     let result = if audit.is_empty() {
         label::audit::list(&entries, &label::registry::file_in(state_dir), &mut out).map(|()| true)

@@ -32,6 +32,20 @@ pub enum SetupError {
     /// The home could not be created or labeled.
     #[error(transparent)]
     Home(#[from] HomeError),
+    /// A directory above the home is closed to the tenant's uid.
+    #[error("tenant {tenant:?}: {dir} (mode {mode:o}) is not searchable by uid {uid}, so its home {home} is unreachable")]
+    HomeUnreachable {
+        /// The tenant.
+        tenant: String,
+        /// The closed directory.
+        dir: std::path::PathBuf,
+        /// Its mode bits.
+        mode: u32,
+        /// The tenant's uid.
+        uid: u32,
+        /// The home.
+        home: std::path::PathBuf,
+    },
 }
 
 /// Claims the tenant's entry in the registry of `state_dir` (held locked only for the
@@ -114,6 +128,23 @@ fn run(command: &mut Command) -> Result<(), String> {
 pub fn prepare_home(entry: &Entry) -> Result<(), SetupError> {
     let label = entry.label.to_string();
     let count = xattr::prepare_home(&entry.home, entry.uid, entry.gid, &label)?;
+    for dir in entry.home.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+        let owner = std::os::unix::fs::MetadataExt::uid(&meta);
+        let searchable = mode & 0o001 != 0 || (owner == entry.uid && mode & 0o100 != 0);
+        if !searchable {
+            return Err(SetupError::HomeUnreachable {
+                tenant: entry.name.clone(),
+                dir: dir.to_owned(),
+                mode,
+                uid: entry.uid,
+                home: entry.home.clone(),
+            });
+        }
+    }
     tracing::info!(target: "supervise::setup", tenant = %entry.name, home = %entry.home.display(), %label, counts = ?count, "home labeled");
     Ok(())
 }
