@@ -254,6 +254,19 @@ fn check(path: &std::path::Path) -> i32 {
                     s.name, s.selector, s.framer, s.max_message
                 );
             }
+            match &p.confinement {
+                Some(c) => println!(
+                    "  confined: uid {}, home {}, address {}, {} read-only path(s), allowed peers {:?}, tcp bind {:?}, tcp connect {:?}",
+                    c.uid.map_or("allocated".to_string(), |u| u.to_string()),
+                    c.home.as_ref().map_or("<state dir>/home/<name>".to_string(), |h| h.display().to_string()),
+                    c.address.map_or("allocated /24".to_string(), |a| a.to_string()),
+                    c.read_only.len(),
+                    c.net.allowed_peers,
+                    c.net.tcp_bind,
+                    c.net.tcp_connect,
+                ),
+                None => println!("  not confined (tenant.confine = false)"),
+            }
             0
         }
         Err(e) => {

@@ -60,6 +60,7 @@ pub fn claim(
         &profile.tenant,
         &Claim {
             uid: confinement.uid,
+            gid: confinement.gid,
             address: confinement.address,
             home: confinement.home.clone(),
         },

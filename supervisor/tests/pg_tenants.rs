@@ -98,7 +98,10 @@ fn postgres_tenants_are_isolated_from_each_other_but_not_from_operators() {
 
     // Operators reach both, and each keeps its own data.
     for (host, name) in [(&a, "in-a"), (&b, "in-b")] {
-        let (ok, _, err) = psql(host, &format!("create table t(x text); insert into t values ('{name}')"));
+        let (ok, _, err) = psql(
+            host,
+            &format!("create table t(x text); insert into t values ('{name}')"),
+        );
         assert!(ok, "{host}: {err}");
         let (ok, out, err) = psql(host, "select x from t");
         assert!(ok && out == name, "{host}: {out} {err}");
@@ -108,7 +111,11 @@ fn postgres_tenants_are_isolated_from_each_other_but_not_from_operators() {
         let data = state.home(tenant).join("data");
         let uids = postgres_uids(&data.display().to_string());
         assert!(!uids.is_empty(), "no postgres process for {tenant}");
-        assert!(uids.iter().all(|u| *u == row[1]), "{tenant}: uids {uids:?}, registry {}", row[1]);
+        assert!(
+            uids.iter().all(|u| *u == row[1]),
+            "{tenant}: uids {uids:?}, registry {}",
+            row[1]
+        );
     }
 
     // From inside A (a backend process of A, under A's filter and labels): B is refused
@@ -122,7 +129,10 @@ fn postgres_tenants_are_isolated_from_each_other_but_not_from_operators() {
     );
     assert!(!ok, "A's backend reached B");
     eprintln!("dblink from A ({a}) to B ({b}): {}", err.trim());
-    assert!(err.contains("Permission denied"), "expected EACCES from the supervisor, got: {err}");
+    assert!(
+        err.contains("Permission denied"),
+        "expected EACCES from the supervisor, got: {err}"
+    );
     let (ok, out, err) = psql(
         &a,
         &format!(
@@ -132,20 +142,36 @@ fn postgres_tenants_are_isolated_from_each_other_but_not_from_operators() {
     );
     assert!(ok, "A could not reach itself: {err}");
     eprintln!("dblink from A to A: inet_client_addr and row = {out}");
-    assert_eq!(out, format!("{a}/32 in-a"), "A's own connection must come from A's address");
+    assert_eq!(
+        out,
+        format!("{a}/32 in-a"),
+        "A's own connection must come from A's address"
+    );
     let log = up.stderr();
     assert!(
-        log.lines().any(|l| l.contains("[pg-a]") && l.contains("denied") && l.contains(&row_a[2]) && l.contains(&row_b[2])),
+        log.lines().any(|l| l.contains("[pg-a]")
+            && l.contains("denied")
+            && l.contains(&row_a[2])
+            && l.contains(&row_b[2])),
         "the denial is logged with both labels:\n{log}"
     );
 
     // Both homes are labeled throughout, PostgreSQL's own files included.
     for (tenant, row) in [("pg-a", &row_a), ("pg-b", &row_b)] {
         let home = state.home(tenant);
-        assert_eq!(label_of(&home.join("data/PG_VERSION")).as_deref(), Some(row[2].as_str()));
-        eventually(&format!("every file in {tenant}'s home carries its label"), || {
-            state.supervise(&["label", "--recursive", "--audit", home.to_str().unwrap()]).0 == 0
-        });
+        assert_eq!(
+            label_of(&home.join("data/PG_VERSION")).as_deref(),
+            Some(row[2].as_str())
+        );
+        eventually(
+            &format!("every file in {tenant}'s home carries its label"),
+            || {
+                state
+                    .supervise(&["label", "--recursive", "--audit", home.to_str().unwrap()])
+                    .0
+                    == 0
+            },
+        );
     }
 
     up.kill(libc::SIGTERM);

@@ -364,6 +364,64 @@ mod registry_tests {
         );
     }
 
+    #[test]
+    fn claims_with_address_home_and_gid() {
+        use super::registry::Claim;
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open_with(dir.path(), small_node()).unwrap();
+        let wide: Ipv4Net = "127.9.0.0/16".parse().unwrap();
+        let a = reg
+            .claim(
+                "alice",
+                &Claim {
+                    gid: Some(7000),
+                    address: Some(wide),
+                    home: Some("/srv/alice".into()),
+                    ..Claim::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((a.uid, a.gid), (5000, 7000));
+        assert_eq!(a.address, wide);
+        assert_eq!(a.home, std::path::Path::new("/srv/alice"));
+        // Overlapping ranges are refused, naming both tenants.
+        let inside: Ipv4Net = "127.9.3.0/24".parse().unwrap();
+        let err = reg
+            .claim(
+                "bob",
+                &Claim {
+                    address: Some(inside),
+                    ..Claim::default()
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("alice") && err.contains("bob") && err.contains("127.9.0.0/16"),
+            "{err}"
+        );
+        // A registered tenant may move its home and range, not its uid.
+        let moved = reg
+            .claim(
+                "alice",
+                &Claim {
+                    home: Some("/srv/a2".into()),
+                    ..Claim::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((moved.uid, moved.gid, moved.address), (5000, 5000, wide));
+        assert!(reg
+            .claim(
+                "alice",
+                &Claim {
+                    uid: Some(5001),
+                    ..Claim::default()
+                }
+            )
+            .is_err());
+    }
+
     fn fs_write(path: &std::path::Path, text: &str) {
         std::fs::write(path, text).unwrap();
     }

@@ -31,7 +31,7 @@ pub const DEFAULT_BASE_UID: u32 = 200_000;
 const REGISTRY_FILE: &str = "tenants.toml";
 const LOCK_FILE: &str = "lock";
 
-/// One tenant's allocation. `gid` equals `uid` (a private group per tenant).
+/// One tenant's allocation. `gid` equals `uid` (a private group) unless the profile names one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
@@ -55,6 +55,8 @@ struct Stored {
 pub struct Claim {
     /// An explicit uid (must lie in the node range: the label derives from it).
     pub uid: Option<u32>,
+    /// An explicit gid; default: gid = uid (a private group).
+    pub gid: Option<u32>,
     /// An explicit address range instead of the uid's /24.
     pub address: Option<Ipv4Net>,
     /// An explicit home instead of `<state dir>/home/<name>`.
@@ -269,6 +271,7 @@ impl Registry {
             if let Some(home) = &claim.home {
                 updated.home = home.clone();
             }
+            updated.gid = claim.gid.unwrap_or(updated.uid);
             self.entries[pos] = updated.clone();
             return Ok(updated);
         }
@@ -310,7 +313,7 @@ impl Registry {
         let entry = Entry {
             name: name.to_string(),
             uid,
-            gid: uid,
+            gid: claim.gid.unwrap_or(uid),
             label,
             home: claim
                 .home

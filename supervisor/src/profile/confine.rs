@@ -52,6 +52,8 @@ pub(super) struct NetworkSpec {
 pub struct Confinement {
     /// Explicit uid (`tenant.uid` or `tenant.user`); otherwise allocated.
     pub uid: Option<u32>,
+    /// Explicit gid (`tenant.gid`, or `tenant.user`'s group); otherwise gid = uid.
+    pub gid: Option<u32>,
     /// Explicit home; otherwise `<state dir>/home/<name>`.
     pub home: Option<PathBuf>,
     /// Paths the tenant may read and execute.
@@ -68,11 +70,11 @@ pub struct Confinement {
 /// A key and what is wrong with it, at a byte offset of the profile.
 pub(super) type Invalid = (usize, String, String);
 
-/// Validates the confinement tables. `confine` is `tenant.confine`; `uid` the resolved
-/// `tenant.uid`/`tenant.user`; `at` the `[tenant]` table's offset.
+/// Validates the confinement tables. `confine` is `tenant.confine`; `ids` the resolved
+/// `tenant.uid`/`gid`/`user`; `at` the `[tenant]` table's offset.
 pub(super) fn validate(
     confine: bool,
-    uid: Option<u32>,
+    ids: Option<(u32, u32)>,
     at: usize,
     filesystem: Option<Spanned<FilesystemSpec>>,
     network: Option<Spanned<NetworkSpec>>,
@@ -92,11 +94,12 @@ pub(super) fn validate(
         }
         return Ok(None);
     }
-    if uid == Some(0) {
+    let (uid, gid) = (ids.map(|i| i.0), ids.map(|i| i.1));
+    if uid == Some(0) || gid == Some(0) {
         return Err((
             at,
             "tenant.uid".into(),
-            "a confined tenant cannot be root".into(),
+            "a confined tenant cannot be root (uid or gid 0)".into(),
         ));
     }
     let (home, read_only, read_only_explicit) = match filesystem.map(Spanned::into_inner) {
@@ -124,6 +127,7 @@ pub(super) fn validate(
     };
     Ok(Some(Confinement {
         uid,
+        gid,
         home,
         read_only,
         read_only_explicit,

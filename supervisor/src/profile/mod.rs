@@ -259,7 +259,7 @@ impl Profile {
         let ids = resolve_ids(&tenant).map_err(|m| invalid(tenant_at, "tenant.user".into(), m))?;
         let confinement = confine::validate(
             tenant.confine,
-            ids.as_ref().map(|i| i.uid),
+            ids.as_ref().map(|i| (i.uid, i.gid)),
             tenant_at,
             file.filesystem,
             file.network,
