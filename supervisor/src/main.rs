@@ -199,6 +199,15 @@ fn confine(
     confinement: &profile::Confinement,
     state_dir: &std::path::Path,
 ) -> Result<label::registry::Entry, setup::SetupError> {
+    if confinement.read_only_explicit {
+        if let Some(missing) = confinement.read_only.iter().find(|p| !p.exists()) {
+            return Err(setup::SetupError::Profile(format!(
+                "{}: filesystem.read_only: {} does not exist",
+                profile.source,
+                missing.display()
+            )));
+        }
+    }
     let entry = setup::claim(profile, confinement, state_dir)?;
     setup::ensure_account(&entry)?;
     setup::prepare_home(&entry)?;

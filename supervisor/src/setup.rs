@@ -14,6 +14,9 @@ use crate::profile::{Confinement, Profile};
 /// A setup step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// The profile names something this host does not have.
+    #[error("{0}")]
+    Profile(String),
     /// The registry refused or could not be read or written.
     #[error(transparent)]
     Registry(#[from] RegistryError),

@@ -344,28 +344,25 @@ fn up_runs_every_profile_in_a_directory() {
 fn bad_confinement_profiles_name_file_line_and_key() {
     require_root();
     let state = StateDir::new();
-    let prof = write_profile(
+    let run_bad = |text: &str| {
+        let prof = write_profile(text);
+        let path = prof.to_str().unwrap().to_string();
+        state.supervise(&["run", "--profile", &path, "--", "/bin/true"])
+    };
+    let (code, _, err) = run_bad(
         "[tenant]\nname = \"bad\"\nconfine = true\n[network]\nallowed_peers = [\"not a peer\"]\n",
     );
-    let (code, _, err) = state.supervise(&[
-        "run",
-        "--profile",
-        prof.to_str().unwrap(),
-        "--",
-        "/bin/true",
-    ]);
     assert_eq!(code, 2);
     assert!(err.contains(":5: network.allowed_peers[0]:"), "{err}");
-    let prof = write_profile(
+    let (code, _, err) = run_bad(
         "[tenant]\nname = \"bad\"\nconfine = true\n[filesystem]\nread_only = [\"/no/such/dir\"]\n",
     );
-    let (code, _, err) = state.supervise(&[
-        "run",
-        "--profile",
-        prof.to_str().unwrap(),
-        "--",
-        "/bin/true",
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("/no/such/dir"), "{err}");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("filesystem.read_only: /no/such/dir does not exist"),
+        "{err}"
+    );
+    // Refused before any side effect: nothing was registered.
+    let (_, out, _) = state.supervise(&["label"]);
+    assert!(!out.contains("bad"), "{out}");
 }
