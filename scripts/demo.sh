@@ -14,7 +14,9 @@
 #                  goes on, and inside BEGIN ... COMMIT nothing is committed
 #   drop-session   a statement touching audit_log ends the session
 # then a short pgbench -S through the rules, prints the supervisor's log lines about
-# the tracked connections, stops it with SIGTERM and removes everything. Installs
+# the tracked connections, stops it with SIGTERM and removes everything. Part 2
+# (scripts/demo-tenants.sh) runs two PostgreSQL servers as confined tenants under
+# `supervise up profiles/tenants`: labels, homes, and A refused when it calls B. Installs
 # postgresql-15 with apt-get when it is missing. Needs root. Build first:
 # cargo build --release --workspace --bins (just demo does).
 #
@@ -167,4 +169,7 @@ else
 fi
 
 [ "$rc" = 0 ] || die "supervise exited with status $rc (expected 0 after a smart shutdown)"
+
+say "part 2: two PostgreSQL servers as confined, labeled tenants (scripts/demo-tenants.sh)"
+"$ROOT/scripts/demo-tenants.sh"
 say "demo done"
