@@ -196,3 +196,43 @@ fn wait_all(mut children: Vec<(String, Child)>, set: &libc::sigset_t) -> i32 {
     }
     worst
 }
+
+#[cfg(test)]
+mod tests {
+    use super::load_all;
+
+    fn profile(dir: &std::path::Path, file: &str, text: &str) {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+
+    #[test]
+    fn every_profile_is_checked_before_anything_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_all(dir.path()).unwrap_err();
+        assert!(err.contains("no *.toml profile"), "{err}");
+        profile(
+            dir.path(),
+            "a.toml",
+            "[tenant]\nname = \"a\"\ncommand = [\"/bin/true\"]\n",
+        );
+        profile(dir.path(), "notes.txt", "not a profile");
+        assert_eq!(load_all(dir.path()).unwrap().len(), 1);
+        profile(dir.path(), "b.toml", "[tenant]\nname = \"b\"\n");
+        let err = load_all(dir.path()).unwrap_err();
+        assert!(err.contains("b.toml: tenant.command"), "{err}");
+        profile(
+            dir.path(),
+            "b.toml",
+            "[tenant]\nname = \"a\"\ncommand = [\"/bin/true\"]\n",
+        );
+        let err = load_all(dir.path()).unwrap_err();
+        assert!(err.contains("both name tenant \"a\""), "{err}");
+        profile(
+            dir.path(),
+            "b.toml",
+            "[tenant]\nname = \"b\"\ncommand = [\"/bin/true\"]\nbogus = 1\n",
+        );
+        let err = load_all(dir.path()).unwrap_err();
+        assert!(err.contains("b.toml:4:") && err.contains("bogus"), "{err}");
+    }
+}
