@@ -188,6 +188,7 @@ fn run(
     };
     let code = supervisor.run(options.notify_threads);
     if let Some(relabeler) = relabeler {
+        tracing::info!(target: "supervise::label", files = relabeler.relabeled(), "home watcher stopped");
         relabeler.stop();
     }
     code

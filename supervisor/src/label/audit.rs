@@ -215,6 +215,7 @@ fn locate(path: &Path) -> io::Result<PathBuf> {
 }
 
 /// Audits one file (or symlink, or directory itself) against the tenants' homes.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn audit_path(path: &Path, entries: &[Entry]) -> io::Result<Audit> {
     Homes::new(entries).audit(path)
 }

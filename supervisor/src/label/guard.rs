@@ -64,11 +64,6 @@ impl Guard {
         guard
     }
 
-    /// The tenant's own entry.
-    pub fn own(&self) -> &Entry {
-        &self.own
-    }
-
     /// Re-reads the registry if its file changed. A registry that fails to parse keeps
     /// the previous view (logged): a half-edited file must not open the labels.
     fn refresh(&mut self) {

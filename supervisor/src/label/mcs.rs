@@ -228,10 +228,6 @@ impl NodeRange {
         self.base_uid
     }
 
-    pub fn count(&self) -> u32 {
-        self.count
-    }
-
     /// The last uid of the range (inclusive).
     pub fn last_uid(&self) -> u32 {
         self.base_uid + (self.count - 1)
@@ -255,11 +251,13 @@ impl NodeRange {
     }
 
     /// The label of `uid`: the `(uid - base_uid)`-th pair (see the module docs).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn label_for(&self, uid: u32) -> Result<Label, McsError> {
         Label::from_index(self.index_of(uid)?)
     }
 
     /// The uid carrying `label` in this range, if any (inverse of [`NodeRange::label_for`]).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn uid_for(&self, label: &Label) -> Option<u32> {
         let index = label.index();
         (index < self.count).then(|| self.base_uid + index)

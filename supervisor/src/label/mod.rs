@@ -5,9 +5,6 @@
 //! launcher and the notification engine consume these types to label homes and to
 //! decide connect/bind/accept.
 
-// wired into launch/notify by issue 4
-#![allow(dead_code)]
-
 pub mod audit;
 pub mod guard;
 pub mod mcs;

@@ -17,6 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use self::walk::{at_path, c_path, open_dir_at, stat_at, walk};
 
 /// The xattr holding a file's label, e.g. `s0:c0,c2`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const LABEL_XATTR: &str = "trusted.supervise.label";
 const LABEL_XATTR_C: &CStr = c"trusted.supervise.label";
 /// The kernel's limit on one xattr value (`XATTR_SIZE_MAX`).
@@ -34,6 +35,7 @@ pub struct TreeCount {
 }
 
 impl TreeCount {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn total(&self) -> u64 {
         self.labeled + self.already_correct + self.relabeled
     }
@@ -89,6 +91,7 @@ pub fn set_label(path: &Path, label: &str) -> io::Result<()> {
 }
 
 /// The label of `path` itself (a symlink's own, not its target's); `None` if it has none.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn get_label(path: &Path) -> io::Result<Option<String>> {
     let Some(raw) = get_raw(path)? else {
         return Ok(None);
@@ -137,6 +140,7 @@ pub(super) fn apply(path: &Path, label: &str) -> io::Result<Outcome> {
 
 /// Labels `root` and everything below it on the same filesystem, without following
 /// symlinks (a symlink gets the label itself). Files vanishing meanwhile are skipped.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn label_tree(root: &Path, label: &str) -> io::Result<TreeCount> {
     let meta = fs::symlink_metadata(root).map_err(|e| at_path("inspecting", root, e))?;
     if !meta.is_dir() {
