@@ -88,6 +88,20 @@ fn listen_tcp(addr: SocketAddrV4) -> c_int {
     // SAFETY: socket(2) takes only integers.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     ck(fd, "socket(AF_INET)");
+    // Like any server: a TIME_WAIT left by an earlier connection from this address (a
+    // tenant's connections leave from its own address) must not block the bind.
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a live c_int of the stated size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    ck(r, "setsockopt(SO_REUSEADDR)");
     set_reuseaddr(fd);
     let sa = testbins::sockaddr(*addr.ip(), addr.port());
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
