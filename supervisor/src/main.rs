@@ -19,8 +19,12 @@ use cli::{Cli, Command};
 use profile::Profile;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging();
+    // Homes default to <state dir>/home/<name> and must be absolute paths.
+    if let Ok(absolute) = std::path::absolute(&cli.state_dir) {
+        cli.state_dir = absolute;
+    }
     let code = match cli.command {
         Command::Run {
             profile,
@@ -96,6 +100,10 @@ fn run(
             return 2;
         }
     };
+    if options.continue_all && profile.confinement.is_some() {
+        eprintln!("supervise: --continue-all would let every call through unchecked; it cannot be used with a confined tenant ({})", profile.source);
+        return 2;
+    }
     if command.is_empty() && profile.command.is_none() {
         eprintln!(
             "supervise: no command: give one after `--` or set tenant.command in the profile"

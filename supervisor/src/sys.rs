@@ -350,6 +350,34 @@ pub fn bind(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
     Ok(())
 }
 
+/// `listen(fd, backlog)`.
+pub fn listen(fd: BorrowedFd<'_>, backlog: libc::c_int) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) }.into())?;
+    Ok(())
+}
+
+/// Sets an int socket option.
+pub fn set_sockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(rc.into())?;
+    Ok(())
+}
+
 /// `sendto(fd, buf, flags, addr)`.
 pub fn send_to(
     fd: BorrowedFd<'_>,

@@ -64,6 +64,11 @@ impl Guard {
         guard
     }
 
+    /// The tenant's own registry entry.
+    pub fn entry(&self) -> &Entry {
+        &self.own
+    }
+
     /// Re-reads the registry if its file changed. A registry that fails to parse keeps
     /// the previous view (logged): a half-edited file must not open the labels.
     fn refresh(&mut self) {

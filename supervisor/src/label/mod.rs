@@ -419,6 +419,65 @@ mod registry_tests {
             .is_err());
     }
 
+    #[test]
+    fn places_must_be_the_tenants_own() {
+        use super::registry::Claim;
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open_with(dir.path(), small_node()).unwrap();
+        let with = |address: Option<&str>, home: Option<std::path::PathBuf>| Claim {
+            address: address.map(|a| a.parse().unwrap()),
+            home,
+            ..Claim::default()
+        };
+        // An explicit range reaching the host's 127.0.0.0/16 or outside the node net.
+        for bad in ["127.0.0.0/30", "127.0.0.0/8", "10.1.0.0/24"] {
+            let err = reg
+                .claim("x", &with(Some(bad), None))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("outside the node's tenant space"),
+                "{bad}: {err}"
+            );
+        }
+        // A wide range first, then a default /24 inside it: refused, naming both.
+        reg.claim("wide", &with(Some("127.1.0.0/16"), None))
+            .unwrap();
+        let err = reg
+            .claim("narrow", &with(None, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wide") && err.contains("narrow") && err.contains("overlapping"),
+            "{err}"
+        );
+        // Homes: not inside or around another's, not the state dir or its ancestors.
+        drop(reg); // (never saved: the next open starts empty)
+        let mut reg = Registry::open_with(dir.path(), small_node()).unwrap();
+        reg.claim("a", &with(None, Some("/srv/t/a".into())))
+            .unwrap();
+        for home in ["/srv/t/a/sub", "/srv/t", "/srv/t/a"] {
+            let err = reg
+                .claim("b", &with(None, Some(home.into())))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("home overlapping"), "{home}: {err}");
+        }
+        for home in [
+            dir.path().to_path_buf(),
+            dir.path().join("home"),
+            dir.path().join("x"),
+        ] {
+            let err = reg
+                .claim("c", &with(None, Some(home.clone())))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("state dir"), "{}: {err}", home.display());
+        }
+        let c = reg.claim("c", &with(None, None)).unwrap();
+        assert_eq!(c.home, dir.path().join("home/c"));
+    }
+
     fn fs_write(path: &std::path::Path, text: &str) {
         std::fs::write(path, text).unwrap();
     }

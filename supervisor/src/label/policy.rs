@@ -245,7 +245,8 @@ impl Policy<'_> {
     /// route).
     pub fn source_for(&self, ip: IpAddr) -> Option<Ipv4Addr> {
         let v4 = as_v4(ip)?;
-        self.node.contains(v4).then(|| primary_address(self.own))
+        // 0.0.0.0 as a destination means this host.
+        (v4.is_unspecified() || self.node.contains(v4)).then(|| primary_address(self.own))
     }
 }
 
@@ -368,6 +369,10 @@ mod tests {
                 Some(Ipv4Addr::new(127, 1, 0, 1))
             );
             assert_eq!(p.source_for(ip("10.0.0.1")), None);
+            assert_eq!(
+                p.source_for(ip("0.0.0.0")),
+                Some(Ipv4Addr::new(127, 1, 0, 1))
+            );
         });
         assert_eq!(
             Peer::parse("127.3.0.7").unwrap(),

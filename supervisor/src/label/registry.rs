@@ -136,6 +136,19 @@ pub enum RegistryError {
     Uid { tenant: String, source: McsError },
     #[error("tenant {tenant:?}: {source}")]
     Address { tenant: String, source: NetError },
+    #[error("tenant {tenant:?}: address range {range} is outside the node's tenant space ({node} without the host's {host})")]
+    OutsideTenantSpace {
+        tenant: String,
+        range: Ipv4Net,
+        node: Ipv4Net,
+        host: Ipv4Net,
+    },
+    #[error("tenant {tenant:?}: home {home} would hold or sit in the state dir {dir} (only <state dir>/home/<name> and paths outside it are allowed)")]
+    HomeInStateDir {
+        tenant: String,
+        home: PathBuf,
+        dir: PathBuf,
+    },
     #[error("tenant {tenant:?}: every uid {first}..={last} of the node range is taken")]
     Full {
         tenant: String,
@@ -258,13 +271,13 @@ impl Registry {
             }
             let mut updated = existing.clone();
             if let Some(address) = claim.address {
-                self.check_overlap(name, address)?;
                 updated.address = address;
             }
             if let Some(home) = &claim.home {
                 updated.home = home.clone();
             }
             updated.gid = claim.gid.unwrap_or(updated.uid);
+            self.check_place(&updated, claim.address.is_some())?;
             self.entries[pos] = updated.clone();
             return Ok(updated);
         }
@@ -296,13 +309,7 @@ impl Registry {
                 tenant: name.to_string(),
                 source,
             })?;
-        let address = match claim.address {
-            Some(wanted) => {
-                self.check_overlap(name, wanted)?;
-                wanted
-            }
-            None => address,
-        };
+        let address = claim.address.unwrap_or(address);
         let entry = Entry {
             name: name.to_string(),
             uid,
@@ -319,8 +326,6 @@ impl Registry {
                 Some(("uid", entry.uid.to_string()))
             } else if other.label == entry.label {
                 Some(("label", entry.label.to_string()))
-            } else if other.address == entry.address {
-                Some(("address", entry.address.to_string()))
             } else {
                 None
             };
@@ -333,26 +338,67 @@ impl Registry {
                 });
             }
         }
+        self.check_place(&entry, claim.address.is_some())?;
         self.entries.push(entry.clone());
         Ok(entry)
     }
 
-    /// Refuses an address range that overlaps another tenant's.
-    fn check_overlap(&self, name: &str, wanted: Ipv4Net) -> Result<(), RegistryError> {
+    /// Where a tenant lives must be its own: an address range inside the node's tenant
+    /// space (an explicit one may not reach the host's first /16) overlapping no other
+    /// tenant's, and a home neither inside nor around another tenant's home or the state
+    /// dir (its owner and label would be changed by the home's preparation).
+    fn check_place(&self, entry: &Entry, explicit_address: bool) -> Result<(), RegistryError> {
         let overlap = |a: &Ipv4Net, b: &Ipv4Net| a.contains(b.addr()) || b.contains(a.addr());
-        match self
-            .entries
-            .iter()
-            .find(|e| e.name != name && overlap(&e.address, &wanted))
-        {
-            Some(other) => Err(RegistryError::Held {
-                what: "address range overlapping",
-                value: format!("{wanted} ({} is {})", other.name, other.address),
-                requested_by: name.to_string(),
-                held_by: other.name.clone(),
-            }),
-            None => Ok(()),
+        let name = &entry.name;
+        let wanted = entry.address;
+        if explicit_address {
+            let host = Ipv4Net::new(self.node.net.addr(), 16).expect("node nets are /8../15");
+            let inside =
+                self.node.net.contains(wanted.addr()) && wanted.prefix() >= self.node.net.prefix();
+            if !inside || overlap(&host, &wanted) {
+                return Err(RegistryError::OutsideTenantSpace {
+                    tenant: name.clone(),
+                    range: wanted,
+                    node: self.node.net,
+                    host,
+                });
+            }
         }
+        for other in self.entries.iter().filter(|e| &e.name != name) {
+            if overlap(&other.address, &wanted) {
+                return Err(RegistryError::Held {
+                    what: "address range overlapping",
+                    value: format!("{wanted} ({} is {})", other.name, other.address),
+                    requested_by: name.clone(),
+                    held_by: other.name.clone(),
+                });
+            }
+            if entry.home.starts_with(&other.home) || other.home.starts_with(&entry.home) {
+                return Err(RegistryError::Held {
+                    what: "home overlapping",
+                    value: format!(
+                        "{} ({} is {})",
+                        entry.home.display(),
+                        other.name,
+                        other.home.display()
+                    ),
+                    requested_by: name.clone(),
+                    held_by: other.name.clone(),
+                });
+            }
+        }
+        let homes = self.dir.join("home");
+        let inside_state = entry.home.starts_with(&self.dir);
+        if self.dir.starts_with(&entry.home)
+            || (inside_state && (!entry.home.starts_with(&homes) || entry.home == homes))
+        {
+            return Err(RegistryError::HomeInStateDir {
+                tenant: name.clone(),
+                home: entry.home.clone(),
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Forgets `name`, returning its entry if it had one. Call [`Registry::save`] to persist.

@@ -48,6 +48,7 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
     (libc::SYS_accept4, "accept4"),
     (libc::SYS_connect, "connect"),
     (libc::SYS_bind, "bind"),
+    (libc::SYS_listen, "listen"),
     (libc::SYS_shutdown, "shutdown"),
     (libc::SYS_close, "close"),
     (libc::SYS_close_range, "close_range"),
@@ -146,7 +147,16 @@ fn ret_errno(errno: i32) -> sock_filter {
 }
 
 /// Compiles the tenant's filter. Pure: the result is installed by the launch child.
+#[cfg(test)]
 pub fn compile() -> Vec<sock_filter> {
+    compile_for(false)
+}
+
+/// As [`compile`]; a `confined` tenant may only create unix, netlink and IP sockets,
+/// and no SCTP ones: their associations are made by setsockopt and sendmsg, around
+/// the connect and bind the supervisor checks (and AF_VSOCK & co. reach services no
+/// label covers).
+pub fn compile_for(confined: bool) -> Vec<sock_filter> {
     let mut prog = vec![
         stmt(BPF_LD_W_ABS, OFF_ARCH),
         jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
@@ -185,8 +195,25 @@ pub fn compile() -> Vec<sock_filter> {
         stmt(BPF_LD_W_ABS, off_arg_low(0)),
         jump(BPF_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
         ret_errno(libc::EPERM),
-        stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
     ]);
+    if confined {
+        let allow = stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW);
+        prog.extend([
+            stmt(BPF_LD_W_ABS, OFF_NR),
+            jump(BPF_JEQ_K, libc::SYS_socket as u32, 0, 10),
+            stmt(BPF_LD_W_ABS, off_arg_low(0)),
+            jump(BPF_JEQ_K, libc::AF_INET as u32, 4, 0),
+            jump(BPF_JEQ_K, libc::AF_INET6 as u32, 3, 0),
+            jump(BPF_JEQ_K, libc::AF_UNIX as u32, 5, 0),
+            jump(BPF_JEQ_K, libc::AF_NETLINK as u32, 4, 0),
+            ret_errno(libc::EAFNOSUPPORT),
+            stmt(BPF_LD_W_ABS, off_arg_low(2)),
+            jump(BPF_JEQ_K, libc::IPPROTO_SCTP as u32, 0, 1),
+            ret_errno(libc::EPROTONOSUPPORT),
+            allow,
+        ]);
+    }
+    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
     prog
 }
 
@@ -294,6 +321,52 @@ mod tests {
             [3, tcp, libc::TCP_NODELAY as u32],
         );
         assert_eq!(nodelay, libc::SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn confined_tenants_get_ip_unix_and_netlink_sockets_only() {
+        let socket = libc::SYS_socket as u32;
+        let stream = libc::SOCK_STREAM as u32;
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let errno = |e: i32| libc::SECCOMP_RET_ERRNO | e as u32;
+        let open = compile();
+        let confined = compile_for(true);
+        for family in [
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_UNIX,
+            libc::AF_NETLINK,
+        ] {
+            let args = [family as u32, stream, 0];
+            assert_eq!(run_args(&confined, socket, args), allow, "family {family}");
+        }
+        for family in [libc::AF_VSOCK, libc::AF_PACKET, libc::AF_BLUETOOTH] {
+            let args = [family as u32, stream, 0];
+            assert_eq!(run_args(&confined, socket, args), errno(libc::EAFNOSUPPORT));
+            assert_eq!(run_args(&open, socket, args), allow);
+        }
+        let sctp = [libc::AF_INET as u32, stream, libc::IPPROTO_SCTP as u32];
+        assert_eq!(
+            run_args(&confined, socket, sctp),
+            errno(libc::EPROTONOSUPPORT)
+        );
+        let tcp = [libc::AF_INET6 as u32, stream, libc::IPPROTO_TCP as u32];
+        assert_eq!(run_args(&confined, socket, tcp), allow);
+        // Everything else is decided as in the open filter.
+        assert_eq!(run(&confined, X86, libc::SYS_openat as u32, 0), allow);
+        assert_eq!(
+            run(
+                &confined,
+                X86,
+                libc::SYS_clone as u32,
+                libc::CLONE_NEWNET as u32
+            ),
+            errno(libc::EPERM)
+        );
+        assert_eq!(
+            run(&confined, X86, libc::SYS_connect as u32, 0),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
     }
 
     #[test]

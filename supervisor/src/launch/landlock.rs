@@ -4,18 +4,23 @@
 //! partially or not enforced, never hidden.
 //!
 //! Best effort up to the kernel's ABI: filesystem access (rw the home, read and execute
-//! the read-only paths, the null devices), TCP bind/connect limited to the profile's
-//! ports when it lists them, and the signal and abstract-unix-socket scopes. The
-//! supervisor performs the tenant's connect and bind on its own copy, so for TCP
-//! Landlock is the second wall, not the first: the label checks run before either.
+//! the read-only paths, the null devices), TCP, and the signal and abstract-unix-socket
+//! scopes.
+//!
+//! TCP bind and connect are denied to the tenant outright. Every one the tenant asks
+//! for is performed by the supervisor on its copy of the socket (Landlock judges the
+//! caller, so those run under the supervisor's checks — labels, own range, the
+//! profile's port lists — not under this ruleset). What this ruleset stops is a bind or
+//! connect the kernel would run for the tenant itself: a call whose descriptor was
+//! swapped for a TCP socket between the supervisor's decision and a CONTINUE.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, NetPort, PathBeneath, PathFd, RestrictionStatus,
-    Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, RestrictionStatus, Ruleset,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 use crate::label::policy::NetRules;
@@ -65,12 +70,7 @@ pub fn build(
     let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))?
         .scope(Scope::from_all(abi))?;
-    if net.tcp_bind.is_some() {
-        ruleset = ruleset.handle_access(AccessNet::BindTcp)?;
-    }
-    if net.tcp_connect.is_some() {
-        ruleset = ruleset.handle_access(AccessNet::ConnectTcp)?;
-    }
+    ruleset = ruleset.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?;
     let mut created = ruleset.create()?;
     created = created.add_rule(beneath(home, AccessFs::from_all(abi))?)?;
     let mut read_count = 0;
@@ -85,14 +85,7 @@ pub fn build(
     for dev in NULL_DEVICES {
         created = created.add_rule(beneath(Path::new(dev), AccessFs::from_file(abi))?)?;
     }
-    for (ports, access) in [
-        (&net.tcp_bind, AccessNet::BindTcp),
-        (&net.tcp_connect, AccessNet::ConnectTcp),
-    ] {
-        for &port in ports.iter().flatten() {
-            created = created.add_rule(NetPort::new(port, access))?;
-        }
-    }
+    // No NetPort rule: see the module doc.
     let ports = |p: &Option<Vec<u16>>| match p {
         None => "any".to_string(),
         Some(list) => format!("{list:?}"),
@@ -100,7 +93,7 @@ pub fn build(
     Ok(Plan {
         ruleset: created,
         summary: format!(
-            "rw {}, ro {read_count} paths, tcp bind {} connect {}, scoped signals and abstract unix sockets",
+            "rw {}, ro {read_count} paths, no direct tcp bind/connect (the supervisor performs bind {} connect {}), scoped signals and abstract unix sockets",
             home.display(),
             ports(&net.tcp_bind),
             ports(&net.tcp_connect)

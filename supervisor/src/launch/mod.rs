@@ -173,7 +173,7 @@ impl Prepared {
             _argv: argv,
             _envp: envp,
             ids,
-            filter: filter::compile(),
+            filter: filter::compile_for(confined.is_some()),
             tenant_sigmask,
         })
     }

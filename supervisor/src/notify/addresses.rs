@@ -1,8 +1,12 @@
-//! Calls that name an address, for a confined tenant: bind, and sendto/sendmsg with a
-//! destination on an untracked datagram socket. The supervisor reads the address once,
-//! decides on its copy (labels, own range, ports) and performs the call itself on its
-//! copy of the socket, so a second tenant thread rewriting the address after the
-//! decision changes nothing. Unconfined tenants get CONTINUE, as before.
+//! Calls that name an address, for a confined tenant: bind, listen, and sends on
+//! untracked datagram sockets. The supervisor reads the address once, decides on its
+//! copy (labels, own range, ports) and performs the call itself on its copy of the
+//! socket, so a second tenant thread rewriting the address after the decision changes
+//! nothing. Unconfined tenants get CONTINUE, as before.
+//!
+//! For a confined tenant a descriptor that is not open or not a socket is answered here
+//! (EBADF, ENOTSOCK) instead of continued: between a CONTINUE and the kernel running
+//! the call, a second thread could put a fresh inet socket at that number.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
@@ -10,21 +14,54 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::request::Request;
 use super::{continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict};
 use crate::label::guard::Call;
+use crate::label::policy::primary_address;
 use crate::stream::table::Lookup;
 use crate::sys::{self, SockAddr};
 
-/// Largest datagram the supervisor forwards: the UDP maximum over IPv4.
-const MAX_DATAGRAM: usize = 65_507;
+/// The largest UDP payload (IPv6; IPv4's is smaller and the kernel says EMSGSIZE).
+const MAX_DATAGRAM: usize = 65_527;
 
-/// The supervisor's copy of an inet socket, or `None` for everything whose family makes
-/// labels moot (AF_UNIX: Landlock's business) or that the kernel should reject itself.
-pub(super) fn inet_copy(sv: &mut Supervisor, request: &Request, fd: i32) -> Option<OwnedFd> {
-    let copy = match sv.table.lookup(request, fd).ok()? {
-        Lookup::Untracked(copy) => copy?,
-        Lookup::Tracked(inode) => sv.table.copy(inode)?.try_clone_to_owned().ok()?,
+/// A confined tenant's socket, as the label decisions see it.
+pub(super) enum Socket {
+    /// AF_INET or AF_INET6: the supervisor's copy.
+    Inet {
+        copy: OwnedFd,
+        family: i32,
+        stream: bool,
+    },
+    /// Any other family (unix, netlink): no address label applies; the kernel decides
+    /// with the tenant's own rights (Landlock, permissions).
+    Other,
+}
+
+/// Classifies the tenant's `fd`, failing closed: not open → its errno, not a socket →
+/// ENOTSOCK.
+pub(super) fn socket_of(
+    sv: &mut Supervisor,
+    request: &Request,
+    fd: i32,
+) -> Result<Socket, Verdict> {
+    let copy = match sv.table.lookup(request, fd) {
+        Ok(Lookup::Untracked(Some(copy))) => copy,
+        Ok(Lookup::Tracked(inode)) => match sv.table.copy(inode).map(|c| c.try_clone_to_owned()) {
+            Some(Ok(copy)) => copy,
+            _ => return Err(Verdict::Errno(libc::EBADF)),
+        },
+        Ok(Lookup::Untracked(None)) => return Err(Verdict::Errno(libc::ENOTSOCK)),
+        Err(e) => return Err(Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF))),
     };
-    let domain = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
-    (domain == libc::AF_INET || domain == libc::AF_INET6).then_some(copy)
+    let option = |name| sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, name);
+    let (Ok(family), Ok(kind)) = (option(libc::SO_DOMAIN), option(libc::SO_TYPE)) else {
+        return Err(Verdict::Errno(libc::EBADF));
+    };
+    if family != libc::AF_INET && family != libc::AF_INET6 {
+        return Ok(Socket::Other);
+    }
+    Ok(Socket::Inet {
+        copy,
+        family,
+        stream: kind == libc::SOCK_STREAM,
+    })
 }
 
 /// Reads a sockaddr the tenant passed (pointer, length) into our own copy.
@@ -38,8 +75,8 @@ pub(super) fn read_sockaddr(request: &Request, ptr: u64, len: u64) -> Result<Soc
     SockAddr::from_bytes(&bytes).ok_or(libc::EINVAL)
 }
 
-fn is_stream(copy: &OwnedFd) -> bool {
-    sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).ok() == Some(libc::SOCK_STREAM)
+fn errno_of(e: std::io::Error) -> Verdict {
+    Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// bind: only inside the tenant's own range, only its ports.
@@ -47,8 +84,10 @@ pub(super) fn bind(sv: &mut Supervisor, request: &Request) -> Verdict {
     if sv.guard.is_none() {
         return continue_untracked();
     }
-    let Some(copy) = inet_copy(sv, request, request.fd_arg(0)) else {
-        return continue_untracked();
+    let (copy, stream) = match socket_of(sv, request, request.fd_arg(0)) {
+        Ok(Socket::Inet { copy, stream, .. }) => (copy, stream),
+        Ok(Socket::Other) => return continue_untracked(),
+        Err(verdict) => return verdict,
     };
     let addr = match read_sockaddr(request, request.arg(1), request.arg(2)) {
         Ok(a) => a,
@@ -59,121 +98,85 @@ pub(super) fn bind(sv: &mut Supervisor, request: &Request) -> Verdict {
     let Some(target) = addr.as_std() else {
         return Verdict::Errno(libc::EAFNOSUPPORT);
     };
-    let tcp = is_stream(&copy);
     let guard = sv.guard.as_mut().expect("checked above");
-    if guard.check(Call::Bind, target, tcp).is_err() {
+    if guard.check(Call::Bind, target, stream).is_err() {
         return Verdict::Errno(libc::EACCES);
     }
     match sys::bind(copy.as_fd(), &addr) {
         Ok(()) => Verdict::Value(0),
-        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        Err(e) => errno_of(e),
     }
 }
 
-/// The destination of a sendto/sendmsg/sendmmsg (first message), if it names one.
-fn destination(request: &Request) -> Result<Option<SockAddr>, i32> {
-    match request.nr() {
-        libc::SYS_sendto if request.arg(4) != 0 => {
-            read_sockaddr(request, request.arg(4), request.arg(5)).map(Some)
-        }
-        libc::SYS_sendmsg | libc::SYS_sendmmsg => {
-            let raw = request
-                .read_memory(request.arg(1), 16)
-                .map_err(|e| e.errno())?;
-            let name = u64::from_ne_bytes(raw[..8].try_into().expect("8 bytes"));
-            let len = u32::from_ne_bytes(raw[8..12].try_into().expect("4 bytes"));
-            if name == 0 || len == 0 {
-                Ok(None)
-            } else {
-                read_sockaddr(request, name, len.into()).map(Some)
-            }
-        }
-        _ => Ok(None),
-    }
-}
-
-/// A send on an untracked socket of a confined tenant. Without a destination, or on a
-/// stream socket (which ignores it, except for TCP Fast Open, refused), the kernel runs
-/// it. With one, the label decides, then the supervisor sends its copy of the payload
-/// to its copy of the address.
-pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict {
-    let flags_arg = match request.nr() {
-        libc::SYS_sendmsg => 2,
-        _ => 3, // sendto, sendmmsg
-    };
-    let flags = request.arg(flags_arg) as i32;
-    let dest = match destination(request) {
-        Ok(Some(dest)) => dest,
-        Ok(None) => return continue_untracked(),
-        Err(errno) => return Verdict::Errno(errno),
-    };
-    let Some(copy) = inet_copy(sv, request, request.fd_arg(0)) else {
+/// listen: an unbound socket would be bound by the kernel to the wildcard (every
+/// tenant's addresses); the supervisor binds it to the tenant's own address first.
+pub(super) fn listen(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let Some(guard) = sv.guard.as_ref() else {
         return continue_untracked();
     };
-    if is_stream(&copy) {
-        if flags & libc::MSG_FASTOPEN != 0 {
+    let own = primary_address(guard.entry());
+    let (copy, family) = match socket_of(sv, request, request.fd_arg(0)) {
+        Ok(Socket::Inet { copy, family, .. }) => (copy, family),
+        Ok(Socket::Other) => return continue_untracked(),
+        Err(verdict) => return verdict,
+    };
+    let unbound = sys::local_addr(copy.as_fd())
+        .ok()
+        .and_then(|a| a.as_std())
+        .is_some_and(|a| a.port() == 0);
+    if unbound {
+        if let Err(e) = sys::bind(copy.as_fd(), &source_address(family, own)) {
+            return errno_of(e);
+        }
+    }
+    match sys::listen(copy.as_fd(), request.arg(1) as i32) {
+        Ok(()) => Verdict::Value(0),
+        Err(e) => errno_of(e),
+    }
+}
+
+/// sendto/sendmsg/sendmmsg on a confined tenant's untracked socket.
+///
+/// `sendto` without an address names nothing the tenant could change afterwards (the
+/// pointer is a register), so the kernel runs it. Datagram sockets otherwise are served
+/// here: the destination (if any) is judged, then the supervisor sends its copy of the
+/// payload. On stream sockets the destination is ignored, except by TCP Fast Open,
+/// which is refused.
+pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let nr = request.nr();
+    if nr == libc::SYS_sendto && request.arg(4) == 0 {
+        return continue_untracked();
+    }
+    let flags = request.arg(if nr == libc::SYS_sendmsg { 2 } else { 3 }) as i32;
+    let copy = match socket_of(sv, request, request.fd_arg(0)) {
+        Ok(Socket::Inet { stream: true, .. }) if flags & libc::MSG_FASTOPEN != 0 => {
             tracing::warn!(target: "supervise::label", "TCP Fast Open refused for a confined tenant: its implicit connect would skip the label check");
             return Verdict::Errno(libc::EOPNOTSUPP);
         }
-        return continue_untracked();
-    }
-    let Some(target) = dest.as_std() else {
-        return Verdict::Errno(libc::EAFNOSUPPORT);
+        Ok(Socket::Inet { stream: true, .. }) | Ok(Socket::Other) => return continue_untracked(),
+        Ok(Socket::Inet { copy, .. }) => copy,
+        Err(verdict) => return verdict,
     };
-    let guard = sv.guard.as_mut().expect("confined");
-    if guard.check(Call::SendTo, target, false).is_err() {
-        return Verdict::Errno(libc::EACCES);
+    if nr == libc::SYS_sendmmsg && request.arg(2) == 0 {
+        return Verdict::Value(0);
     }
-    if request.nr() != libc::SYS_sendto {
-        return send_message(sv, request, &copy, &dest, flags);
-    }
-    let len = (request.arg(2) as usize).min(MAX_DATAGRAM + 1);
-    let payload = match request.read_memory(request.arg(1), len) {
-        Ok(p) => p,
-        Err(e) => return Verdict::Errno(e.errno()),
-    };
-    perform_send(copy, &payload, flags, &dest)
-}
-
-/// sendmsg/sendmmsg with a destination: the payload is gathered from the iovecs; control
-/// data (IP_PKTINFO could forge the source address) is refused.
-fn send_message(
-    sv: &mut Supervisor,
-    request: &Request,
-    copy: &OwnedFd,
-    dest: &SockAddr,
-    flags: i32,
-) -> Verdict {
-    let raw = match request.read_memory(request.arg(1), 56) {
-        Ok(r) => r,
-        Err(e) => return Verdict::Errno(e.errno()),
-    };
-    let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
-    if field(40) != 0 {
-        tracing::warn!(target: "supervise::label", "ancillary data with a destination refused for a confined tenant");
-        return Verdict::Errno(libc::EOPNOTSUPP);
-    }
-    let iovs = match request.read_iovecs(field(16), field(24)) {
-        Ok(v) => v,
+    let message = match Datagram::read(request, &mut sv.scratch) {
+        Ok(m) => m,
         Err(errno) => return Verdict::Errno(errno),
     };
-    let total: usize = iovs
-        .iter()
-        .map(|v| v.iov_len)
-        .fold(0, usize::saturating_add);
-    let take = total.min(MAX_DATAGRAM + 1);
-    let taken = match request.read_memory_into(&iovs, &mut sv.scratch[..take]) {
-        Ok(n) => n,
-        Err(e) => return Verdict::Errno(e.errno()),
-    };
-    let payload = sv.scratch[..taken].to_vec();
-    let copy = match copy.try_clone() {
-        Ok(c) => c,
-        Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-    };
-    match perform_send(copy, &payload, flags, dest) {
-        Verdict::Value(n) if request.nr() == libc::SYS_sendmmsg => {
-            // msg_len of the first mmsghdr, then one message sent.
+    if let Some(dest) = &message.dest {
+        let Some(target) = dest.as_std() else {
+            return Verdict::Errno(libc::EAFNOSUPPORT);
+        };
+        let guard = sv.guard.as_mut().expect("confined");
+        if guard.check(Call::SendTo, target, false).is_err() {
+            return Verdict::Errno(libc::EACCES);
+        }
+    }
+    let payload = &sv.scratch[..message.len];
+    match perform_send(copy, payload, flags, message.dest.as_ref()) {
+        Verdict::Value(n) if nr == libc::SYS_sendmmsg => {
+            // msg_len of the first mmsghdr; one message sent.
             let slot = request.arg(1) + super::io::MSGHDR_SIZE;
             match request.write_value(slot, &(n as u32).to_ne_bytes()) {
                 Ok(()) => Verdict::Value(1),
@@ -184,15 +187,67 @@ fn send_message(
     }
 }
 
+/// One datagram read out of the tenant: its destination and its payload (in scratch).
+struct Datagram {
+    dest: Option<SockAddr>,
+    len: usize,
+}
+
+impl Datagram {
+    fn read(request: &Request, scratch: &mut [u8]) -> Result<Datagram, i32> {
+        let (dest, iovs) = if request.nr() == libc::SYS_sendto {
+            let dest = read_sockaddr(request, request.arg(4), request.arg(5))?;
+            let iov = libc::iovec {
+                iov_base: request.arg(1) as *mut _,
+                iov_len: request.arg(2) as usize,
+            };
+            (Some(dest), vec![iov])
+        } else {
+            let raw = request
+                .read_memory(request.arg(1), super::io::MSGHDR_SIZE as usize)
+                .map_err(|e| e.errno())?;
+            let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8"));
+            if field(40) != 0 {
+                // IP_PKTINFO & co. could forge the source address; refused outright.
+                tracing::warn!(target: "supervise::label", "control data on a confined tenant's datagram send refused");
+                return Err(libc::EOPNOTSUPP);
+            }
+            // The kernel clamps an oversized name length for sendmsg.
+            let name_len =
+                (field(8) & 0xffff_ffff).min(std::mem::size_of::<libc::sockaddr_storage>() as u64);
+            let dest = if field(0) == 0 || name_len == 0 {
+                None
+            } else {
+                Some(read_sockaddr(request, field(0), name_len)?)
+            };
+            (dest, request.read_iovecs(field(16), field(24))?)
+        };
+        let total = iovs
+            .iter()
+            .map(|v| v.iov_len)
+            .fold(0usize, usize::saturating_add);
+        if total > MAX_DATAGRAM {
+            return Err(libc::EMSGSIZE);
+        }
+        let len = request
+            .read_memory_into(&iovs, &mut scratch[..total])
+            .map_err(|e| e.errno())?;
+        if len != total {
+            return Err(libc::EFAULT);
+        }
+        Ok(Datagram { dest, len })
+    }
+}
+
 /// Sends without blocking the supervisor; a blocking caller whose socket buffer is full
 /// waits (parked) and the call is re-run when it drains.
-fn perform_send(copy: OwnedFd, payload: &[u8], flags: i32, dest: &SockAddr) -> Verdict {
-    match sys::send_to(
-        copy.as_fd(),
-        payload,
-        flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        dest,
-    ) {
+fn perform_send(copy: OwnedFd, payload: &[u8], flags: i32, dest: Option<&SockAddr>) -> Verdict {
+    let flags_now = flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let sent = match dest {
+        Some(dest) => sys::send_to(copy.as_fd(), payload, flags_now, dest),
+        None => sys::send(copy.as_fd(), payload, flags_now),
+    };
+    match sent {
         Ok(n) => Verdict::Value(n as i64),
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
             let nonblocking = flags & libc::MSG_DONTWAIT != 0
@@ -206,12 +261,12 @@ fn perform_send(copy: OwnedFd, payload: &[u8], flags: i32, dest: &SockAddr) -> V
                 resume: Resume::Rerun,
             })
         }
-        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        Err(e) => errno_of(e),
     }
 }
 
 /// Our copy of `ip:0` in a socket's family (v4-mapped for AF_INET6), to bind the
-/// tenant's own address as a connection's source.
+/// tenant's own address as a connection's source or a listener's address.
 pub(super) fn source_address(family: i32, ip: Ipv4Addr) -> SockAddr {
     let std = if family == libc::AF_INET6 {
         SocketAddr::new(ip.to_ipv6_mapped().into(), 0)

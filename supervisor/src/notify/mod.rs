@@ -7,6 +7,10 @@
 //! one waiting call never delays another. A ticker checks parked calls for pending
 //! signals and dead threads, so a tenant blocked in a serviced call stays stoppable.
 
+// Handlers return `Result<_, Verdict>` to answer early; a Verdict is a few hundred
+// bytes (it can carry a peer address) and boxing it would allocate on every call.
+#![allow(clippy::result_large_err)]
+
 mod addresses;
 mod events;
 mod fds;
@@ -369,6 +373,7 @@ impl Supervisor {
             libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request),
             libc::SYS_connect => sockets::connect(self, request, tgid),
             libc::SYS_bind => addresses::bind(self, request),
+            libc::SYS_listen => addresses::listen(self, request),
             libc::SYS_shutdown => sockets::shutdown(self, request),
             libc::SYS_close => fds::close(self, request, tgid),
             libc::SYS_close_range => fds::close_range(self, request, tgid),
@@ -423,13 +428,9 @@ impl Supervisor {
                     }
                     Err(error) => {
                         if let Some(tracked) = self.table.untrack(inode) {
-                            if let Some(SocketKind::Listener { stash, .. }) =
-                                self.table.sockets.get_mut(&listener).map(|t| &mut t.kind)
-                            {
-                                tracing::info!(target: "supervise::notify", %error, "tenant gone before receiving a connection; kept for the next accept");
-                                stash.push_back((tracked.copy, peer));
-                            }
+                            self.stash_connection(listener, tracked.copy, peer, &error);
                         }
+                        Self::answer_failed_injection(&request, &error);
                         return;
                     }
                 }
@@ -445,18 +446,42 @@ impl Supervisor {
             }) {
                 Ok(_) => return,
                 Err(error) => {
-                    if let Some(SocketKind::Listener { stash, .. }) =
-                        self.table.sockets.get_mut(&listener).map(|t| &mut t.kind)
-                    {
-                        tracing::info!(target: "supervise::notify", %error, "tenant gone before receiving a connection; kept for the next accept");
-                        stash.push_back((conn, peer));
-                    }
+                    self.stash_connection(listener, conn, peer, &error);
+                    Self::answer_failed_injection(&request, &error);
                     return;
                 }
             },
         };
         if let Err(error) = outcome {
             tracing::debug!(target: "supervise::notify", id = request.id(), %error, "answer not delivered (tenant thread gone)");
+        }
+    }
+}
+
+impl Supervisor {
+    /// An accepted connection the tenant did not receive waits for the next accept.
+    fn stash_connection(
+        &mut self,
+        listener: Inode,
+        conn: OwnedFd,
+        peer: SockAddr,
+        error: &std::io::Error,
+    ) {
+        if let Some(SocketKind::Listener { stash, .. }) =
+            self.table.sockets.get_mut(&listener).map(|t| &mut t.kind)
+        {
+            tracing::info!(target: "supervise::notify", %error, "connection not handed to the tenant; kept for the next accept");
+            stash.push_back((conn, peer));
+        }
+    }
+
+    /// ENOENT from ADDFD|SEND: the thread is gone, nobody to answer. Anything else
+    /// (EMFILE: the tenant's fd table is full) left the call unanswered: say so, or the
+    /// tenant would wait in accept forever.
+    fn answer_failed_injection(request: &Request, error: &std::io::Error) {
+        let errno = error.raw_os_error().unwrap_or(libc::EIO);
+        if errno != libc::ENOENT {
+            let _ = request.respond(Answer::Errno(errno));
         }
     }
 }

@@ -13,55 +13,68 @@ use crate::stream::table::{Inode, Lookup, SocketKind};
 use crate::stream::Stream;
 use crate::sys::{self, SockAddr};
 
-/// Finds (or classifies) the tracked listener behind the tenant's fd.
+/// Finds (or classifies) the tracked listener behind the tenant's fd. `Err` carries the
+/// answer when there is none: CONTINUE where no decision rests on the call, an errno
+/// for a confined tenant's descriptor that is not an open socket (see `addresses`).
 fn tracked_listener(
     sv: &mut Supervisor,
     request: &Request,
     tgid: libc::pid_t,
     fd: i32,
-) -> Option<Inode> {
-    match sv.table.lookup(request, fd).ok()? {
-        Lookup::Tracked(inode) => match sv.table.sockets.get(&inode)?.kind {
-            SocketKind::Listener { .. } => Some(inode),
-            SocketKind::Stream(_) => None,
-        },
-        Lookup::Untracked(Some(copy)) => {
-            let listening =
-                sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN).ok()? != 0;
-            let port = sys::local_addr(copy.as_fd()).ok()?.port()?;
-            if !listening {
-                return None;
+) -> Result<Inode, Verdict> {
+    let confined = sv.guard.is_some();
+    let undecided = || continue_untracked();
+    let copy = match sv.table.lookup(request, fd) {
+        Ok(Lookup::Tracked(inode)) => {
+            return match sv.table.sockets.get(&inode).map(|t| &t.kind) {
+                Some(SocketKind::Listener { .. }) => Ok(inode),
+                _ if confined => Err(Verdict::Errno(libc::EINVAL)),
+                _ => Err(undecided()),
             }
-            // A confined tenant's every inet listener is ours: its peers are checked.
-            let config = sv.profile.stream_for_listen_port(port);
-            if config.is_none() && sv.guard.is_none() {
-                return None;
-            }
-            let inode = sv
-                .table
-                .track(
-                    copy,
-                    SocketKind::Listener {
-                        config,
-                        stash: Default::default(),
-                    },
-                )
-                .ok()?;
-            sv.table.hold((tgid, fd), inode);
-            let stream = config.map_or("(labels only)", |c| sv.profile.streams[c].name.as_str());
-            tracing::info!(target: "supervise::sockets", stream, port, "tracking listener");
-            Some(inode)
         }
-        Lookup::Untracked(None) => None,
+        Ok(Lookup::Untracked(Some(copy))) => copy,
+        Ok(Lookup::Untracked(None)) if confined => return Err(Verdict::Errno(libc::ENOTSOCK)),
+        Err(e) if confined => return Err(Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF))),
+        Ok(Lookup::Untracked(None)) | Err(_) => return Err(undecided()),
+    };
+    let option = |name| sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, name).ok();
+    let family = option(libc::SO_DOMAIN);
+    let inet = family == Some(libc::AF_INET) || family == Some(libc::AF_INET6);
+    let listening = option(libc::SO_ACCEPTCONN).is_some_and(|v| v != 0);
+    let port = sys::local_addr(copy.as_fd()).ok().and_then(|a| a.port());
+    let config = port.and_then(|p| sv.profile.stream_for_listen_port(p));
+    if !inet || !listening || (config.is_none() && !confined) {
+        // A confined tenant's inet socket that is not listening: what the kernel says.
+        return Err(if confined && inet {
+            Verdict::Errno(libc::EINVAL)
+        } else {
+            undecided()
+        });
     }
+    // A confined tenant's every inet listener is ours: its peers are checked.
+    let inode = sv
+        .table
+        .track(
+            copy,
+            SocketKind::Listener {
+                config,
+                stash: Default::default(),
+            },
+        )
+        .map_err(|e| Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    sv.table.hold((tgid, fd), inode);
+    let stream = config.map_or("(labels only)", |c| sv.profile.streams[c].name.as_str());
+    tracing::info!(target: "supervise::sockets", stream, port, "tracking listener");
+    Ok(inode)
 }
 
 /// accept / accept4 on a tracked listener: accept on our copy, track the connection,
 /// inject it with ADDFD_FLAG_SEND (atomic with the answer).
 pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
     let tgid = sv.table.threads[&request.tid()].tgid;
-    let Some(listener) = tracked_listener(sv, request, tgid, request.fd_arg(0)) else {
-        return continue_untracked();
+    let listener = match tracked_listener(sv, request, tgid, request.fd_arg(0)) {
+        Ok(listener) => listener,
+        Err(verdict) => return verdict,
     };
     let flags = if request.nr() == libc::SYS_accept4 {
         request.arg(3) as i32
@@ -86,6 +99,12 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
         sys::close_with_reset(conn);
     };
     if let Err(error) = write_peer_address(request, &peer) {
+        // Accepted but not handed over: the connection waits for the next accept.
+        if let Some(SocketKind::Listener { stash, .. }) =
+            sv.table.sockets.get_mut(&listener).map(|t| &mut t.kind)
+        {
+            stash.push_front((conn, peer));
+        }
         return match error {
             MemError::Gone => Verdict::Gone,
             MemError::Fault => Verdict::Errno(libc::EFAULT),
@@ -114,7 +133,7 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
 
 /// The next connection of a tracked listener: one stashed by an accept whose tenant
 /// thread went away, or a fresh one from the kernel; a verdict when there is none.
-#[allow(clippy::type_complexity, clippy::result_large_err)]
+#[allow(clippy::type_complexity)]
 fn next_connection(
     sv: &mut Supervisor,
     listener: Inode,
@@ -182,6 +201,11 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
             Some(Ok(copy)) => copy,
             _ => return Verdict::Errno(libc::EBADF),
         },
+        // A confined tenant's call is answered here (see `addresses`).
+        Ok(Lookup::Untracked(None)) if sv.guard.is_some() => return Verdict::Errno(libc::ENOTSOCK),
+        Err(e) if sv.guard.is_some() => {
+            return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF))
+        }
         // Not a socket, or not an open fd: the kernel gives the right error.
         Ok(Lookup::Untracked(None)) | Err(_) => return continue_untracked(),
     };
@@ -252,8 +276,12 @@ fn label_connect(
     addr: &SockAddr,
 ) -> Option<Verdict> {
     let guard = sv.guard.as_mut()?;
-    // AF_UNSPEC dissolves a datagram association: nothing to decide.
-    let target = addr.as_std()?;
+    let Some(target) = addr.as_std() else {
+        // AF_UNSPEC dissolves a datagram association: nothing to decide. Any other
+        // family on an inet socket is refused rather than left to the kernel.
+        return (addr.family() as i32 != libc::AF_UNSPEC)
+            .then_some(Verdict::Errno(libc::EAFNOSUPPORT));
+    };
     let tcp = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).ok()
         == Some(libc::SOCK_STREAM);
     if guard.check(Call::Connect, target, tcp).is_err() {
@@ -265,9 +293,20 @@ fn label_connect(
         .and_then(|a| a.as_std())
         .is_some_and(|a| a.port() == 0 && a.ip().is_unspecified());
     if unbound {
+        // The port is chosen at connect time, so a connection costs no reserved port.
+        let _ = sys::set_sockopt_int(
+            copy.as_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            1,
+        );
         let local = addresses::source_address(domain, source);
         if let Err(error) = sys::bind(copy.as_fd(), &local) {
-            tracing::warn!(target: "supervise::label", %error, %source, "cannot bind the tenant's source address; connecting unlabeled");
+            // Connecting unlabeled would let the peer take the call for the host's.
+            tracing::warn!(target: "supervise::label", %error, %source, "cannot bind the tenant's source address; connect refused");
+            return Some(Verdict::Errno(
+                error.raw_os_error().unwrap_or(libc::EADDRNOTAVAIL),
+            ));
         }
     }
     None
