@@ -111,7 +111,11 @@ fn escape_suite_tenant_a_against_tenant_b() {
     std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (allowed, stop_allowed) = unlabeled_server();
 
-    let prof_a = client_profile("esc-a", &[&suid_dir], "");
+    let prof_a = client_profile(
+        "esc-a",
+        &[&suid_dir],
+        "[network]\naddress = \"127.1.77.0/24\"\n",
+    );
     let bin = testbin("cross_escape");
     let secret = b_home.join("secret.txt");
     let mut a = state.run(
@@ -137,6 +141,8 @@ fn escape_suite_tenant_a_against_tenant_b() {
             suid.to_str().unwrap(),
             "--allowed-addr",
             &allowed,
+            "--own-prefix",
+            "127.1.77.",
         ],
     );
     a.wait_line("done", Duration::from_secs(120));
@@ -171,6 +177,12 @@ fn escape_suite_tenant_a_against_tenant_b() {
         ("mount", "EPERM"),
         ("setuid_exec", &uid_line),
         ("toctou_connect", "EACCES"),
+        ("sendmsg_b_udp", "EACCES"),
+        ("sendmmsg_b_second", "sent=1 retry=EACCES"),
+        ("listen_autobind", "bound=127.1.77.1:"),
+        ("socket_vsock", "EAFNOSUPPORT"),
+        ("socket_sctp", "EPROTONOSUPPORT"),
+        ("fd_swap_connect", ""),
     ];
     for (name, detail) in expected {
         let prefix = format!("attempt {name}: ");

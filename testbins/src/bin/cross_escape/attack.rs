@@ -23,14 +23,21 @@
 //! | mount                 | mount("none", "/tmp", "tmpfs", 0, NULL); umount2(MNT_DETACH) if it worked |
 //! | setuid_exec           | fork; child execs `<setuid-bin> whoami` with stdout on a pipe |
 //! | toctou_connect        | see the `toctou` module                                      |
+//! | sendmsg_b_udp         | UDP sendmsg(msg_name = b-addr, one iovec "x", no control)    |
+//! | sendmmsg_b_second     | UDP sendmmsg(vlen=2): allowed-addr, then b-addr; on 1 sent, retries message 1 alone |
+//! | listen_autobind       | TCP listen(2) without bind, then getsockname(2)              |
+//! | socket_vsock          | socket(AF_VSOCK, SOCK_STREAM, 0)                             |
+//! | socket_sctp           | socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP)                   |
+//! | fd_swap_connect       | see the `race` module                                        |
 //!
 //! A failing step before the attempt's own syscall (socket(2), fork(2), ...) is
 //! reported as `blocked <ERRNO of that step>` with a note on stderr. Attempts run
 //! in forked children (setns_b, unshare) report `blocked killed-sig=<n>` if the
 //! child is killed by a signal. setuid_exec reports `blocked <ERRNO of execve>`,
-//! `ESCAPED euid=0` or `blocked euid=<n>`.
+//! `ESCAPED euid=0` or `blocked euid=<n>`. The non-errno lines of the attempts
+//! after toctou_connect are listed in the `net2` and `race` modules.
 
-use crate::{files, net, procs, toctou, usage, Opts, ATTACK_KEYS};
+use crate::{files, net, net2, procs, race, toctou, usage, Opts, ATTACK_KEYS};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Parsed `attack` arguments.
@@ -45,6 +52,8 @@ pub struct Config {
     pub outside_file: String,
     pub setuid_bin: String,
     pub allowed_addr: SocketAddrV4,
+    /// Optional `--own-prefix`: A's own address prefix (e.g. "127.1.0.").
+    pub own_prefix: Option<String>,
 }
 
 impl Config {
@@ -72,6 +81,7 @@ impl Config {
             outside_file: o.req("outside-file").to_string(),
             setuid_bin: o.req("setuid-bin").to_string(),
             allowed_addr: o.parsed("allowed-addr"),
+            own_prefix: o.opt("own-prefix").map(str::to_string),
         }
     }
 }
@@ -103,4 +113,11 @@ pub fn run(c: &Config) {
     procs::setuid_exec(&c.setuid_bin);
 
     toctou::run(c.allowed_addr, c.b_addr);
+
+    net2::sendmsg_b_udp(c.b_addr);
+    net2::sendmmsg_b_second(c.allowed_addr, c.b_addr);
+    net2::listen_autobind(c.own_prefix.as_deref());
+    net2::socket_vsock();
+    net2::socket_sctp();
+    race::run(c.b_addr);
 }

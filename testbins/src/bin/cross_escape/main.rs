@@ -10,10 +10,12 @@
 //!   sends "hello-from-b\n" and closes it. SIGTERM makes it exit 0.
 //! * `cross_escape attack --b-home DIR --b-file PATH --b-addr IP:PORT --b-bind-ip IP
 //!   --b-pid PID --b-abstract NAME --outside-file PATH --setuid-bin PATH
-//!   --allowed-addr IP:PORT` (tenant A): runs the attempts listed in the
-//!   `attack` module, each printing exactly one line,
+//!   --allowed-addr IP:PORT [--own-prefix P]` (tenant A): runs the attempts listed
+//!   in the `attack` module, each printing exactly one line,
 //!   `attempt <name>: blocked <ERRNO>` or `attempt <name>: ESCAPED <detail>`,
-//!   then `done`, exit 0.
+//!   then `done`, exit 0. `--own-prefix P` (optional, e.g. "127.1.0.") is A's own
+//!   address prefix: listen_autobind also reports ESCAPED if the kernel bound the
+//!   listener to an IP whose text does not start with P.
 //! * `cross_escape whoami`: prints `euid=<geteuid()> uid=<getuid()>`, exit 0.
 //!
 //! Optional in every mode: `--timeout-secs N` (default 60 for `attack`, 0 = none
@@ -28,7 +30,9 @@ use testbins::{errno, say};
 mod attack;
 mod files;
 mod net;
+mod net2;
 mod procs;
+mod race;
 mod serve;
 mod toctou;
 
@@ -43,6 +47,9 @@ const ATTACK_KEYS: [&str; 9] = [
     "setuid-bin",
     "allowed-addr",
 ];
+
+/// `attack` options that may be left out.
+const ATTACK_OPTIONAL: [&str; 1] = ["own-prefix"];
 
 /// `--key value` pairs after the mode word.
 #[derive(Debug)]
@@ -75,6 +82,11 @@ impl Opts {
         }
     }
 
+    /// Value of an optional `--key`.
+    pub fn opt(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
     /// Mandatory `--key`, parsed.
     pub fn parsed<T: std::str::FromStr>(&self, key: &str) -> T {
         let v = self.req(key);
@@ -97,7 +109,7 @@ pub fn usage(msg: &str) -> ! {
         "usage: cross_escape serve --listen IP:PORT --abstract NAME --home DIR\n       \
          cross_escape attack --b-home DIR --b-file PATH --b-addr IP:PORT --b-bind-ip IP \
          --b-pid PID --b-abstract NAME --outside-file PATH --setuid-bin PATH \
-         --allowed-addr IP:PORT\n       cross_escape whoami"
+         --allowed-addr IP:PORT [--own-prefix P]\n       cross_escape whoami"
     );
     std::process::exit(2)
 }
@@ -136,13 +148,18 @@ pub fn errname(e: i32) -> String {
         ENOSYS => "ENOSYS",
         ELOOP => "ELOOP",
         ENOTSOCK => "ENOTSOCK",
+        EDESTADDRREQ => "EDESTADDRREQ",
+        EMSGSIZE => "EMSGSIZE",
+        ENOPROTOOPT => "ENOPROTOOPT",
         EPROTOTYPE => "EPROTOTYPE",
         EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
         EOPNOTSUPP => "EOPNOTSUPP",
         EAFNOSUPPORT => "EAFNOSUPPORT",
         EADDRINUSE => "EADDRINUSE",
         EADDRNOTAVAIL => "EADDRNOTAVAIL",
         ENETDOWN => "ENETDOWN",
+        ENOBUFS => "ENOBUFS",
         ENETUNREACH => "ENETUNREACH",
         ECONNABORTED => "ECONNABORTED",
         ECONNRESET => "ECONNRESET",
@@ -212,7 +229,12 @@ fn main() {
             serve::run(&o)
         }
         "attack" => {
-            let o = Opts::parse(rest, &ATTACK_KEYS);
+            let keys: Vec<&str> = ATTACK_KEYS
+                .iter()
+                .chain(&ATTACK_OPTIONAL)
+                .copied()
+                .collect();
+            let o = Opts::parse(rest, &keys);
             let cfg = attack::Config::from_opts(&o);
             arm_timeout(o.timeout(60));
             attack::run(&cfg);

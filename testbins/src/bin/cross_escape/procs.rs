@@ -29,8 +29,9 @@ fn wait(pid: libc::pid_t, flags: c_int) -> Option<c_int> {
 /// errno through the exit status, so that a success cannot change this process's
 /// namespaces. Err(errno of fork) if fork(2) fails.
 fn in_child(f: impl FnOnce() -> c_int) -> Result<Child, i32> {
-    // SAFETY: attack mode is single-threaded here (the toctou thread comes last),
-    // so the child may run arbitrary code; it leaves only through _exit(2).
+    // SAFETY: attack mode is single-threaded here (the racing threads of
+    // toctou_connect and fd_swap_connect come later and are joined), so the
+    // child may run arbitrary code; it leaves only through _exit(2).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(errno());
