@@ -14,10 +14,13 @@
 #     supervise run --profile profiles/pg-demo.toml (postgres framer + SQL rules: the
 #     demo's rewrite/mask/deny/drop-session; pgbench's tables are not named by them, so
 #     every statement is framed, parsed and checked but none is changed), interleaved.
+# (c) what confinement costs: one cluster of the tenant pg-a run bare, under supervise
+#     unconfined and confined (profiles/tenants/pg-a.toml), pgbench -S with kept and
+#     with per-transaction connections (scripts/bench_tenants.sh).
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
-#   BENCH_PARTS ["pingpong pgbench"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
+#   BENCH_PARTS ["pingpong pgbench tenants"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
 #   BENCH_SYNC [0]; 1 adds floor and serviced rows run with --sync-wakeup
 #   PP_N [20000] round trips per run   PP_WARMUP [1000]   RUNS [3]
 #   PG_SCALE [10]   PG_SECONDS [15]   PG_ROUNDS [2]   PG_CLIENTS [4]   PG_JOBS [2]
@@ -28,8 +31,10 @@ set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench_tenants.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_tenants.sh"
 
-BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench}
+BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants}
 BENCH_PIN=${BENCH_PIN:-both}
 BENCH_SYNC=${BENCH_SYNC:-0}
 PP_PORT=7100 # must match bench/pingpong.toml
@@ -260,6 +265,7 @@ for part in $BENCH_PARTS; do
     case $part in
     pingpong) bench_pingpong ;;
     pgbench) bench_pgbench ;;
+    tenants) bench_tenants ;;
     *) die "unknown part $part in BENCH_PARTS" ;;
     esac
 done

@@ -39,7 +39,8 @@ LOG=$STATE/up.log
 say "supervise up profiles/tenants (state dir $STATE)"
 "$SUPERVISE" --state-dir "$STATE" up "$ROOT/profiles/tenants" </dev/null >"$LOG" 2>&1 &
 UP_PID=$!
-A= B=
+A=""
+B=""
 for _ in $(seq 300); do
     A=$(addr pg-a) B=$(addr pg-b)
     if [ -n "$A" ] && [ -n "$B" ] &&

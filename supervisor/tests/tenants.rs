@@ -341,8 +341,23 @@ fn up_runs_every_profile_in_a_directory() {
         ],
         None,
     );
-    up.wait_line("[up-a] ready pid=", LINE);
-    up.wait_line("[up-b] ready pid=", LINE);
+    // The two tenants start concurrently: their lines come in either order.
+    let deadline = std::time::Instant::now() + LINE;
+    loop {
+        let lines = up.stdout_lines();
+        let ready = ["[up-a] ready pid=", "[up-b] ready pid="]
+            .iter()
+            .all(|p| lines.iter().any(|l| l.starts_with(p)));
+        if ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not both ready:\n{}",
+            up.dump()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let a = registry_row(&state, "up-a");
     let b = registry_row(&state, "up-b");
     assert_ne!(a[2], b[2], "labels must differ");
