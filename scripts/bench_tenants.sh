@@ -106,16 +106,17 @@ bench_tenants() {
     done
     printf '\npgbench -S -c %s -j %s -T %s, scale %s, %s rounds, interleaved; address %s\n' \
         "$PG_CLIENTS" "$PG_JOBS" "$PG_SECONDS" "$PG_SCALE" "$PG_ROUNDS" "$TN_ADDR"
-    printf '%-28s %-22s %10s %8s\n' "connections / mode" "TPS per round" "median" "÷ bare"
+    printf '%-26s %-22s %10s %8s\n' "connections: mode" "TPS per round" "median" "÷ bare"
     local bm m
     for kind in kept new; do
         bm=$(tr ' ' '\n' <<<"${res[$kind-bare]}" | median)
         for mode in bare unconfined confined; do
             m=$(tr ' ' '\n' <<<"${res[$kind-$mode]}" | median)
-            printf '%-28s %-22s %10s %8s\n' "$kind ($([ "$kind" = new ] && echo "-C, one per txn" || echo kept)) $mode" \
+            printf '%-26s %-22s %10s %8s\n' "$kind: $mode" \
                 "${res[$kind-$mode]}" "$m" "$(ratio "$m" "$bm")"
         done
     done
+    printf '(kept: %s connections for the whole run; new: pgbench -C, a connection per transaction)\n' "$PG_CLIENTS"
     printf '(kept: reads and writes are untracked in all three, so confined ≈ unconfined is\n'
     printf ' expected; new: each connection costs the confined tenant one serviced accept\n'
     printf ' with its label check, plus its read/write calls notified and continued)\n'
