@@ -55,7 +55,8 @@ pub enum Command {
     /// List the node's tenants (uid, label, home, addresses), or audit paths and
     /// addresses: which tenant's label they carry and whether that is the right one.
     Label {
-        /// Paths (or IPv4 addresses) to audit; none: list the registry.
+        /// Paths, IPv4 addresses or `pid:N` (a process: its uid's tenant and label) to
+        /// audit; none: list the registry.
         #[arg(long, num_args = 1..)]
         audit: Vec<PathBuf>,
         /// Audit directories recursively.

@@ -319,6 +319,14 @@ fn homes_are_owned_labeled_and_relabeled() {
     let (code, out, _) = state.supervise(&["label", "--audit", &ip]);
     assert_eq!(code, 0);
     assert!(out.contains("lab-a") && out.contains(&label), "{out}");
+    // Processes carry the label of their uid.
+    let pid = format!("pid:{}", tenant_pid(&t));
+    let (code, out, _) = state.supervise(&["label", "--audit", &pid]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("uid {uid}, tenant lab-a, label {label}")),
+        "{out}"
+    );
     t.kill(libc::SIGTERM);
     t.wait(LINE);
 }

@@ -254,6 +254,39 @@ impl fmt::Display for AddressAudit<'_> {
     }
 }
 
+/// `pid:N`: the label a process carries is its uid's (the mapping is a bijection), so
+/// the report names the uid, the tenant holding it and its label.
+fn process_audit(pid: &str, entries: &[Entry]) -> String {
+    let status = match pid.parse::<u32>().map_err(|e| e.to_string()).and_then(|n| {
+        std::fs::read_to_string(format!("/proc/{n}/status")).map_err(|e| e.to_string())
+    }) {
+        Ok(status) => status,
+        Err(error) => return format!("pid {pid}: cannot audit: {error}"),
+    };
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let uid: Option<u32> = field("Uid:")
+        .split_whitespace()
+        .next()
+        .and_then(|u| u.parse().ok());
+    let name = field("Name:");
+    match uid.and_then(|u| entries.iter().find(|e| e.uid == u)) {
+        Some(e) => format!(
+            "pid {pid} ({name}): uid {}, tenant {}, label {}",
+            e.uid, e.name, e.label
+        ),
+        None => format!(
+            "pid {pid} ({name}): uid {}: no tenant's uid",
+            uid.map_or("?".into(), |u| u.to_string())
+        ),
+    }
+}
+
 /// Prints one line per argument (every file below a directory too when `recursive`; an
 /// argument that parses as an IPv4 address is audited as an address). True when every
 /// file is `Ok` or `Unmanaged`; a file that cannot be audited prints why and counts as
@@ -270,6 +303,10 @@ pub fn run_audit(
     for arg in paths {
         if let Some(ip) = arg.to_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) {
             writeln!(out, "{}", AddressAudit::new(ip, entries))?;
+            continue;
+        }
+        if let Some(pid) = arg.to_str().and_then(|s| s.strip_prefix("pid:")) {
+            writeln!(out, "{}", process_audit(pid, entries))?;
             continue;
         }
         let mut stack = vec![arg.clone()];
