@@ -183,6 +183,10 @@ fn escape_suite_tenant_a_against_tenant_b() {
         ("socket_vsock", "EAFNOSUPPORT"),
         ("socket_sctp", "EPROTONOSUPPORT"),
         ("fd_swap_connect", ""),
+        // Malformed addresses get the errno the kernel would give, never a CONTINUE.
+        ("bind_unspec", "EAFNOSUPPORT"),
+        ("connect_truncated_addr", "EINVAL"),
+        ("connect_oversized_addr", "EINVAL"),
     ];
     for (name, detail) in expected {
         let prefix = format!("attempt {name}: ");
@@ -400,4 +404,25 @@ fn bad_confinement_profiles_name_file_line_and_key() {
     // Refused before any side effect: nothing was registered.
     let (_, out, _) = state.supervise(&["label"]);
     assert!(!out.contains("bad"), "{out}");
+    // An audit without root could not read trusted xattrs: refused, not "unlabeled".
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(supervise_bin())
+        .args([
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "label",
+            "--audit",
+            "/",
+        ])
+        .output()
+        .expect("run setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("must run as root"), "{err}");
+    // A profile directory with nothing to run.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = state.supervise(&["up", empty.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("holds no *.toml profile"), "{err}");
 }

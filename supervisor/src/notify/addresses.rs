@@ -75,6 +75,15 @@ pub(super) fn read_sockaddr(request: &Request, ptr: u64, len: u64) -> Result<Soc
     SockAddr::from_bytes(&bytes).ok_or(libc::EINVAL)
 }
 
+/// The errno for an address that is not a whole IPv4/IPv6 address: a cut-short inet
+/// address is EINVAL (as the kernel says), any other family EAFNOSUPPORT.
+pub(super) fn bad_address(addr: &SockAddr) -> Verdict {
+    match addr.family() as i32 {
+        libc::AF_INET | libc::AF_INET6 => Verdict::Errno(libc::EINVAL),
+        _ => Verdict::Errno(libc::EAFNOSUPPORT),
+    }
+}
+
 fn errno_of(e: std::io::Error) -> Verdict {
     Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO))
 }
@@ -96,7 +105,7 @@ pub(super) fn bind(sv: &mut Supervisor, request: &Request) -> Verdict {
     // AF_UNSPEC and other families on an inet socket: the kernel may read AF_UNSPEC as
     // the wildcard, so anything but a proper inet address is refused here.
     let Some(target) = addr.as_std() else {
-        return Verdict::Errno(libc::EAFNOSUPPORT);
+        return bad_address(&addr);
     };
     let guard = sv.guard.as_mut().expect("checked above");
     if guard.check(Call::Bind, target, stream).is_err() {
@@ -166,7 +175,7 @@ pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict 
     };
     if let Some(dest) = &message.dest {
         let Some(target) = dest.as_std() else {
-            return Verdict::Errno(libc::EAFNOSUPPORT);
+            return bad_address(dest);
         };
         let guard = sv.guard.as_mut().expect("confined");
         if guard.check(Call::SendTo, target, false).is_err() {

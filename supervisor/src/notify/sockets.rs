@@ -279,8 +279,7 @@ fn label_connect(
     let Some(target) = addr.as_std() else {
         // AF_UNSPEC dissolves a datagram association: nothing to decide. Any other
         // family on an inet socket is refused rather than left to the kernel.
-        return (addr.family() as i32 != libc::AF_UNSPEC)
-            .then_some(Verdict::Errno(libc::EAFNOSUPPORT));
+        return (addr.family() as i32 != libc::AF_UNSPEC).then(|| addresses::bad_address(addr));
     };
     let tcp = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).ok()
         == Some(libc::SOCK_STREAM);

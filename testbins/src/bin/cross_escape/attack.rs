@@ -29,6 +29,9 @@
 //! | socket_vsock          | socket(AF_VSOCK, SOCK_STREAM, 0)                             |
 //! | socket_sctp           | socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP)                   |
 //! | fd_swap_connect       | see the `race` module                                        |
+//! | bind_unspec           | TCP bind to an AF_UNSPEC 0.0.0.0:0 sockaddr (the kernel's wildcard) |
+//! | connect_truncated_addr| TCP connect to b-addr with addrlen 4 (family and port only)  |
+//! | connect_oversized_addr| TCP connect to b-addr with addrlen 200                       |
 //!
 //! A failing step before the attempt's own syscall (socket(2), fork(2), ...) is
 //! reported as `blocked <ERRNO of that step>` with a note on stderr. Attempts run
@@ -120,4 +123,7 @@ pub fn run(c: &Config) {
     net2::socket_vsock();
     net2::socket_sctp();
     race::run(c.b_addr);
+    net2::bind_unspec();
+    net2::connect_truncated_addr(c.b_addr);
+    net2::connect_oversized_addr(c.b_addr);
 }

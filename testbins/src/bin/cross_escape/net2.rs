@@ -10,6 +10,8 @@
 //!   `--own-prefix`, then followed by `outside --own-prefix <P>`),
 //!   `ESCAPED listening, getsockname failed <ERRNO>`, else `blocked bound=<ip:port>`.
 //! * socket_vsock / socket_sctp: `ESCAPED created <what> socket` (closed again).
+//! * bind_unspec / connect_truncated_addr / connect_oversized_addr: malformed
+//!   addresses; `ESCAPED bound` / `ESCAPED connected` if the call succeeded.
 
 use crate::net::{self, SIN_LEN};
 use crate::{blocked, blocked_at, close_fd, errname, escaped};
@@ -162,4 +164,57 @@ pub fn socket_vsock() {
 pub fn socket_sctp() {
     let (d, t) = (libc::AF_INET, libc::SOCK_STREAM);
     try_socket("socket_sctp", "SCTP", d, t, IPPROTO_SCTP);
+}
+
+/// bind() with `len` bytes of `bytes` as the address; the attempt's line.
+fn raw_bind_or_connect(name: &str, connect: bool, bytes: &[u8], len: usize) {
+    let Ok(fd) = net::socket(libc::AF_INET, libc::SOCK_STREAM) else {
+        blocked_at(name, "socket(AF_INET, SOCK_STREAM)");
+        return;
+    };
+    // SAFETY: `bytes` is a live buffer of at least `len` bytes (callers pass
+    // len <= bytes.len()); the kernel (or the supervisor) reads at most `len`.
+    let r = unsafe {
+        let addr = bytes.as_ptr().cast::<libc::sockaddr>();
+        if connect {
+            libc::connect(fd, addr, len as libc::socklen_t)
+        } else {
+            libc::bind(fd, addr, len as libc::socklen_t)
+        }
+    };
+    if r == 0 {
+        escaped(name, if connect { "connected" } else { "bound" });
+    } else {
+        blocked(name, errno());
+    }
+    close_fd(fd);
+}
+
+/// `sockaddr_in` bytes for `ip:port` with the given family field.
+fn sockaddr_bytes(family: c_int, addr: SocketAddrV4) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+    b[2..4].copy_from_slice(&addr.port().to_be_bytes());
+    b[4..8].copy_from_slice(&addr.ip().octets());
+    b
+}
+
+/// bind() to AF_UNSPEC 0.0.0.0 on an inet socket: the kernel reads that as the
+/// wildcard (for old programs), which is outside the tenant's range.
+pub fn bind_unspec() {
+    let b = sockaddr_bytes(libc::AF_UNSPEC, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    raw_bind_or_connect("bind_unspec", false, &b, b.len());
+}
+
+/// connect() to B with an address cut after the port (4 bytes).
+pub fn connect_truncated_addr(b: SocketAddrV4) {
+    let bytes = sockaddr_bytes(libc::AF_INET, b);
+    raw_bind_or_connect("connect_truncated_addr", true, &bytes, 4);
+}
+
+/// connect() to B with an address length past any sockaddr (200 bytes).
+pub fn connect_oversized_addr(b: SocketAddrV4) {
+    let mut bytes = [0u8; 200];
+    bytes[..16].copy_from_slice(&sockaddr_bytes(libc::AF_INET, b));
+    raw_bind_or_connect("connect_oversized_addr", true, &bytes, bytes.len());
 }
