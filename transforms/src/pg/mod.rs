@@ -3,6 +3,7 @@
 //! messages.
 
 pub mod framer;
+pub mod lex;
 pub mod message;
 pub mod session;
 pub mod sql;
