@@ -121,30 +121,66 @@ pub enum SqlError {
         /// Column of the literal's span (1-based, in characters).
         column: u64,
     },
+    /// A rewrite rule's promise cannot be proven for the statement (or parameter
+    /// value): refuse it. The reason names the form and the column, e.g. "compares
+    /// employee.dept with BETWEEN, which the rewrite rule cannot prove; write dept =
+    /// <value>".
+    #[error("{reason}")]
+    Unprovable {
+        /// What the statement does that the rule cannot follow.
+        reason: String,
+    },
 }
 
-/// A predicate rewrite: in statements that read `table`, replace comparisons
-/// `<column> = <from>` (column optionally qualified by the table name or its alias,
-/// either operand order, literal number or string) by `<column> = <to>`.
+/// A predicate rewrite: a client asking, in a statement that reads `table`, for rows
+/// whose `column` equals `from` gets the rows whose `column` equals `to`. No statement
+/// that reads `table` selects rows by the value `from` without being rewritten: where
+/// that cannot be proven the statement is refused ([`SqlError::Unprovable`]).
 ///
-/// `from` and `to` are SQL literal texts: `20` (or `-20`) is the number 20 and
-/// matches only a number literal written exactly `20` (`20.0` and `'20'` do not
-/// match); `'x'` is the string `x` and matches any string literal spelling of it
-/// (`'x'`, `E'x'`, `$$x$$`). `to` is spliced in verbatim.
+/// `from` and `to` are SQL literal texts: a number (`20`, `-3`, `1.5`) or a string
+/// (`'x'`, `E'x'`, `$$x$$`). Matching is by value, not spelling:
+/// - a number `from` matches number literals of equal exact value (`20`, `020`, `20.0`,
+///   `2e1`, `0.2e2`, `+20`, `2_0`, `0x14`) and string literals whose trimmed content is
+///   such a number (`'20'`, `' 20 '`, `'+20'`, `'2e1'`), as the server coerces them
+///   for a numeric column;
+/// - a string `from` matches string literals with equal content in any spelling, and
+///   number literals equal to its content when that is a number;
+/// - casts of a literal (`'20'::int`, `CAST('20' AS integer)`, `20::numeric`, `int
+///   '20'`) count as that literal; its bytes are replaced, `to` spliced in verbatim (as
+///   a string literal in a typed string: `int '21'`).
 ///
-/// Which comparisons count (checked per query block, i.e. per `SELECT`, `UPDATE` or
-/// `DELETE` and its `FROM`/`USING`/`JOIN` list):
+/// Literals that may equal `from` under some column type without being equal (float
+/// rounding, `char(n)` trailing spaces, rounding casts `20.4::int`, casts with a type
+/// modifier) are refused, never passed.
+///
+/// Rewritten forms: `column = lit`, `lit = column`, `<>`/`!=`, `IN (lit, …)`, `= ANY
+/// (ARRAY[lit, …])`, `<> ALL(ARRAY[…])`, any parentheses, under `NOT`, in conditions
+/// and result columns alike. `$n` parameters in those forms are reported by
+/// [`rewrite_plan`] for [`rewrite_param`] at Bind (refused inside SQL `PREPARE`).
+/// Allowed untouched: comparisons with another literal or with a column of a base
+/// table, `IS [NOT] NULL`, the column as a plain result column, `SET` value,
+/// `RETURNING` item, `ORDER BY`/`GROUP BY` key or passed under its own name through a
+/// derived table or CTE (whose references then count as the column), `INSERT` column
+/// lists and `SET column = …` targets. Everything else using the column is refused:
+/// ranges (`<`, `BETWEEN`), `IS DISTINCT FROM`, `LIKE`, expressions over it in a
+/// comparison (`dept + 0 = 20`, `dept::text = '20'`, `abs(dept) = 20`), comparisons
+/// with non-literals (`10 + 10`, subqueries, functions, columns of derived tables,
+/// `VALUES` or functions in `FROM`), row comparisons, `CASE dept …`, `ANY` of anything
+/// but `ARRAY[…]`, the column renamed or computed in a derived table or CTE, alias
+/// column lists over the table, and `DO` blocks naming the table.
+///
+/// Which references are the table's column (per query block, i.e. per `SELECT`,
+/// `UPDATE`, `DELETE`, `MERGE` and its `FROM`/`USING`/`JOIN` list):
 /// - `alias.column` or `table.column` (also `schema.table.column`) when that qualifier
-///   names `table` in this query block or an enclosing one (correlated subqueries);
-/// - unqualified `column` only when the innermost query block with a non-empty `FROM`
-///   reads exactly one relation and it is `table`: in a join the column may belong to
-///   another table, whose columns we cannot know, so qualify it there;
-/// - a single-part reference to a CTE named like `table` is not `table`.
+///   names `table`, or a derived table or CTE reading it, in this query block or an
+///   enclosing one;
+/// - unqualified `column` when `table` (or a relation reading it) is in this query
+///   block or any enclosing one: in a join or a correlated subquery the name may be the
+///   table's, whose columns we cannot know, so it counts as the table's (fail closed);
+/// - a single-part reference to a CTE named like `table` is that CTE.
 ///
-/// Not rewritten: `$n` placeholders (the value is in Bind), `IN` lists, `BETWEEN`,
-/// casts (`'20'::int`), parenthesised operands, assignments (`SET dept = 20`),
-/// `INSERT … ON CONFLICT`/`MERGE` conditions, and anything inside `DO` blocks or
-/// function bodies.
+/// Not seen here: function bodies and SQL run by functions (see the guard checks);
+/// values stored in tables the statement compares the column with (`dept = d.id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PredicateRewrite {
     /// Table read by the statement (last name part; compared lower-cased).
@@ -198,19 +234,64 @@ pub fn touches_any(sql: &str, objects: &[String]) -> Result<bool, SqlError> {
 
 /// Applies rewrites; `Ok(None)` when nothing changed (callers then forward the
 /// ORIGINAL bytes untouched — sqlparser's printing normalises text), `Ok(Some(new_sql))`
-/// otherwise.
+/// otherwise, and [`SqlError::Unprovable`] when the statement must be refused (see
+/// [`PredicateRewrite`]), including when a rule's column is compared with a `$n`
+/// parameter (use [`rewrite_plan`] where parameters have values at Bind).
 ///
-/// The new text is the original with only the matched literals replaced (see
-/// [`PredicateRewrite`] for the matching rules and the module documentation for why).
-/// When two rewrites match the same literal the first one in `rewrites` wins; all
-/// rewrites are matched against the original statement (no chaining). With no
-/// rewrites the SQL is not even parsed.
+/// The new text is the original with only the matched literals replaced (see the
+/// module documentation for why). When two rewrites match the same literal the first
+/// one in `rewrites` wins; all rewrites are matched against the original statement (no
+/// chaining). With no rewrites the SQL is not even parsed.
 pub fn rewrite(sql: &str, rewrites: &[PredicateRewrite]) -> Result<Option<String>, SqlError> {
     let compiled = compile(rewrites)?;
     if compiled.is_empty() {
         return Ok(None);
     }
     ParsedSql::parse(sql)?.rewrite_compiled(&compiled)
+}
+
+/// What [`rewrite_plan`] found: the rewritten text and the parameters to rewrite at
+/// Bind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewritePlan {
+    /// The rewritten text; `None` when no literal changed (forward the original bytes).
+    pub text: Option<String>,
+    /// `(n, rule)`: parameter `$n` is compared with the column of `rewrites[rule]`.
+    /// Sorted; a parameter compared with a column several rules share is listed once
+    /// per rule, in rule order: at Bind apply the first rule whose [`rewrite_param`]
+    /// gives `Some`, and refuse on any `Err`.
+    pub params: Vec<(u32, usize)>,
+}
+
+/// Like [`rewrite`], but a rule's column compared with a `$n` parameter (in the forms
+/// rewritten for literals, also `$n::int`) is reported in [`RewritePlan::params`]
+/// instead of refused: in a protocol Parse the value arrives later, in Bind. Inside SQL
+/// `PREPARE name AS …` such a parameter is refused (its value arrives in `EXECUTE`).
+pub fn rewrite_plan(sql: &str, rewrites: &[PredicateRewrite]) -> Result<RewritePlan, SqlError> {
+    let compiled = compile(rewrites)?;
+    if compiled.is_empty() {
+        return Ok(RewritePlan::default());
+    }
+    rewrite::plan(&ParsedSql::parse(sql)?, &compiled)
+}
+
+/// Rewrites one Bind parameter value compared with `rule`'s column: `Ok(Some(new))`
+/// when the value means `from`, `Ok(None)` when it provably does not, `Err(Unprovable)`
+/// when that cannot be told (refuse).
+///
+/// Text format (`binary == false`): the UTF-8 value is judged like a string literal
+/// (see [`PredicateRewrite`]: `' 20 '`, `'2e1'` mean 20); the new value is `to` as text
+/// (the number as written, or a string `to`'s content). Binary format: for an integer
+/// `from`, a 2-, 4- or 8-byte big-endian integer equal to it becomes `to` in the same
+/// width (`Err` when `to` is not an integer or does not fit); other 2-, 4- or 8-byte
+/// values give `Ok(None)`, unless they are the float4/float8 encoding of `from`
+/// (`Err`); any other length, or a non-integer or string `from`, gives `Err`.
+pub fn rewrite_param(
+    rule: &PredicateRewrite,
+    value: &[u8],
+    binary: bool,
+) -> Result<Option<Vec<u8>>, SqlError> {
+    rewrite::param(&Compiled::new(rule)?, value, binary)
 }
 
 /// A statement list parsed once, for asking several questions of it (a deny check and a
@@ -260,28 +341,33 @@ impl<'s> ParsedSql<'s> {
             .any(|object| touched.contains(&last_part(object))))
     }
 
+    /// Whether every statement keeps the masks' promise (see the `guard` module): `Err`
+    /// says how a masked value could reach the client past the mask.
+    pub fn check_masked_use(&self, masked: &[MaskedColumn]) -> Result<(), String> {
+        guard::check_masked_use(&self.statements, masked)
+    }
+
+    /// Refuses statements that change or derive from `tables` (see the `guard` module).
+    pub fn check_changes(&self, tables: &[String]) -> Result<(), String> {
+        guard::check_changes(&self.statements, tables)
+    }
+
     /// See [`rewrite`].
     pub fn rewrite(&self, rewrites: &[PredicateRewrite]) -> Result<Option<String>, SqlError> {
         self.rewrite_compiled(&compile(rewrites)?)
     }
 
+    /// See [`rewrite_plan`].
+    pub fn rewrite_plan(&self, rewrites: &[PredicateRewrite]) -> Result<RewritePlan, SqlError> {
+        rewrite::plan(self, &compile(rewrites)?)
+    }
+
     fn rewrite_compiled(&self, compiled: &[Compiled]) -> Result<Option<String>, SqlError> {
-        if compiled.is_empty() {
-            return Ok(None);
+        let plan = rewrite::plan(self, compiled)?;
+        if !plan.params.is_empty() {
+            return Err(rewrite::params_unprovable(&plan, compiled));
         }
-        let mut visitor = RewriteVisitor {
-            rules: compiled,
-            scopes: Vec::new(),
-            statement_scopes: Vec::new(),
-            ctes: Vec::new(),
-            edits: Vec::new(),
-        };
-        // The visitor never breaks.
-        let _ = self.statements.visit(&mut visitor);
-        if visitor.edits.is_empty() {
-            return Ok(None);
-        }
-        splice(self.sql, visitor.edits, compiled).map(Some)
+        Ok(plan.text)
     }
 }
 
@@ -693,8 +779,11 @@ impl Visitor for TablesVisitor {
 // ---------------------------------------------------------------------------------
 // rewrite
 
+mod guard;
 mod rewrite;
 #[cfg(test)]
 mod tests;
+
+pub use guard::MaskedColumn;
 
 use rewrite::*;
