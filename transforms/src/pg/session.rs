@@ -1,27 +1,41 @@
 //! The PostgreSQL rule engine: one [`PgSession`] per connection sees both directions,
 //! keeps what the decisions need (the startup parameters, the server's transaction
-//! status, which result a DataRow belongs to) and applies the profile's rules:
+//! status, which request each reply answers) and keeps the profile's rules, failing
+//! closed (see [`crate::pg::policy`] for what is refused and why):
 //!
-//! - **rewrite** a predicate in Query and Parse text (original bytes forwarded when
-//!   nothing changed; the error position of a later ErrorResponse dropped, since it
-//!   would point into text the client never sent);
-//! - **mask** named columns in DataRow (NULL stays NULL);
-//! - **deny** a statement: the client's statement is swapped for one that makes the
-//!   *server* raise SQLSTATE 42501 (`DO … RAISE`), so the ErrorResponse and the
-//!   ReadyForQuery status are the server's own — idle stays `I`, a transaction block
-//!   really fails (`E`, a later COMMIT rolls back), the extended protocol discards to
-//!   Sync with exactly one `Z` per Sync. No status byte is ever forged;
+//! - **rewrite** a predicate in Query and Parse text, or a parameter's value at Bind
+//!   (the error position of a later ErrorResponse is dropped: it would point into text
+//!   the client never sent);
+//! - **mask** named columns in DataRow (NULL stays NULL), recognised by the shape the
+//!   supervisor itself knows (see `mask`);
+//! - **deny** a statement: it is swapped for one that makes the *server* raise SQLSTATE
+//!   42501 (`DO … RAISE`), so the ErrorResponse and the ReadyForQuery status are the
+//!   server's own — idle stays `I`, a transaction block really fails (`E`, a later
+//!   COMMIT rolls back), the extended protocol discards to Sync with exactly one `Z` per
+//!   Sync. No status byte is ever forged;
 //! - **drop-session**: FATAL ErrorResponse to the client, Terminate to the server, close.
 //!
+//! Requests and replies are matched by one queue ([`Expect`]) in protocol order, exact
+//! under any pipelining: the startup exchange, the supervisor's own catalog question
+//! and Describes, and the client's messages each have their entry, and replies to the
+//! supervisor's own requests never reach the client. Until the catalog answer is in,
+//! the client's messages are held back (see `learn`).
+//!
 //! SSLRequest and GSSENCRequest are answered `N` (a tracked stream must stay readable).
-//! Directions: inbound is client → server (what the tenant PostgreSQL reads).
+//! A replication connection is refused while any rule is in force, unless an `allow`
+//! rule names its user. Directions: inbound is client → server (what the tenant
+//! PostgreSQL reads).
 
+mod client;
+mod learn;
 mod mask;
+mod server;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::message::{self as msg, MessageError, Startup};
-use super::sql::{self, PredicateRewrite};
+use super::policy::Policy;
+use super::sql::{MaskedColumn, PredicateRewrite};
 use crate::{Direction, FrameError, Output, Rule, RuleError};
 
 /// Session attributes a rule can be conditioned on (from the StartupMessage).
@@ -71,6 +85,15 @@ pub enum PgRule {
         /// Lower-case object names (last part).
         objects: Vec<String>,
     },
+    /// Relax the fail-closed defaults for matching sessions.
+    Allow {
+        /// When it applies.
+        when: Condition,
+        /// User-defined or SQL-running functions the session may call (lower-case).
+        functions: Vec<String>,
+        /// Users whose replication connections are let through.
+        replication_users: Vec<String>,
+    },
 }
 
 impl Condition {
@@ -90,7 +113,8 @@ impl PgRule {
             PgRule::Rewrite { when, .. }
             | PgRule::Mask { when, .. }
             | PgRule::Deny { when, .. }
-            | PgRule::DropSession { when, .. } => when,
+            | PgRule::DropSession { when, .. }
+            | PgRule::Allow { when, .. } => when,
         }
     }
 }
@@ -100,92 +124,96 @@ struct Params {
     user: Option<String>,
     database: Option<String>,
     application_name: Option<String>,
+    replication: Option<String>,
 }
 
-/// A mask that applies to this session.
-#[derive(Debug, Clone)]
-struct Mask {
-    table: String,
-    column: String,
-    replacement: Vec<u8>,
+/// Where the session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the StartupMessage.
+    Startup,
+    /// Startup forwarded, authenticating: client messages other than password
+    /// responses are held.
+    Auth,
+    /// The catalog question is out: client messages are held.
+    Learning,
+    /// Serving the client.
+    Ready,
 }
 
 /// What a server response answers, in order (the protocol answers in order).
 #[derive(Debug, Clone)]
 enum Expect {
-    /// A simple Query (or FunctionCall): everything up to ReadyForQuery; `touched` are
-    /// the masks whose table the query text touches.
-    Simple {
-        touched: Vec<usize>,
-    },
+    /// Authentication and the startup parameters, up to the first ReadyForQuery.
+    Startup,
+    /// A simple Query (or a swapped FunctionCall): everything up to ReadyForQuery;
+    /// `named` are the masks whose table the text names.
+    Simple { named: Vec<usize> },
     Parse,
     Bind,
-    DescribeStatement(String),
-    DescribePortal(String),
+    DescribeStatement,
+    DescribePortal,
+    /// The supervisor's own Describe of this portal: its reply is the shape of the
+    /// Execute that follows, and is not the client's.
+    HiddenDescribe(String),
     Execute(String),
     Close,
     Sync,
     /// A reply to a message the session injected: not the client's.
     Swallow(u8),
-    /// Replies to the learning query, up to its ReadyForQuery: not the client's.
+    /// Replies to the catalog question, up to its ReadyForQuery: not the client's.
     Learn,
-}
-
-/// What to do with one statement.
-#[derive(Debug)]
-enum Decision {
-    Forward,
-    Replace(String),
-    Refuse(&'static str),
-    Drop,
 }
 
 /// Per result column: which mask, if any, and whether values are text.
 type RowMask = Vec<Option<(usize, bool)>>;
 
+/// A prepared statement as the client named it.
 #[derive(Debug, Clone, Default)]
-struct Statement {
-    touched: Vec<usize>,
-    /// Masked columns by index with the column's type OID (from Describe).
-    columns: Option<Vec<Option<(usize, u32)>>>,
+struct Prepared {
+    /// Masks whose table the text names.
+    named: Vec<usize>,
+    /// `$n` compared with a rewritten column: (n, rewrite index).
+    params: Vec<(u32, usize)>,
 }
 
+/// A portal: the shape of its rows, once the supervisor's own Describe answered.
 #[derive(Debug, Clone, Default)]
 struct Portal {
-    statement: String,
-    result_formats: Vec<i16>,
-    columns: Option<Vec<Option<(usize, u32)>>>,
+    named: Vec<usize>,
+    mask: Option<Option<RowMask>>,
 }
 
 /// The per-connection rule engine.
 #[derive(Debug)]
 pub struct PgSession {
     rules: Vec<PgRule>,
-    started: bool,
+    phase: Phase,
     params: Params,
-    rewrites: Vec<PredicateRewrite>,
-    masks: Vec<Mask>,
-    deny: Vec<String>,
-    drop: Vec<String>,
+    policy: Policy,
+    /// Replacement text per masked column (same index as `policy.masked`).
+    replacements: Vec<Vec<u8>>,
+    replication_users: Vec<String>,
     /// The server's transaction status from its last ReadyForQuery.
     status: u8,
-    /// Every configured table name (cheap pre-check before parsing).
-    names: Vec<String>,
-    /// Client messages are being discarded up to Sync (after a refused Parse).
+    /// `standard_conforming_strings` as the server last reported; `None` while a
+    /// change may be in flight.
+    standard_strings: Option<bool>,
+    /// Client messages are being discarded up to Sync (after a refused Parse or Bind).
     discarding: bool,
-    /// The learning query was sent.
-    learn_sent: bool,
     /// A rewritten statement is in flight: ErrorResponse positions refer to text the
     /// client never sent, so they are dropped until the next ReadyForQuery.
     strip_position: bool,
     expect: VecDeque<Expect>,
-    statements: HashMap<String, Statement>,
+    statements: HashMap<String, Prepared>,
     portals: HashMap<String, Portal>,
-    /// The mask of the result whose DataRows are arriving now.
+    /// The mask of the result whose DataRows are arriving now (simple Query).
     current: Option<RowMask>,
-    /// (table OID, column number) pairs seen under a masked column's name in a
-    /// statement touching its table: masked under any alias from then on.
-    learned: HashSet<(u32, i16, usize)>,
+    /// (table OID, column number, mask index) of masked columns, from the catalog.
+    learned_columns: HashSet<(u32, i16, usize)>,
+    /// Client messages held until the catalog answer is in.
+    held: VecDeque<Vec<u8>>,
+    answer: learn::Answer,
 }
 
 /// Type OIDs whose binary representation is their text (text, varchar, bpchar, name).
@@ -198,16 +226,18 @@ fn rule_error(error: MessageError) -> RuleError {
     }
 }
 
-/// `COPY … TO …` (table or query out to the client or a file).
-fn is_copy_out(sql: &str) -> bool {
-    let lower = sql.trim_start().to_lowercase();
-    lower.starts_with("copy") && lower.split_whitespace().any(|w| w == "to")
-}
-
 /// The statement that makes the server itself refuse: SQLSTATE 42501 with `message`.
 pub fn refusal_statement(message: &str) -> String {
     let safe = message.replace('\'', "''").replace('$', "");
     format!("DO $supervise$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '{safe}'; END$supervise$")
+}
+
+/// Whether a `replication` startup value asks for a replication connection.
+fn is_replication(value: &str) -> bool {
+    !matches!(
+        value.to_ascii_lowercase().as_str(),
+        "false" | "off" | "no" | "0"
+    )
 }
 
 impl PgSession {
@@ -215,22 +245,22 @@ impl PgSession {
     pub fn new(rules: Vec<PgRule>) -> PgSession {
         PgSession {
             rules,
-            started: false,
+            phase: Phase::Startup,
             params: Params::default(),
-            rewrites: Vec::new(),
-            masks: Vec::new(),
-            deny: Vec::new(),
-            drop: Vec::new(),
+            policy: Policy::default(),
+            replacements: Vec::new(),
+            replication_users: Vec::new(),
             status: b'I',
-            names: Vec::new(),
+            standard_strings: Some(true),
             discarding: false,
-            learn_sent: false,
             strip_position: false,
             expect: VecDeque::new(),
             statements: HashMap::new(),
             portals: HashMap::new(),
             current: None,
-            learned: HashSet::new(),
+            learned_columns: HashSet::new(),
+            held: VecDeque::new(),
+            answer: learn::Answer::default(),
         }
     }
 
@@ -242,33 +272,36 @@ impl PgSession {
     fn activate(&mut self) {
         for rule in self.rules.iter().filter(|r| r.when().matches(&self.params)) {
             match rule {
-                PgRule::Rewrite { rewrite, .. } => self.rewrites.push(rewrite.clone()),
+                PgRule::Rewrite { rewrite, .. } => self.policy.rewrites.push(rewrite.clone()),
                 PgRule::Mask {
                     table,
                     column,
                     replacement,
                     ..
-                } => self.masks.push(Mask {
-                    table: table.clone(),
-                    column: column.clone(),
-                    replacement: replacement.clone().into_bytes(),
-                }),
-                PgRule::Deny { objects, .. } => self.deny.extend(objects.iter().cloned()),
-                PgRule::DropSession { objects, .. } => self.drop.extend(objects.iter().cloned()),
+                } => {
+                    self.policy.masked.push(MaskedColumn {
+                        table: table.clone(),
+                        column: column.clone(),
+                    });
+                    self.replacements.push(replacement.clone().into_bytes());
+                }
+                PgRule::Deny { objects, .. } => self.policy.deny.extend(objects.iter().cloned()),
+                PgRule::DropSession { objects, .. } => {
+                    self.policy.drop.extend(objects.iter().cloned())
+                }
+                PgRule::Allow {
+                    functions,
+                    replication_users,
+                    ..
+                } => {
+                    self.policy
+                        .allowed_functions
+                        .extend(functions.iter().cloned());
+                    self.replication_users
+                        .extend(replication_users.iter().cloned());
+                }
             }
         }
-        let rewritten = self.rewrites.iter().map(|r| r.table.clone());
-        let masked = self.masks.iter().map(|m| m.table.clone());
-        self.names = self
-            .deny
-            .iter()
-            .chain(&self.drop)
-            .cloned()
-            .chain(rewritten)
-            .chain(masked)
-            .collect();
-        self.names.sort();
-        self.names.dedup();
     }
 
     fn startup(&mut self, message: &[u8], out: &mut Output) -> Result<(), RuleError> {
@@ -283,364 +316,44 @@ impl PgSession {
                     user: param("user"),
                     database: param("database").or_else(|| param("user")),
                     application_name: param("application_name"),
+                    replication: param("replication"),
                 };
-                self.started = true;
                 self.activate();
+                if let Some(reason) = self.startup_refusal() {
+                    out.back
+                        .extend_from_slice(&msg::build_error("FATAL", "42501", &reason));
+                    out.close = true;
+                    return Ok(());
+                }
+                self.phase = Phase::Auth;
+                self.expect.push_back(Expect::Startup);
                 out.onward.extend_from_slice(message);
             }
         }
         Ok(())
     }
 
-    /// The configured tables `sql` touches. Parsed at most once per statement, and not
-    /// at all when the text mentions no configured name (the common case: cheap). SQL
-    /// the parser cannot read is checked word by word instead, so an unparsable
-    /// statement naming a protected table is still caught (fail closed).
-    fn analyze(&self, sql: &str) -> Vec<String> {
-        let lower = sql.to_lowercase();
-        if !self.names.iter().any(|n| lower.contains(n.as_str())) {
-            return Vec::new();
+    /// Why this StartupMessage is refused, if it is: a replication connection would
+    /// stream the whole cluster past every rule.
+    fn startup_refusal(&self) -> Option<String> {
+        let replication = self.params.replication.as_deref()?;
+        if !is_replication(replication) || !self.policy.is_active() {
+            return None;
         }
-        let tables = match sql::tables_touched(sql) {
-            Ok(tables) => tables,
-            Err(_) => lower
-                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .map(str::to_owned)
-                .collect(),
-        };
-        let mut found: Vec<String> = tables
-            .into_iter()
-            .filter(|t| self.names.contains(t))
-            .collect();
-        found.sort();
-        found.dedup();
-        found
+        let user = self.params.user.as_deref().unwrap_or("");
+        if self.replication_users.iter().any(|u| u == user) {
+            return None;
+        }
+        Some(format!(
+            "supervise: replication connection (replication={replication}) refused: it would stream data past this stream's rules; an allow rule with replication_users may let a user through"
+        ))
     }
 
-    fn touched_masks(&self, tables: &[String]) -> Vec<usize> {
-        (0..self.masks.len())
-            .filter(|&i| tables.contains(&self.masks[i].table))
-            .collect()
-    }
-
-    /// What to do with one statement, from the tables it touches.
-    fn decide(&mut self, sql: &str, tables: &[String]) -> Decision {
-        let any = |objects: &[String]| tables.iter().any(|t| objects.contains(t));
-        if any(&self.drop) {
-            return Decision::Drop;
-        }
-        if any(&self.deny) {
-            return Decision::Refuse(
-                "supervise: permission denied: the statement touches a protected object",
-            );
-        }
-        if !self.touched_masks(tables).is_empty() && is_copy_out(sql) {
-            // COPY data is not DataRow: the mask could not apply, so refuse (fail closed).
-            return Decision::Refuse("supervise: permission denied: COPY out of a masked table");
-        }
-        if !self.rewrites.iter().any(|r| tables.contains(&r.table)) {
-            return Decision::Forward;
-        }
-        match sql::rewrite(sql, &self.rewrites) {
-            Ok(Some(new)) => {
-                self.strip_position = true;
-                Decision::Replace(new)
-            }
-            Ok(None) | Err(_) => Decision::Forward,
-        }
-    }
-
-    /// FATAL to the client, Terminate to the server, close.
-    fn drop_session(out: &mut Output) {
-        let error = msg::build_error(
-            "FATAL",
-            "42501",
-            "supervise: session terminated: the statement touches a protected object",
-        );
-        out.back.extend_from_slice(&error);
-        out.onward.extend_from_slice(&msg::build_terminate());
-        out.close = true;
-    }
-
-    /// Refuses a Parse the way the server refuses a bad one: in its place the server
-    /// runs a statement that raises 42501 (so it fails an open transaction itself),
-    /// the client's messages up to Sync are discarded, and the server's ErrorResponse
-    /// and single ReadyForQuery reach the client. The replies to the injected Parse
-    /// and Bind are swallowed. (A Parse swap alone would not do: the refusal has no
-    /// parameters, so a driver binding the original's parameters fails differently.)
-    fn refuse_parse(&mut self, message: &'static str, out: &mut Output) {
-        let refusal = refusal_statement(message);
-        out.onward
-            .extend_from_slice(&msg::build_parse(&msg::ParseMsg {
-                name: "",
-                query: &refusal,
-                param_types: vec![],
-            }));
-        out.onward
-            .extend_from_slice(&msg::build_bind(&msg::BindMsg {
-                portal: "",
-                statement: "",
-                param_formats: vec![],
-                params: vec![],
-                result_formats: vec![],
-            }));
-        out.onward.extend_from_slice(&msg::build_execute("", 0));
-        self.expect.extend([
-            Expect::Swallow(b'1'),
-            Expect::Swallow(b'2'),
-            Expect::Execute(String::new()),
-        ]);
-        self.discarding = true;
-    }
-
-    fn client_message(&mut self, message: &[u8], out: &mut Output) -> Result<(), RuleError> {
-        let typed = msg::typed(message).map_err(rule_error)?;
-        if self.discarding {
-            // After a refused Parse the server would skip to Sync; so does the client's
-            // pipeline here (Terminate still ends the session).
-            match typed.tag {
-                b'S' => self.discarding = false,
-                b'X' => {}
-                _ => return Ok(()),
-            }
-        }
-        match typed.tag {
-            b'Q' => {
-                let sql = msg::parse_query(typed.body).map_err(rule_error)?;
-                let tables = self.analyze(sql);
-                let touched = self.touched_masks(&tables);
-                match self.decide(sql, &tables) {
-                    Decision::Drop => {
-                        Self::drop_session(out);
-                        return Ok(());
-                    }
-                    // The server raises the error itself: its status byte is the truth.
-                    Decision::Refuse(why) => out
-                        .onward
-                        .extend_from_slice(&msg::build_query(&refusal_statement(why))),
-                    Decision::Replace(new) => out.onward.extend_from_slice(&msg::build_query(&new)),
-                    Decision::Forward => out.onward.extend_from_slice(message),
-                }
-                self.expect.push_back(Expect::Simple { touched });
-                return Ok(());
-            }
-            b'P' => {
-                let parse = msg::parse_parse(typed.body).map_err(rule_error)?;
-                let tables = self.analyze(parse.query);
-                let touched = self.touched_masks(&tables);
-                let name = parse.name.to_owned();
-                match self.decide(parse.query, &tables) {
-                    Decision::Drop => {
-                        Self::drop_session(out);
-                        return Ok(());
-                    }
-                    Decision::Refuse(why) => {
-                        self.refuse_parse(why, out);
-                        return Ok(());
-                    }
-                    Decision::Replace(new) => {
-                        let swapped = msg::ParseMsg {
-                            query: &new,
-                            ..parse
-                        };
-                        out.onward.extend_from_slice(&msg::build_parse(&swapped));
-                    }
-                    Decision::Forward => out.onward.extend_from_slice(message),
-                }
-                self.statements.insert(
-                    name,
-                    Statement {
-                        touched,
-                        columns: None,
-                    },
-                );
-                self.expect.push_back(Expect::Parse);
-                return Ok(());
-            }
-            b'B' => {
-                let bind = msg::parse_bind(typed.body).map_err(rule_error)?;
-                let portal = Portal {
-                    statement: bind.statement.to_owned(),
-                    result_formats: bind.result_formats.clone(),
-                    columns: None,
-                };
-                self.portals.insert(bind.portal.to_owned(), portal);
-                self.expect.push_back(Expect::Bind);
-            }
-            b'D' => {
-                let (kind, name) = msg::parse_describe(typed.body).map_err(rule_error)?;
-                self.expect.push_back(if kind == b'S' {
-                    Expect::DescribeStatement(name.to_owned())
-                } else {
-                    Expect::DescribePortal(name.to_owned())
-                });
-            }
-            b'E' => {
-                let (portal, _) = msg::parse_execute(typed.body).map_err(rule_error)?;
-                self.expect.push_back(Expect::Execute(portal.to_owned()));
-            }
-            b'C' => {
-                let (kind, name) = msg::parse_describe(typed.body).map_err(rule_error)?;
-                if kind == b'S' {
-                    self.statements.remove(name);
-                } else {
-                    self.portals.remove(name);
-                }
-                self.expect.push_back(Expect::Close);
-            }
-            b'S' => self.expect.push_back(Expect::Sync),
-            b'F' => self.expect.push_back(Expect::Simple {
-                touched: Vec::new(),
-            }),
-            _ => {}
-        }
-        out.onward.extend_from_slice(message);
-        Ok(())
-    }
-
-    fn statement_touched(&self, expect: Option<&Expect>) -> Vec<usize> {
-        match expect {
-            Some(Expect::Simple { touched }) => touched.clone(),
-            Some(Expect::DescribeStatement(name)) => self
-                .statements
-                .get(name)
-                .map(|s| s.touched.clone())
-                .unwrap_or_default(),
-            Some(Expect::DescribePortal(portal)) => self
-                .portals
-                .get(portal)
-                .and_then(|p| self.statements.get(&p.statement))
-                .map(|s| s.touched.clone())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn server_message(&mut self, message: &[u8], out: &mut Output) -> Result<(), RuleError> {
-        let typed = msg::typed(message).map_err(rule_error)?;
-        match self.expect.front() {
-            Some(Expect::Swallow(tag)) if *tag == typed.tag => {
-                self.expect.pop_front();
-                return Ok(());
-            }
-            // Asynchronous messages (notices, parameter status, notifications) are
-            // the client's even in the middle of the learning query.
-            Some(Expect::Learn) if !matches!(typed.tag, b'N' | b'S' | b'A') => {
-                return self.learn_reply(typed.tag, typed.body)
-            }
-            _ => {}
-        }
-        match typed.tag {
-            b'T' => {
-                let fields = msg::parse_row_description(typed.body).map_err(rule_error)?;
-                let touched = self.statement_touched(self.expect.front());
-                let columns = self.columns_for(&fields, &touched);
-                let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
-                self.current = Self::row_mask(&columns, |n| formats.get(n).copied().unwrap_or(0));
-                match self.expect.front().cloned() {
-                    Some(Expect::DescribeStatement(name)) => {
-                        self.expect.pop_front();
-                        if let Some(s) = self.statements.get_mut(&name) {
-                            s.columns = Some(columns);
-                        }
-                    }
-                    Some(Expect::DescribePortal(name)) => {
-                        self.expect.pop_front();
-                        if let Some(p) = self.portals.get_mut(&name) {
-                            p.columns = Some(columns);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            b'D' => {
-                if self.current.is_none() {
-                    self.current = self.execute_mask();
-                }
-                if let Some(mask) = &self.current {
-                    let values = msg::parse_data_row(typed.body).map_err(rule_error)?;
-                    let masked: Vec<Option<&[u8]>> = values
-                        .iter()
-                        .enumerate()
-                        .map(|(n, value)| match (value, mask.get(n).copied().flatten()) {
-                            (Some(_), Some((i, true))) => {
-                                Some(self.masks[i].replacement.as_slice())
-                            }
-                            // A binary value of a non-text type cannot carry the
-                            // replacement text: withheld as NULL rather than leaked.
-                            (Some(_), Some((_, false))) => None,
-                            (value, _) => *value,
-                        })
-                        .collect();
-                    out.onward.extend_from_slice(&msg::build_data_row(&masked));
-                    return Ok(());
-                }
-            }
-            b'C' | b'I' | b's' => {
-                self.current = None;
-                if matches!(self.expect.front(), Some(Expect::Execute(_))) {
-                    self.expect.pop_front();
-                }
-            }
-            b'1' if matches!(self.expect.front(), Some(Expect::Parse)) => {
-                self.expect.pop_front();
-            }
-            b'2' if matches!(self.expect.front(), Some(Expect::Bind)) => {
-                self.expect.pop_front();
-            }
-            b'3' if matches!(self.expect.front(), Some(Expect::Close)) => {
-                self.expect.pop_front();
-            }
-            b'n' if matches!(
-                self.expect.front(),
-                Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))
-            ) =>
-            {
-                self.expect.pop_front();
-            }
-            b'E' => {
-                self.current = None;
-                // The server skips to the next Sync in the extended protocol.
-                while matches!(self.expect.front(), Some(e) if !matches!(e, Expect::Sync | Expect::Simple { .. }))
-                {
-                    self.expect.pop_front();
-                }
-                if self.strip_position {
-                    let fields = msg::parse_fields(typed.body).map_err(rule_error)?;
-                    if fields.iter().any(|(code, _)| *code == b'P') {
-                        let kept: Vec<(u8, &str)> = fields
-                            .into_iter()
-                            .filter(|(code, _)| *code != b'P')
-                            .collect();
-                        out.onward
-                            .extend_from_slice(&msg::build_fields(b'E', &kept));
-                        return Ok(());
-                    }
-                }
-            }
-            b'Z' => {
-                self.status = msg::parse_ready(typed.body).map_err(rule_error)?;
-                self.current = None;
-                self.strip_position = false;
-                if matches!(
-                    self.expect.front(),
-                    Some(Expect::Sync | Expect::Simple { .. })
-                ) {
-                    self.expect.pop_front();
-                }
-                if !self.learn_sent && !self.masks.is_empty() && self.status == b'I' {
-                    // First idle moment after authentication: ask which columns the masks
-                    // name, before the client's first statement (queued after it).
-                    self.learn_sent = true;
-                    out.back
-                        .extend_from_slice(&msg::build_query(&self.learn_query()));
-                    self.expect.push_back(Expect::Learn);
-                }
-            }
-            _ => {}
-        }
-        out.onward.extend_from_slice(message);
-        Ok(())
+    /// FATAL to the client, Terminate to the server, close. `to_client` and
+    /// `to_server` are the Output halves for the direction being processed.
+    fn drop_session(reason: &str, to_client: &mut Vec<u8>, to_server: &mut Vec<u8>) {
+        to_client.extend_from_slice(&msg::build_error("FATAL", "42501", reason));
+        to_server.extend_from_slice(&msg::build_terminate());
     }
 }
 
@@ -652,7 +365,7 @@ impl Rule for PgSession {
         out: &mut Output,
     ) -> Result<(), RuleError> {
         match direction {
-            Direction::Inbound if !self.started => self.startup(message, out),
+            Direction::Inbound if self.phase == Phase::Startup => self.startup(message, out),
             Direction::Inbound => self.client_message(message, out),
             Direction::Outbound => self.server_message(message, out),
         }

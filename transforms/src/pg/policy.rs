@@ -1,0 +1,594 @@
+//! The rules' promise, judged per statement, failing closed.
+//!
+//! A [`Policy`] holds what one session must keep (the deny, drop-session, mask and
+//! rewrite rules whose conditions match it) and what the supervisor learned of the
+//! database at the session's start (see `session::learn`). [`Policy::judge`] decides,
+//! for the text of one Query or Parse, whether to forward it, rewrite it, refuse it
+//! (SQLSTATE 42501 with a reason) or end the session. It refuses whatever it cannot
+//! prove keeps every promise:
+//!
+//! - **Names as the server reads them.** The text is lexed by [`lex`], which resolves
+//!   quoting, case folding, `U&"…"` escapes with any `UESCAPE` and identifier truncation
+//!   exactly as PostgreSQL's scanner does; every identifier is compared with the
+//!   protected names (lower-cased, on their last part: a same-named column or a table
+//!   of another schema is refused too). Only statements naming a masked or rewritten
+//!   table are parsed further.
+//! - **Derived relations**: views, materialized views and inheritance parents over a
+//!   protected table (learned from `pg_depend`/`pg_inherits`) are protected like it.
+//!   Creating a new one over a masked or rewritten table is refused.
+//! - **Code the supervisor cannot see**: `DO`, `CREATE FUNCTION`/`PROCEDURE`/`TRIGGER`/
+//!   `RULE`/`OPERATOR`/`CAST`/…, `LOAD`, foreign servers, built-in functions that run
+//!   SQL given as text or read files and large objects ([`SQL_RUNNING_FUNCTIONS`]), and
+//!   every user-defined function and every user-defined operator written in a language
+//!   that can run SQL, unless the profile allows the function by name.
+//! - **Side doors**: `COPY … TO` of a protected table in any spelling or position,
+//!   `COPY … PROGRAM` and server-side files, client encodings whose multibyte
+//!   characters can hide a quote or a backslash from the lexer.
+
+use std::collections::HashSet;
+
+use super::lex::{self, Tok, Token};
+use super::sql::{self, MaskedColumn, PredicateRewrite};
+
+/// Built-in functions (PostgreSQL 15) that run SQL given as text, read server files,
+/// large objects or WAL: what they read is invisible to any analysis of the statement.
+pub const SQL_RUNNING_FUNCTIONS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_stat_file",
+    "pg_ls_dir",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "pg_ls_logicalsnapdir",
+    "pg_ls_logicalmapdir",
+    "pg_ls_replslotdir",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+    "pg_logical_emit_message",
+    "pg_create_logical_replication_slot",
+    "pg_copy_logical_replication_slot",
+    "lo_import",
+    "lo_export",
+    "lo_get",
+    "lo_put",
+    "lo_open",
+    "lo_close",
+    "loread",
+    "lowrite",
+    "lo_from_bytea",
+    "lo_creat",
+    "lo_create",
+    "lo_unlink",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_lseek",
+    "lo_lseek64",
+    "lo_tell",
+    "lo_tell64",
+];
+
+/// Object kinds whose creation (or change) puts code or a data path in the database
+/// that later statements run without naming it.
+const CODE_OBJECTS: &[&str] = &[
+    "function",
+    "procedure",
+    "trigger",
+    "rule",
+    "operator",
+    "cast",
+    "aggregate",
+    "event",
+    "language",
+    "extension",
+    "transform",
+    "conversion",
+    "policy",
+    "server",
+    "foreign",
+    "user",
+    "subscription",
+    "publication",
+    "access",
+    "system",
+    "routine",
+];
+
+/// Words that may stand between `CREATE` and the object kind.
+const CREATE_MODIFIERS: &[&str] = &[
+    "or",
+    "replace",
+    "temp",
+    "temporary",
+    "trusted",
+    "procedural",
+    "constraint",
+    "default",
+    "unlogged",
+    "global",
+    "local",
+    "recursive",
+];
+
+/// Client encodings in which every byte of a multibyte character is ≥ 0x80, so a quote,
+/// backslash or dollar sign is always that character (what the lexer assumes).
+const SAFE_ENCODINGS: &[&str] = &[
+    "utf8", "unicode", "sqlascii", "latin1", "latin2", "latin3", "latin4", "latin5", "latin6",
+    "latin7", "latin8", "latin9", "latin10", "iso88591", "iso88592", "iso88593", "iso88594",
+    "iso88595", "iso88596", "iso88597", "iso88598", "iso88599", "iso885910", "iso885913",
+    "iso885914", "iso885915", "iso885916", "win1250", "win1251", "win1252", "win1253",
+    "win1254", "win1255", "win1256", "win1257", "win1258", "win866", "win874", "koi8r",
+    "koi8u", "eucjp", "euccn", "euckr", "euctw", "eucjis2004", "muleinternal", "alt",
+    "windows1250", "windows1251", "windows1252", "windows1253", "windows1254",
+    "windows1255", "windows1256", "windows1257", "windows1258", "windows866", "windows874",
+    "cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257",
+    "cp1258", "cp866", "cp874", "koi8", "default",
+];
+
+/// Statements served even when the catalog could not be learned (no table, no code).
+const SESSION_COMMANDS: &[&str] = &[
+    "begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "set",
+    "reset", "show", "discard", "deallocate", "close", "listen", "unlisten",
+];
+
+/// Whether a client encoding name is one the lexer reads right (see [`SAFE_ENCODINGS`]).
+pub fn is_safe_encoding(name: &str) -> bool {
+    let key: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    SAFE_ENCODINGS.contains(&key.as_str())
+}
+
+/// Which rule a protected relation answers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guarded {
+    /// A deny rule: statements naming it are refused.
+    Deny,
+    /// A drop-session rule: statements naming it end the session.
+    Drop,
+    /// A mask or rewrite rule's table: statements naming it are parsed and checked.
+    Checked,
+    /// A view or parent derived from a protected relation through the column(s) a mask
+    /// or rewrite rule protects: refused, naming its source.
+    DerivedFrom(String),
+}
+
+/// What the catalog said at the session's start.
+#[derive(Debug, Clone, Default)]
+pub struct Learned {
+    /// Relations derived from protected ones: (name, the rule it answers to).
+    pub derived: Vec<(String, Guarded)>,
+    /// User-defined functions (by name, lower-cased).
+    pub functions: HashSet<String>,
+    /// User-defined operators whose function can run SQL.
+    pub operators: HashSet<String>,
+}
+
+/// A session's promises and what it knows.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Denied relation names.
+    pub deny: Vec<String>,
+    /// Drop-session relation names.
+    pub drop: Vec<String>,
+    /// Masked columns.
+    pub masked: Vec<MaskedColumn>,
+    /// Predicate rewrites.
+    pub rewrites: Vec<PredicateRewrite>,
+    /// Functions the profile allows by name (lower-cased).
+    pub allowed_functions: Vec<String>,
+    /// The catalog's answer; `Err` says why learning failed.
+    pub learned: Option<Result<Learned, String>>,
+}
+
+/// What to do with one statement text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward as sent; `masked_tables` are the masked tables it names (result columns
+    /// are recognised by name there too).
+    Forward {
+        /// Masked tables the text names.
+        masked_tables: Vec<String>,
+    },
+    /// Forward this text instead (a predicate rewritten); `params` are the `$n` compared
+    /// with a rewritten column (value checked at Bind), with the rule's index.
+    Replace {
+        /// The text to forward.
+        sql: String,
+        /// Masked tables the text names.
+        masked_tables: Vec<String>,
+    },
+    /// Forward as sent, but rewrite these parameters' values at Bind.
+    WithParams {
+        /// `$n` and the index of the rewrite rule.
+        params: Vec<(u32, usize)>,
+        /// Masked tables the text names.
+        masked_tables: Vec<String>,
+    },
+    /// Refuse with SQLSTATE 42501 and this reason.
+    Refuse(String),
+    /// End the session: this reason.
+    Drop(String),
+}
+
+impl Policy {
+    /// Whether any rule is in force for the session.
+    pub fn is_active(&self) -> bool {
+        !(self.deny.is_empty()
+            && self.drop.is_empty()
+            && self.masked.is_empty()
+            && self.rewrites.is_empty())
+    }
+
+    fn guarded(&self, name: &str) -> Option<Guarded> {
+        if self.drop.iter().any(|d| d == name) {
+            return Some(Guarded::Drop);
+        }
+        if self.deny.iter().any(|d| d == name) {
+            return Some(Guarded::Deny);
+        }
+        if self.masked.iter().any(|m| m.table == name)
+            || self.rewrites.iter().any(|r| r.table == name)
+        {
+            return Some(Guarded::Checked);
+        }
+        match &self.learned {
+            Some(Ok(learned)) => learned
+                .derived
+                .iter()
+                .find(|(derived, _)| derived == name)
+                .map(|(_, g)| g.clone()),
+            _ => None,
+        }
+    }
+
+    /// Judges one Query or Parse text (`standard_conforming_strings` as the session has
+    /// it; `None` when a change is in flight and both readings must agree).
+    pub fn judge(&self, sql: &str, standard_conforming_strings: Option<bool>) -> Verdict {
+        if !self.is_active() {
+            return Verdict::Forward {
+                masked_tables: Vec::new(),
+            };
+        }
+        let tokens = match standard_conforming_strings {
+            Some(on) => lex::lex(sql, on),
+            None => match (lex::lex(sql, true), lex::lex(sql, false)) {
+                (Ok(a), Ok(b)) if a == b => Ok(a),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                _ => {
+                    return Verdict::Refuse(
+                        "supervise: refused: standard_conforming_strings is changing and this text reads differently under its two settings".into(),
+                    )
+                }
+            },
+        };
+        let tokens = match tokens {
+            Ok(tokens) => tokens,
+            Err(e) => return Verdict::Refuse(format!("supervise: refused: the statement text cannot be read: {e}")),
+        };
+        let mut masked_tables = Vec::new();
+        let mut parse = false;
+        let mut refusal = None;
+        for statement in split_statements(&tokens) {
+            match self.scan(statement) {
+                Ok(scan) => {
+                    parse |= scan.parse;
+                    for t in scan.masked_tables {
+                        if !masked_tables.contains(&t) {
+                            masked_tables.push(t);
+                        }
+                    }
+                }
+                // A drop-session rule anywhere in the text wins over a refusal.
+                Err(drop @ Verdict::Drop(_)) => return drop,
+                Err(verdict) => {
+                    refusal.get_or_insert(verdict);
+                }
+            }
+        }
+        if let Some(refusal) = refusal {
+            return refusal;
+        }
+        if !parse {
+            return Verdict::Forward { masked_tables };
+        }
+        self.judge_parsed(sql, &tokens, masked_tables)
+    }
+
+    /// The token-level checks of one statement; `Err` is the verdict.
+    fn scan(&self, tokens: &[Token]) -> Result<Scan, Verdict> {
+        let refuse = |reason: String| Err(Verdict::Refuse(format!("supervise: refused: {reason}")));
+        let idents: Vec<(usize, &str)> = tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match &t.tok {
+                Tok::Ident { name, .. } => Some((i, name.as_str())),
+                _ => None,
+            })
+            .collect();
+        let word = |i: usize| match tokens.get(i).map(|t| &t.tok) {
+            Some(Tok::Ident { name, quoted: false }) => Some(name.to_ascii_lowercase()),
+            _ => None,
+        };
+        let first = word(0).unwrap_or_default();
+        match first.as_str() {
+            "do" => return refuse("runs a DO block: code the supervisor cannot see, refused while rules are in force".into()),
+            "load" => return refuse("LOAD loads code into the server, refused while rules are in force".into()),
+            "import" => return refuse("IMPORT FOREIGN SCHEMA opens a data path the supervisor cannot see".into()),
+            "create" | "alter" => {
+                let kind = (1..tokens.len())
+                    .map_while(word)
+                    .find(|w| !CREATE_MODIFIERS.contains(&w.as_str()));
+                let user_mapping = |k: &String| {
+                    k != "user" || tokens.iter().any(|t| matches!(&t.tok, Tok::Ident { name, quoted: false } if name.eq_ignore_ascii_case("mapping")))
+                };
+                if let Some(kind) = kind.filter(|k| CODE_OBJECTS.contains(&k.as_str()) && user_mapping(k)) {
+                    return refuse(format!(
+                        "{} {} puts code or a data path in the database that the supervisor cannot see, refused while rules are in force",
+                        first.to_uppercase(),
+                        kind.to_uppercase()
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if first == "copy" {
+            if let Some(reason) = copy_side_door(tokens) {
+                return refuse(reason);
+            }
+        }
+        let learned = match &self.learned {
+            Some(Ok(learned)) => Some(learned),
+            _ => None,
+        };
+        let mut masked_tables = Vec::new();
+        let mut parse = false;
+        let mut copy_out_of = None;
+        let copy_out = first == "copy" && is_copy_to(tokens);
+        for &(i, name) in &idents {
+            let name = name.to_lowercase();
+            let next = tokens.get(i + 1).map(|t| &t.tok);
+            let prev = i.checked_sub(1).and_then(|p| tokens.get(p)).map(|t| &t.tok);
+            let call = matches!(next, Some(Tok::Punct('(')));
+            let attribute = matches!(prev, Some(Tok::Punct('.')));
+            if (call || attribute) && !self.allowed_functions.contains(&name) {
+                let user = learned.is_some_and(|l| l.functions.contains(&name));
+                if (call && SQL_RUNNING_FUNCTIONS.contains(&name.as_str())) || user {
+                    return refuse(format!(
+                        "calls {name}(), which runs SQL or reads data the supervisor cannot see; a profile may allow it by name"
+                    ));
+                }
+            }
+            if call && name == "set_config" && mentions_lexer_settings(tokens) {
+                return refuse(
+                    "set_config() of client_encoding or standard_conforming_strings would change how the supervisor must read statements".into(),
+                );
+            }
+            if first == "set" && (name == "client_encoding" || name == "names") {
+                if let Some(reason) = encoding_change(tokens) {
+                    return refuse(reason);
+                }
+            }
+            match self.guarded(&name) {
+                Some(Guarded::Drop) => {
+                    return Err(Verdict::Drop(format!(
+                        "supervise: session terminated: the statement names {name}, protected by a drop-session rule"
+                    )))
+                }
+                Some(Guarded::Deny) => {
+                    return refuse(format!("the statement names {name}, protected by a deny rule"))
+                }
+                Some(Guarded::DerivedFrom(source)) => {
+                    return refuse(format!(
+                        "{name} is derived from {source}, protected by a rule the supervisor cannot apply through it"
+                    ))
+                }
+                Some(Guarded::Checked) => {
+                    parse = true;
+                    copy_out_of.get_or_insert(name.clone());
+                    if self.masked.iter().any(|m| m.table == name) && !masked_tables.contains(&name) {
+                        masked_tables.push(name);
+                    }
+                }
+                None => {}
+            }
+        }
+        if let (true, Some(table)) = (copy_out, copy_out_of) {
+            return refuse(format!(
+                "COPY … TO of {table}: COPY data is not a result the mask or rewrite rules on {table} can apply to"
+            ));
+        }
+        if let Some(learned) = learned {
+            for t in tokens {
+                if let Tok::Op(op) = &t.tok {
+                    if learned.operators.contains(op.as_str()) {
+                        return refuse(format!(
+                            "uses operator {op}, which has a user-defined version that can run SQL the supervisor cannot see"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(Err(reason)) = &self.learned {
+            let harmless = SESSION_COMMANDS.contains(&first.as_str())
+                && !tokens.iter().any(|t| t.tok == Tok::Punct('('));
+            if !harmless {
+                return refuse(format!(
+                    "the supervisor could not learn this database's catalog for the session ({reason}): only transaction control and SET/SHOW are served"
+                ));
+            }
+        }
+        Ok(Scan {
+            parse,
+            masked_tables,
+        })
+    }
+
+    /// The parsed checks, for statements naming a masked or rewritten table.
+    fn judge_parsed(&self, sql: &str, tokens: &[Token], masked_tables: Vec<String>) -> Verdict {
+        let normalized = lex::without_unicode_escapes(sql, tokens);
+        let text = normalized.as_deref().unwrap_or(sql);
+        let parsed = match sql::ParsedSql::parse(text) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return Verdict::Refuse(format!(
+                    "supervise: refused: the statement names a protected table and cannot be analysed: {e}"
+                ))
+            }
+        };
+        if let Err(reason) = parsed.check_changes(&self.checked_tables()) {
+            return Verdict::Refuse(format!("supervise: refused: {reason}"));
+        }
+        if let Err(reason) = parsed.check_masked_use(&self.masked) {
+            return Verdict::Refuse(format!("supervise: refused: {reason}"));
+        }
+        match parsed.rewrite_plan(&self.rewrites) {
+            Err(e) => Verdict::Refuse(format!("supervise: refused: {e}")),
+            Ok(plan) if !plan.params.is_empty() => match plan.text {
+                Some(_) => Verdict::Refuse(
+                    "supervise: refused: the statement compares a rewritten column with both literals and parameters; use one form".into(),
+                ),
+                None => Verdict::WithParams {
+                    params: plan.params,
+                    masked_tables,
+                },
+            },
+            Ok(plan) => match (plan.text, normalized) {
+                (Some(sql), _) | (None, Some(sql)) => Verdict::Replace { sql, masked_tables },
+                (None, None) => Verdict::Forward { masked_tables },
+            },
+        }
+    }
+
+    /// Tables of mask and rewrite rules (what DDL may not change).
+    fn checked_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = self
+            .masked
+            .iter()
+            .map(|m| m.table.clone())
+            .chain(self.rewrites.iter().map(|r| r.table.clone()))
+            .collect();
+        tables.sort();
+        tables.dedup();
+        tables
+    }
+}
+
+struct Scan {
+    parse: bool,
+    masked_tables: Vec<String>,
+}
+
+/// Statements of a token list: split at `;` outside brackets.
+pub fn split_statements(tokens: &[Token]) -> Vec<&[Token]> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        match t.tok {
+            Tok::Punct('(') | Tok::Punct('[') => depth += 1,
+            Tok::Punct(')') | Tok::Punct(']') => depth = depth.saturating_sub(1),
+            Tok::Punct(';') if depth == 0 => {
+                if i > start {
+                    out.push(&tokens[start..i]);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < tokens.len() {
+        out.push(&tokens[start..]);
+    }
+    out
+}
+
+/// The `TO`/`FROM` keyword of a COPY statement (outside brackets) and what follows it.
+fn copy_target(tokens: &[Token]) -> Option<(bool, Option<&Tok>)> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(1) {
+        match &t.tok {
+            Tok::Punct('(') => depth += 1,
+            Tok::Punct(')') => depth = depth.saturating_sub(1),
+            Tok::Ident { name, quoted: false } if depth == 0 => {
+                let lower = name.to_ascii_lowercase();
+                if lower == "to" || lower == "from" {
+                    return Some((lower == "to", tokens.get(i + 1).map(|t| &t.tok)));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn is_copy_to(tokens: &[Token]) -> bool {
+    // Unreadable COPY counts as out (fail closed).
+    copy_target(tokens).is_none_or(|(to, _)| to)
+}
+
+/// `COPY … PROGRAM` and server-side files: outside anything the supervisor sees.
+fn copy_side_door(tokens: &[Token]) -> Option<String> {
+    match copy_target(tokens) {
+        Some((_, Some(Tok::Ident { name, quoted: false }))) if name.eq_ignore_ascii_case("program") => {
+            Some("COPY … PROGRAM runs a program the supervisor cannot see, refused while rules are in force".into())
+        }
+        Some((_, Some(Tok::Str(_)))) => Some(
+            "COPY to or from a server file reads or writes data the supervisor cannot see, refused while rules are in force".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether a string of the statement names a setting that changes how text is lexed.
+fn mentions_lexer_settings(tokens: &[Token]) -> bool {
+    tokens.iter().any(|t| match &t.tok {
+        Tok::Str(s) => {
+            let s = s.to_ascii_lowercase();
+            s.contains("client_encoding") || s.contains("standard_conforming_strings")
+        }
+        _ => false,
+    })
+}
+
+/// A statement that changes the client encoding: refused unless to a known-safe one.
+fn encoding_change(tokens: &[Token]) -> Option<String> {
+    let mut values = tokens.iter().filter_map(|t| match &t.tok {
+        Tok::Str(s) => Some(s.as_str()),
+        Tok::Ident { name, .. } => Some(name.as_str()),
+        _ => None,
+    });
+    let unsafe_value = values.find(|v| {
+        let v = v.to_ascii_lowercase();
+        !matches!(v.as_str(), "set" | "session" | "local" | "to" | "names" | "client_encoding" | "show" | "reset")
+            && !is_safe_encoding(&v)
+    });
+    unsafe_value.map(|v| {
+        format!("changing client_encoding to {v:?} is refused: only encodings whose multibyte characters cannot hide a quote or backslash are allowed while rules are in force")
+    })
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

@@ -1,0 +1,300 @@
+//! Client → server messages: judged by the policy, swapped, held or forwarded, each
+//! with its entry in the reply queue.
+
+use super::{refusal_statement, rule_error, Expect, Phase, PgSession, Portal, Prepared};
+use crate::pg::message as msg;
+use crate::pg::policy::Verdict;
+use crate::pg::sql;
+use crate::{Output, RuleError};
+
+/// What became of one statement text.
+enum Judged {
+    /// Forward this text (the original, or a rewritten one).
+    Text(Option<String>, Prepared),
+    Refuse(String),
+    Drop(String),
+}
+
+impl PgSession {
+    pub(super) fn client_message(
+        &mut self,
+        message: &[u8],
+        out: &mut Output,
+    ) -> Result<(), RuleError> {
+        let typed = msg::typed(message).map_err(rule_error)?;
+        match self.phase {
+            // Password, SASL and GSS responses belong to authentication.
+            Phase::Auth if typed.tag == b'p' => {
+                out.onward.extend_from_slice(message);
+                return Ok(());
+            }
+            Phase::Auth | Phase::Learning => {
+                self.held.push_back(message.to_vec());
+                return Ok(());
+            }
+            Phase::Startup | Phase::Ready => {}
+        }
+        if self.discarding {
+            // After a refused Parse or Bind the server skips to Sync; so does the
+            // client's pipeline here (Terminate still ends the session).
+            match typed.tag {
+                b'S' => self.discarding = false,
+                b'X' => {}
+                _ => return Ok(()),
+            }
+        }
+        match typed.tag {
+            b'Q' => {
+                let sql = msg::parse_query(typed.body).map_err(rule_error)?;
+                match self.judge(sql) {
+                    Judged::Drop(reason) => {
+                        Self::drop_session(&reason, &mut out.back, &mut out.onward);
+                        out.close = true;
+                        return Ok(());
+                    }
+                    Judged::Refuse(reason) => {
+                        // The server raises the error itself: its status byte is the truth.
+                        out.onward
+                            .extend_from_slice(&msg::build_query(&refusal_statement(&reason)));
+                        self.expect.push_back(Expect::Simple { named: Vec::new() });
+                    }
+                    Judged::Text(text, prepared) => {
+                        match text {
+                            Some(new) => out.onward.extend_from_slice(&msg::build_query(&new)),
+                            None => out.onward.extend_from_slice(message),
+                        }
+                        self.expect.push_back(Expect::Simple {
+                            named: prepared.named,
+                        });
+                    }
+                }
+                return Ok(());
+            }
+            b'P' => {
+                let parse = msg::parse_parse(typed.body).map_err(rule_error)?;
+                let name = parse.name.to_owned();
+                match self.judge(parse.query) {
+                    Judged::Drop(reason) => {
+                        Self::drop_session(&reason, &mut out.back, &mut out.onward);
+                        out.close = true;
+                        return Ok(());
+                    }
+                    Judged::Refuse(reason) => {
+                        self.refuse_extended(&reason, out);
+                        return Ok(());
+                    }
+                    Judged::Text(text, prepared) => {
+                        match text {
+                            Some(new) => {
+                                let swapped = msg::ParseMsg {
+                                    query: &new,
+                                    ..parse
+                                };
+                                out.onward.extend_from_slice(&msg::build_parse(&swapped));
+                            }
+                            None => out.onward.extend_from_slice(message),
+                        }
+                        self.statements.insert(name, prepared);
+                    }
+                }
+                self.expect.push_back(Expect::Parse);
+                return Ok(());
+            }
+            b'B' => return self.bind(typed.body, message, out),
+            b'D' => {
+                let (kind, _) = msg::parse_describe(typed.body).map_err(rule_error)?;
+                self.expect.push_back(if kind == b'S' {
+                    Expect::DescribeStatement
+                } else {
+                    Expect::DescribePortal
+                });
+            }
+            b'E' => {
+                let (portal, _) = msg::parse_execute(typed.body).map_err(rule_error)?;
+                if !self.policy.masked.is_empty() {
+                    // The shape of the rows is asked by the supervisor itself, right
+                    // before they come, whatever the client described or not.
+                    out.onward
+                        .extend_from_slice(&msg::build_describe(b'P', portal));
+                    self.expect
+                        .push_back(Expect::HiddenDescribe(portal.to_owned()));
+                }
+                self.expect.push_back(Expect::Execute(portal.to_owned()));
+            }
+            b'C' => {
+                let (kind, name) = msg::parse_describe(typed.body).map_err(rule_error)?;
+                if kind == b'S' {
+                    self.statements.remove(name);
+                } else {
+                    self.portals.remove(name);
+                }
+                self.expect.push_back(Expect::Close);
+            }
+            b'S' => self.expect.push_back(Expect::Sync),
+            b'F' if self.policy.is_active() => {
+                // A FunctionCall names its function by OID: nothing to judge it by.
+                let reason = "supervise: refused: FunctionCall messages call a function by OID, which the supervisor cannot judge while rules are in force";
+                out.onward
+                    .extend_from_slice(&msg::build_query(&refusal_statement(reason)));
+                self.expect.push_back(Expect::Simple { named: Vec::new() });
+                return Ok(());
+            }
+            b'F' => self.expect.push_back(Expect::Simple { named: Vec::new() }),
+            _ => {}
+        }
+        out.onward.extend_from_slice(message);
+        Ok(())
+    }
+
+    fn judge(&mut self, sql: &str) -> Judged {
+        let mentions_strings_setting = sql
+            .to_ascii_lowercase()
+            .contains("standard_conforming_strings");
+        let verdict = self.policy.judge(sql, self.standard_strings);
+        if mentions_strings_setting {
+            // Until the server reports the new value, statements must read the same
+            // under both settings.
+            self.standard_strings = None;
+        }
+        let indices = |tables: &[String]| -> Vec<usize> {
+            (0..self.policy.masked.len())
+                .filter(|&i| tables.contains(&self.policy.masked[i].table))
+                .collect()
+        };
+        match verdict {
+            Verdict::Forward { masked_tables } => Judged::Text(
+                None,
+                Prepared {
+                    named: indices(&masked_tables),
+                    params: Vec::new(),
+                },
+            ),
+            Verdict::Replace { sql, masked_tables } => {
+                self.strip_position = true;
+                Judged::Text(
+                    Some(sql),
+                    Prepared {
+                        named: indices(&masked_tables),
+                        params: Vec::new(),
+                    },
+                )
+            }
+            Verdict::WithParams {
+                params,
+                masked_tables,
+            } => Judged::Text(
+                None,
+                Prepared {
+                    named: indices(&masked_tables),
+                    params,
+                },
+            ),
+            Verdict::Refuse(reason) => Judged::Refuse(reason),
+            Verdict::Drop(reason) => Judged::Drop(reason),
+        }
+    }
+
+    /// Bind: the portal's statement is looked up now (a later re-Parse of the name does
+    /// not change what this portal runs), and parameters compared with a rewritten
+    /// column get the rewrite's value.
+    fn bind(&mut self, body: &[u8], message: &[u8], out: &mut Output) -> Result<(), RuleError> {
+        let bind = msg::parse_bind(body).map_err(rule_error)?;
+        let prepared = self
+            .statements
+            .get(bind.statement)
+            .cloned()
+            .unwrap_or_default();
+        self.portals.insert(
+            bind.portal.to_owned(),
+            Portal {
+                named: prepared.named.clone(),
+                mask: None,
+            },
+        );
+        self.expect.push_back(Expect::Bind);
+        if prepared.params.is_empty() {
+            out.onward.extend_from_slice(message);
+            return Ok(());
+        }
+        let mut values: Vec<Option<Vec<u8>>> = bind.params.iter().map(|v| v.map(<[u8]>::to_vec)).collect();
+        for &(n, rule) in &prepared.params {
+            let index = (n as usize).saturating_sub(1);
+            let binary = match bind.param_formats.len() {
+                0 => false,
+                1 => bind.param_formats[0] == 1,
+                _ => bind.param_formats.get(index) == Some(&1),
+            };
+            let Some(Some(value)) = values.get(index) else {
+                continue;
+            };
+            match sql::rewrite_param(&self.policy.rewrites[rule], value, binary) {
+                Ok(Some(new)) => values[index] = Some(new),
+                Ok(None) => {}
+                Err(e) => {
+                    self.expect.pop_back();
+                    self.portals.remove(bind.portal);
+                    let reason = format!("supervise: refused: parameter ${n}: {e}");
+                    self.refuse_extended(&reason, out);
+                    return Ok(());
+                }
+            }
+        }
+        self.strip_position = true;
+        let params: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+        out.onward.extend_from_slice(&msg::build_bind(&msg::BindMsg {
+            params,
+            ..bind
+        }));
+        Ok(())
+    }
+
+    /// Refuses in the extended protocol the way the server refuses a bad message: in
+    /// its place the server runs a statement that raises 42501 (so it fails an open
+    /// transaction itself), the client's messages up to Sync are discarded, and the
+    /// server's ErrorResponse and single ReadyForQuery reach the client. The replies
+    /// to the injected Parse and Bind are swallowed. (A Parse swap alone would not do:
+    /// the refusal has no parameters, so a driver binding the original's parameters
+    /// fails differently.)
+    fn refuse_extended(&mut self, reason: &str, out: &mut Output) {
+        let refusal = refusal_statement(reason);
+        out.onward.extend_from_slice(&msg::build_parse(&msg::ParseMsg {
+            name: "",
+            query: &refusal,
+            param_types: vec![],
+        }));
+        out.onward.extend_from_slice(&msg::build_bind(&msg::BindMsg {
+            portal: "",
+            statement: "",
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }));
+        out.onward.extend_from_slice(&msg::build_execute("", 0));
+        self.expect.extend([
+            Expect::Swallow(b'1'),
+            Expect::Swallow(b'2'),
+            Expect::Execute(String::new()),
+        ]);
+        self.discarding = true;
+    }
+
+    /// Runs the held client messages now that the catalog answer is in: their bytes
+    /// for the server go out as `to_server`, any answer for the client as `to_client`.
+    pub(super) fn release_held(
+        &mut self,
+        to_client: &mut Vec<u8>,
+        to_server: &mut Vec<u8>,
+    ) -> Result<bool, RuleError> {
+        while let Some(message) = self.held.pop_front() {
+            let mut out = Output::default();
+            self.client_message(&message, &mut out)?;
+            to_server.extend_from_slice(&out.onward);
+            to_client.extend_from_slice(&out.back);
+            if out.close {
+                self.held.clear();
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

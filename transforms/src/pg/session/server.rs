@@ -1,0 +1,207 @@
+//! Server → client messages: matched with the request they answer, masked, or
+//! swallowed when they answer the supervisor's own request.
+
+use super::{rule_error, Expect, Phase, PgSession};
+use crate::pg::message as msg;
+use crate::pg::policy::is_safe_encoding;
+use crate::{Output, RuleError};
+
+impl PgSession {
+    pub(super) fn server_message(
+        &mut self,
+        message: &[u8],
+        out: &mut Output,
+    ) -> Result<(), RuleError> {
+        let typed = msg::typed(message).map_err(rule_error)?;
+        if typed.tag == b'S' {
+            if let Some(reason) = self.parameter_status(typed.body)? {
+                // The client's half is `onward` here, the server's `back`.
+                Self::drop_session(&reason, &mut out.onward, &mut out.back);
+                out.close = true;
+                return Ok(());
+            }
+        }
+        match self.expect.front() {
+            Some(Expect::Swallow(tag)) if *tag == typed.tag => {
+                self.expect.pop_front();
+                return Ok(());
+            }
+            // Parameter status and notifications are the session's, whoever asked.
+            Some(Expect::Learn) if !matches!(typed.tag, b'S' | b'A') => {
+                if self.learn_reply(typed.tag, typed.body)? {
+                    self.expect.pop_front();
+                    self.phase = Phase::Ready;
+                    if self.release_held(&mut out.onward, &mut out.back)? {
+                        out.close = true;
+                    }
+                }
+                return Ok(());
+            }
+            Some(Expect::HiddenDescribe(_)) if matches!(typed.tag, b'T' | b'n') => {
+                let Some(Expect::HiddenDescribe(portal)) = self.expect.pop_front() else {
+                    unreachable!("front checked above");
+                };
+                let mask = if typed.tag == b'T' {
+                    let fields = msg::parse_row_description(typed.body).map_err(rule_error)?;
+                    let named = self
+                        .portals
+                        .get(&portal)
+                        .map(|p| p.named.clone())
+                        .unwrap_or_default();
+                    let columns = self.columns_for(&fields, &named);
+                    let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
+                    Self::row_mask(&columns, &formats)
+                } else {
+                    None
+                };
+                self.portals.entry(portal).or_default().mask = Some(mask);
+                return Ok(());
+            }
+            _ => {}
+        }
+        match typed.tag {
+            b'T' => {
+                let fields = msg::parse_row_description(typed.body).map_err(rule_error)?;
+                match self.expect.front() {
+                    Some(Expect::DescribeStatement | Expect::DescribePortal) => {
+                        // The client's own Describe: its shape is forwarded, but rows
+                        // are masked by the supervisor's own knowledge (see `mask`).
+                        self.expect.pop_front();
+                    }
+                    Some(Expect::Simple { named }) => {
+                        let columns = self.columns_for(&fields, &named.clone());
+                        let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
+                        self.current = Self::row_mask(&columns, &formats);
+                    }
+                    _ => {}
+                }
+            }
+            b'D' => {
+                let row = match self.expect.front() {
+                    Some(Expect::Execute(portal)) => {
+                        match self.portals.get(portal).and_then(|p| p.mask.as_ref()) {
+                            Some(Some(mask)) => Some(self.mask_row(typed.body, mask)),
+                            Some(None) => None,
+                            // Rows of a shape the supervisor did not learn: withheld.
+                            None if !self.policy.masked.is_empty() => {
+                                Some(Self::withhold_row(typed.body))
+                            }
+                            None => None,
+                        }
+                    }
+                    _ => self.current.as_ref().map(|mask| self.mask_row(typed.body, mask)),
+                };
+                if let Some(row) = row {
+                    out.onward
+                        .extend_from_slice(&row.map_err(rule_error)?);
+                    return Ok(());
+                }
+            }
+            b'C' | b'I' | b's' => {
+                self.current = None;
+                if matches!(self.expect.front(), Some(Expect::Execute(_))) {
+                    self.expect.pop_front();
+                }
+            }
+            b'1' if matches!(self.expect.front(), Some(Expect::Parse)) => {
+                self.expect.pop_front();
+            }
+            b'2' if matches!(self.expect.front(), Some(Expect::Bind)) => {
+                self.expect.pop_front();
+            }
+            b'3' if matches!(self.expect.front(), Some(Expect::Close)) => {
+                self.expect.pop_front();
+            }
+            b'n' if matches!(
+                self.expect.front(),
+                Some(Expect::DescribeStatement | Expect::DescribePortal)
+            ) =>
+            {
+                self.expect.pop_front();
+            }
+            b'E' => {
+                self.current = None;
+                // The server skips to the next Sync in the extended protocol; the
+                // startup exchange ends with this error.
+                while matches!(self.expect.front(), Some(e) if !matches!(e, Expect::Sync | Expect::Simple { .. } | Expect::Startup))
+                {
+                    self.expect.pop_front();
+                }
+                if self.strip_position {
+                    let fields = msg::parse_fields(typed.body).map_err(rule_error)?;
+                    if fields.iter().any(|(code, _)| *code == b'P') {
+                        let kept: Vec<(u8, &str)> = fields
+                            .into_iter()
+                            .filter(|(code, _)| *code != b'P')
+                            .collect();
+                        out.onward
+                            .extend_from_slice(&msg::build_fields(b'E', &kept));
+                        return Ok(());
+                    }
+                }
+            }
+            b'Z' => {
+                self.status = msg::parse_ready(typed.body).map_err(rule_error)?;
+                self.current = None;
+                self.strip_position = false;
+                let front = self.expect.pop_front();
+                if !matches!(
+                    front,
+                    Some(Expect::Sync | Expect::Simple { .. } | Expect::Startup)
+                ) {
+                    // Out of step: a ReadyForQuery nothing asked for. Put back what
+                    // was there and end the session rather than guess.
+                    return Err(RuleError {
+                        rule: "postgres",
+                        reason: format!(
+                            "ReadyForQuery answered no pending request (expected {front:?})"
+                        ),
+                    });
+                }
+                if matches!(front, Some(Expect::Startup)) {
+                    out.onward.extend_from_slice(message);
+                    self.after_startup(out)?;
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        out.onward.extend_from_slice(message);
+        Ok(())
+    }
+
+    /// Authentication is over: ask the catalog question, or serve the client at once
+    /// when no rule is in force.
+    fn after_startup(&mut self, out: &mut Output) -> Result<(), RuleError> {
+        if self.policy.is_active() {
+            self.phase = Phase::Learning;
+            out.back
+                .extend_from_slice(&msg::build_query(&self.learn_query()));
+            self.expect.push_back(Expect::Learn);
+            return Ok(());
+        }
+        self.phase = Phase::Ready;
+        if self.release_held(&mut out.onward, &mut out.back)? {
+            out.close = true;
+        }
+        Ok(())
+    }
+
+    /// ParameterStatus: follows the settings that change how statements are read; an
+    /// unsafe client encoding ends the session (its reason).
+    fn parameter_status(&mut self, body: &[u8]) -> Result<Option<String>, RuleError> {
+        let mut parts = body.split(|&b| b == 0);
+        let name = String::from_utf8_lossy(parts.next().unwrap_or_default()).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        match name.as_str() {
+            "standard_conforming_strings" => self.standard_strings = Some(value == "on"),
+            "client_encoding" if self.policy.is_active() && !is_safe_encoding(&value) => {
+                return Ok(Some(format!(
+                    "supervise: session terminated: client_encoding {value} lets multibyte characters hide quotes from the supervisor's reading of statements"
+                )))
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+}
