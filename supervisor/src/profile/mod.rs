@@ -326,6 +326,14 @@ impl Profile {
                     })?;
                 rules.push(config);
             }
+            let has_pg_rules = rules.iter().any(|r| matches!(r, rules::RuleConfig::Postgres(_)));
+            if has_pg_rules && spec.on_error == OnError::Passthrough {
+                return Err(invalid(
+                    at,
+                    key("on_error"),
+                    "\"passthrough\" would let a stream the rules cannot read flow unchecked; PostgreSQL rules fail closed: use \"close\"".into(),
+                ));
+            }
             streams.push(StreamConfig {
                 name: spec.name,
                 selector,

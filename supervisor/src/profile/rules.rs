@@ -26,6 +26,8 @@ pub(super) struct RuleSpec {
     to: Option<String>,
     replacement: Option<String>,
     objects: Option<Vec<String>>,
+    functions: Option<Vec<String>>,
+    replication_users: Option<Vec<String>>,
     when: Option<WhenSpec>,
 }
 
@@ -46,6 +48,7 @@ enum RuleKind {
     Mask,
     Deny,
     DropSession,
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -160,6 +163,12 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
         list.iter().map(|o| object_name(o, "objects")).collect()
     };
     let has_table_or_column = spec.table.is_some() || spec.column.is_some();
+    if spec.kind != RuleKind::Allow && (spec.functions.is_some() || spec.replication_users.is_some()) {
+        return Err((
+            "functions",
+            format!("kind = \"{kind_name}\" takes no functions or replication_users (those are kind = \"allow\")"),
+        ));
+    }
     let rule = match spec.kind {
         RuleKind::Rewrite => PgRule::Rewrite {
             when,
@@ -184,9 +193,35 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
             when,
             objects: objects(spec.objects)?,
         },
+        RuleKind::Allow => {
+            if has_table_or_column || spec.objects.is_some() || spec.replacement.is_some() {
+                return Err((
+                    "kind",
+                    "kind = \"allow\" takes functions and/or replication_users only".into(),
+                ));
+            }
+            let functions = spec
+                .functions
+                .unwrap_or_default()
+                .iter()
+                .map(|f| object_name(f, "functions"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let replication_users = spec.replication_users.unwrap_or_default();
+            if functions.is_empty() && replication_users.is_empty() {
+                return Err((
+                    "functions",
+                    "kind = \"allow\" needs functions or replication_users".into(),
+                ));
+            }
+            PgRule::Allow {
+                when,
+                functions,
+                replication_users,
+            }
+        }
         RuleKind::Uppercase | RuleKind::Wrap => unreachable!("generic rules returned above"),
     };
-    if !matches!(rule, PgRule::Rewrite { .. } | PgRule::Mask { .. }) && has_table_or_column {
+    if matches!(rule, PgRule::Deny { .. } | PgRule::DropSession { .. }) && has_table_or_column {
         return Err((
             "table",
             format!("kind = \"{kind_name}\" takes objects, not table/column"),
