@@ -132,22 +132,97 @@ const CREATE_MODIFIERS: &[&str] = &[
 /// Client encodings in which every byte of a multibyte character is ≥ 0x80, so a quote,
 /// backslash or dollar sign is always that character (what the lexer assumes).
 const SAFE_ENCODINGS: &[&str] = &[
-    "utf8", "unicode", "sqlascii", "latin1", "latin2", "latin3", "latin4", "latin5", "latin6",
-    "latin7", "latin8", "latin9", "latin10", "iso88591", "iso88592", "iso88593", "iso88594",
-    "iso88595", "iso88596", "iso88597", "iso88598", "iso88599", "iso885910", "iso885913",
-    "iso885914", "iso885915", "iso885916", "win1250", "win1251", "win1252", "win1253",
-    "win1254", "win1255", "win1256", "win1257", "win1258", "win866", "win874", "koi8r",
-    "koi8u", "eucjp", "euccn", "euckr", "euctw", "eucjis2004", "muleinternal", "alt",
-    "windows1250", "windows1251", "windows1252", "windows1253", "windows1254",
-    "windows1255", "windows1256", "windows1257", "windows1258", "windows866", "windows874",
-    "cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257",
-    "cp1258", "cp866", "cp874", "koi8", "default",
+    "utf8",
+    "unicode",
+    "sqlascii",
+    "latin1",
+    "latin2",
+    "latin3",
+    "latin4",
+    "latin5",
+    "latin6",
+    "latin7",
+    "latin8",
+    "latin9",
+    "latin10",
+    "iso88591",
+    "iso88592",
+    "iso88593",
+    "iso88594",
+    "iso88595",
+    "iso88596",
+    "iso88597",
+    "iso88598",
+    "iso88599",
+    "iso885910",
+    "iso885913",
+    "iso885914",
+    "iso885915",
+    "iso885916",
+    "win1250",
+    "win1251",
+    "win1252",
+    "win1253",
+    "win1254",
+    "win1255",
+    "win1256",
+    "win1257",
+    "win1258",
+    "win866",
+    "win874",
+    "koi8r",
+    "koi8u",
+    "eucjp",
+    "euccn",
+    "euckr",
+    "euctw",
+    "eucjis2004",
+    "muleinternal",
+    "alt",
+    "windows1250",
+    "windows1251",
+    "windows1252",
+    "windows1253",
+    "windows1254",
+    "windows1255",
+    "windows1256",
+    "windows1257",
+    "windows1258",
+    "windows866",
+    "windows874",
+    "cp1250",
+    "cp1251",
+    "cp1252",
+    "cp1253",
+    "cp1254",
+    "cp1255",
+    "cp1256",
+    "cp1257",
+    "cp1258",
+    "cp866",
+    "cp874",
+    "koi8",
+    "default",
 ];
 
 /// Statements served even when the catalog could not be learned (no table, no code).
 const SESSION_COMMANDS: &[&str] = &[
-    "begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "set",
-    "reset", "show", "discard", "deallocate", "close", "listen", "unlisten",
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+    "set",
+    "reset",
+    "show",
+    "discard",
+    "deallocate",
+    "close",
+    "listen",
+    "unlisten",
 ];
 
 /// Whether a client encoding name is one the lexer reads right (see [`SAFE_ENCODINGS`]).
@@ -285,7 +360,11 @@ impl Policy {
         };
         let tokens = match tokens {
             Ok(tokens) => tokens,
-            Err(e) => return Verdict::Refuse(format!("supervise: refused: the statement text cannot be read: {e}")),
+            Err(e) => {
+                return Verdict::Refuse(format!(
+                    "supervise: refused: the statement text cannot be read: {e}"
+                ))
+            }
         };
         let mut masked_tables = Vec::new();
         let mut parse = false;
@@ -328,14 +407,28 @@ impl Policy {
             })
             .collect();
         let word = |i: usize| match tokens.get(i).map(|t| &t.tok) {
-            Some(Tok::Ident { name, quoted: false }) => Some(name.to_ascii_lowercase()),
+            Some(Tok::Ident {
+                name,
+                quoted: false,
+            }) => Some(name.to_ascii_lowercase()),
             _ => None,
         };
         let first = word(0).unwrap_or_default();
         match first.as_str() {
-            "do" => return refuse("runs a DO block: code the supervisor cannot see, refused while rules are in force".into()),
-            "load" => return refuse("LOAD loads code into the server, refused while rules are in force".into()),
-            "import" => return refuse("IMPORT FOREIGN SCHEMA opens a data path the supervisor cannot see".into()),
+            "do" => return refuse(
+                "runs a DO block: code the supervisor cannot see, refused while rules are in force"
+                    .into(),
+            ),
+            "load" => {
+                return refuse(
+                    "LOAD loads code into the server, refused while rules are in force".into(),
+                )
+            }
+            "import" => {
+                return refuse(
+                    "IMPORT FOREIGN SCHEMA opens a data path the supervisor cannot see".into(),
+                )
+            }
             "create" | "alter" => {
                 let kind = (1..tokens.len())
                     .map_while(word)
@@ -343,7 +436,9 @@ impl Policy {
                 let user_mapping = |k: &String| {
                     k != "user" || tokens.iter().any(|t| matches!(&t.tok, Tok::Ident { name, quoted: false } if name.eq_ignore_ascii_case("mapping")))
                 };
-                if let Some(kind) = kind.filter(|k| CODE_OBJECTS.contains(&k.as_str()) && user_mapping(k)) {
+                if let Some(kind) =
+                    kind.filter(|k| CODE_OBJECTS.contains(&k.as_str()) && user_mapping(k))
+                {
                     return refuse(format!(
                         "{} {} puts code or a data path in the database that the supervisor cannot see, refused while rules are in force",
                         first.to_uppercase(),
@@ -500,6 +595,35 @@ struct Scan {
     masked_tables: Vec<String>,
 }
 
+/// Names of prepared statements that SQL `EXECUTE` runs in `sql` (lower-cased; empty
+/// when the text cannot be read).
+pub fn executed_statements(sql: &str) -> Vec<String> {
+    let Ok(tokens) = lex::lex(sql, true) else {
+        return Vec::new();
+    };
+    split_statements(&tokens)
+        .into_iter()
+        .filter_map(|statement| match statement {
+            [Token {
+                tok:
+                    Tok::Ident {
+                        name: first,
+                        quoted: false,
+                    },
+                ..
+            }, Token {
+                tok: Tok::Ident { name, .. },
+                ..
+            }, ..]
+                if first.eq_ignore_ascii_case("execute") =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Statements of a token list: split at `;` outside brackets.
 pub fn split_statements(tokens: &[Token]) -> Vec<&[Token]> {
     let mut out = Vec::new();
@@ -531,7 +655,10 @@ fn copy_target(tokens: &[Token]) -> Option<(bool, Option<&Tok>)> {
         match &t.tok {
             Tok::Punct('(') => depth += 1,
             Tok::Punct(')') => depth = depth.saturating_sub(1),
-            Tok::Ident { name, quoted: false } if depth == 0 => {
+            Tok::Ident {
+                name,
+                quoted: false,
+            } if depth == 0 => {
                 let lower = name.to_ascii_lowercase();
                 if lower == "to" || lower == "from" {
                     return Some((lower == "to", tokens.get(i + 1).map(|t| &t.tok)));
@@ -581,8 +708,10 @@ fn encoding_change(tokens: &[Token]) -> Option<String> {
     });
     let unsafe_value = values.find(|v| {
         let v = v.to_ascii_lowercase();
-        !matches!(v.as_str(), "set" | "session" | "local" | "to" | "names" | "client_encoding" | "show" | "reset")
-            && !is_safe_encoding(&v)
+        !matches!(
+            v.as_str(),
+            "set" | "session" | "local" | "to" | "names" | "client_encoding" | "show" | "reset"
+        ) && !is_safe_encoding(&v)
     });
     unsafe_value.map(|v| {
         format!("changing client_encoding to {v:?} is refused: only encodings whose multibyte characters cannot hide a quote or backslash are allowed while rules are in force")

@@ -256,18 +256,21 @@ fn statements_no_rule_concerns_pass_unparsed() {
 fn unreadable_text_and_failed_learning_fail_closed() {
     refused("SELECT 'unterminated FROM salaries");
     let mut policy = demo();
-    policy.learned = Some(Err("57014 canceling statement due to statement timeout".into()));
-    for sql in [
-        "SELECT ssn FROM employee",
-        "SELECT leak()",
-        "SELECT 1",
-    ] {
+    policy.learned = Some(Err(
+        "57014 canceling statement due to statement timeout".into()
+    ));
+    for sql in ["SELECT ssn FROM employee", "SELECT leak()", "SELECT 1"] {
         assert!(
             matches!(policy.judge(sql, Some(true)), Verdict::Refuse(_)),
             "{sql}"
         );
     }
-    for sql in ["BEGIN", "COMMIT", "SET application_name = 'x'", "SHOW search_path"] {
+    for sql in [
+        "BEGIN",
+        "COMMIT",
+        "SET application_name = 'x'",
+        "SHOW search_path",
+    ] {
         assert!(
             matches!(policy.judge(sql, Some(true)), Verdict::Forward { .. }),
             "{sql}"
@@ -296,7 +299,10 @@ fn a_changing_strings_setting_needs_both_readings_to_agree() {
 fn no_rules_no_judgement() {
     let policy = Policy::default();
     assert!(matches!(
-        policy.judge("DO $$ $$; SELECT query_to_xml('x', true, true, '')", Some(true)),
+        policy.judge(
+            "DO $$ $$; SELECT query_to_xml('x', true, true, '')",
+            Some(true)
+        ),
         Verdict::Forward { .. }
     ));
 }

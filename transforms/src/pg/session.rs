@@ -148,7 +148,9 @@ enum Expect {
     Startup,
     /// A simple Query (or a swapped FunctionCall): everything up to ReadyForQuery;
     /// `named` are the masks whose table the text names.
-    Simple { named: Vec<usize> },
+    Simple {
+        named: Vec<usize>,
+    },
     Parse,
     Bind,
     DescribeStatement,

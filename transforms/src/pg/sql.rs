@@ -67,8 +67,8 @@ pub const MAX_CHAIN_DEPTH: usize = 1_000;
 
 /// What went wrong analysing or rewriting SQL.
 ///
-/// For deny rules callers treat any error as "touches" (fail closed); for rewrite
-/// rules as "nothing to rewrite" (forward the original bytes).
+/// Callers fail closed on any error: a statement that names a protected table and
+/// cannot be analysed, or whose rewrite cannot be proven, is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqlError {

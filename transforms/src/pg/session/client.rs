@@ -1,7 +1,7 @@
 //! Client → server messages: judged by the policy, swapped, held or forwarded, each
 //! with its entry in the reply queue.
 
-use super::{refusal_statement, rule_error, Expect, Phase, PgSession, Portal, Prepared};
+use super::{refusal_statement, rule_error, Expect, PgSession, Phase, Portal, Prepared};
 use crate::pg::message as msg;
 use crate::pg::policy::Verdict;
 use crate::pg::sql;
@@ -151,6 +151,17 @@ impl PgSession {
             .to_ascii_lowercase()
             .contains("standard_conforming_strings");
         let verdict = self.policy.judge(sql, self.standard_strings);
+        // A protocol-prepared statement whose parameters are rewritten at Bind must not
+        // run through SQL EXECUTE, which binds them in the server.
+        let verdict = match crate::pg::policy::executed_statements(sql)
+            .into_iter()
+            .find(|name| self.statements.get(name).is_some_and(|p| !p.params.is_empty()))
+        {
+            Some(name) if !matches!(verdict, Verdict::Drop(_)) => Verdict::Refuse(format!(
+                "supervise: refused: EXECUTE {name}: its parameters are compared with a rewritten column and are rewritten only when bound through the protocol"
+            )),
+            _ => verdict,
+        };
         if mentions_strings_setting {
             // Until the server reports the new value, statements must read the same
             // under both settings.
@@ -216,7 +227,8 @@ impl PgSession {
             out.onward.extend_from_slice(message);
             return Ok(());
         }
-        let mut values: Vec<Option<Vec<u8>>> = bind.params.iter().map(|v| v.map(<[u8]>::to_vec)).collect();
+        let mut values: Vec<Option<Vec<u8>>> =
+            bind.params.iter().map(|v| v.map(<[u8]>::to_vec)).collect();
         for &(n, rule) in &prepared.params {
             let index = (n as usize).saturating_sub(1);
             let binary = match bind.param_formats.len() {
@@ -241,10 +253,8 @@ impl PgSession {
         }
         self.strip_position = true;
         let params: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
-        out.onward.extend_from_slice(&msg::build_bind(&msg::BindMsg {
-            params,
-            ..bind
-        }));
+        out.onward
+            .extend_from_slice(&msg::build_bind(&msg::BindMsg { params, ..bind }));
         Ok(())
     }
 
@@ -257,18 +267,20 @@ impl PgSession {
     /// fails differently.)
     fn refuse_extended(&mut self, reason: &str, out: &mut Output) {
         let refusal = refusal_statement(reason);
-        out.onward.extend_from_slice(&msg::build_parse(&msg::ParseMsg {
-            name: "",
-            query: &refusal,
-            param_types: vec![],
-        }));
-        out.onward.extend_from_slice(&msg::build_bind(&msg::BindMsg {
-            portal: "",
-            statement: "",
-            param_formats: vec![],
-            params: vec![],
-            result_formats: vec![],
-        }));
+        out.onward
+            .extend_from_slice(&msg::build_parse(&msg::ParseMsg {
+                name: "",
+                query: &refusal,
+                param_types: vec![],
+            }));
+        out.onward
+            .extend_from_slice(&msg::build_bind(&msg::BindMsg {
+                portal: "",
+                statement: "",
+                param_formats: vec![],
+                params: vec![],
+                result_formats: vec![],
+            }));
         out.onward.extend_from_slice(&msg::build_execute("", 0));
         self.expect.extend([
             Expect::Swallow(b'1'),

@@ -25,7 +25,9 @@ impl PgSession {
                 let by_identity = self
                     .learned_columns
                     .iter()
-                    .find(|(oid, col, _)| f.table_oid != 0 && *oid == f.table_oid && *col == f.column)
+                    .find(|(oid, col, _)| {
+                        f.table_oid != 0 && *oid == f.table_oid && *col == f.column
+                    })
                     .map(|&(_, _, i)| i);
                 let by_name = || {
                     named
@@ -60,7 +62,11 @@ impl PgSession {
 
     /// Applies `mask` to one DataRow body; `None` mask with `withhold_all` nulls every
     /// value (the shape is unknown).
-    pub(super) fn mask_row(&self, body: &[u8], mask: &RowMask) -> Result<Vec<u8>, msg::MessageError> {
+    pub(super) fn mask_row(
+        &self,
+        body: &[u8],
+        mask: &RowMask,
+    ) -> Result<Vec<u8>, msg::MessageError> {
         let values = msg::parse_data_row(body)?;
         let masked: Vec<Option<&[u8]>> = values
             .iter()

@@ -1,7 +1,7 @@
 //! Server → client messages: matched with the request they answer, masked, or
 //! swallowed when they answer the supervisor's own request.
 
-use super::{rule_error, Expect, Phase, PgSession};
+use super::{rule_error, Expect, PgSession, Phase};
 use crate::pg::message as msg;
 use crate::pg::policy::is_safe_encoding;
 use crate::{Output, RuleError};
@@ -89,11 +89,13 @@ impl PgSession {
                             None => None,
                         }
                     }
-                    _ => self.current.as_ref().map(|mask| self.mask_row(typed.body, mask)),
+                    _ => self
+                        .current
+                        .as_ref()
+                        .map(|mask| self.mask_row(typed.body, mask)),
                 };
                 if let Some(row) = row {
-                    out.onward
-                        .extend_from_slice(&row.map_err(rule_error)?);
+                    out.onward.extend_from_slice(&row.map_err(rule_error)?);
                     return Ok(());
                 }
             }

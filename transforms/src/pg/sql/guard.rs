@@ -31,9 +31,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, OrderByKind, Query, Select,
-    SelectItem, SetExpr, Statement, TableAlias, TableFactor, Value, Visit, Visitor,
+    Assignment, AssignmentTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GroupByExpr, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, OrderByKind,
+    Query, Select, SelectItem, SetExpr, Statement, TableAlias, TableFactor, Value, Visit, Visitor,
 };
 
 use super::{ident_lower, object_last, TablesVisitor};
@@ -301,7 +301,11 @@ impl Visitor for UseVisitor<'_> {
                 }
             }
         } else if let SetExpr::Table(table) = query.body.as_ref() {
-            let name = table.table_name.as_deref().unwrap_or_default().to_lowercase();
+            let name = table
+                .table_name
+                .as_deref()
+                .unwrap_or_default()
+                .to_lowercase();
             if let Some(m) = self.masked.iter().find(|m| m.table == name) {
                 return self.refuse(format!(
                     "reads all of masked table {} (TABLE) inside another query, where the mask on {}.{} cannot follow it",
@@ -354,10 +358,7 @@ impl Visitor for UseVisitor<'_> {
             }
         }
         let outermost = self.allowed.selects.contains(&(select as *const Select));
-        let in_exists = self
-            .queries
-            .last()
-            .is_some_and(|q| self.exists.contains(q));
+        let in_exists = self.queries.last().is_some_and(|q| self.exists.contains(q));
         if outermost || in_exists {
             return ControlFlow::Continue(());
         }
@@ -506,7 +507,11 @@ fn statement_kind(statement: &Statement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
     match words.as_slice() {
-        [first, second] if first.eq_ignore_ascii_case("create") || first.eq_ignore_ascii_case("alter") || first.eq_ignore_ascii_case("drop") => {
+        [first, second]
+            if first.eq_ignore_ascii_case("create")
+                || first.eq_ignore_ascii_case("alter")
+                || first.eq_ignore_ascii_case("drop") =>
+        {
             format!("{} {}", first.to_uppercase(), second.to_uppercase())
         }
         [first, ..] => first.to_uppercase(),

@@ -1,0 +1,275 @@
+//! The session engine against hostile clients, message by message: what reaches the
+//! server and what reaches the client when the client tries to get around a rule.
+
+use transforms::pg::message::{self as msg, Startup};
+use transforms::pg::session::{Condition, PgRule, PgSession};
+use transforms::pg::sql::PredicateRewrite;
+use transforms::{Direction, Output, Rule};
+
+fn rules() -> Vec<PgRule> {
+    vec![
+        PgRule::Rewrite {
+            when: Condition::default(),
+            rewrite: PredicateRewrite {
+                table: "employee".into(),
+                column: "dept".into(),
+                from: "20".into(),
+                to: "21".into(),
+            },
+        },
+        PgRule::Mask {
+            when: Condition::default(),
+            table: "employee".into(),
+            column: "ssn".into(),
+            replacement: "XXX-XX-XXXX".into(),
+        },
+        PgRule::Deny {
+            when: Condition::default(),
+            objects: vec!["salaries".into()],
+        },
+    ]
+}
+
+fn client(s: &mut PgSession, message: &[u8]) -> Output {
+    let mut out = Output::default();
+    s.apply(Direction::Inbound, message, &mut out).unwrap();
+    out
+}
+
+fn server(s: &mut PgSession, message: &[u8]) -> Output {
+    let mut out = Output::default();
+    s.apply(Direction::Outbound, message, &mut out).unwrap();
+    out
+}
+
+fn text_row(values: &[&str]) -> Vec<u8> {
+    let v: Vec<Option<&[u8]>> = values.iter().map(|v| Some(v.as_bytes())).collect();
+    msg::build_data_row(&v)
+}
+
+fn row_description(fields: &[(&str, u32, i16, u32, i16)]) -> Vec<u8> {
+    let fields: Vec<msg::Field<'_>> = fields
+        .iter()
+        .map(|&(name, table_oid, column, type_oid, format)| msg::Field {
+            name,
+            table_oid,
+            column,
+            type_oid,
+            type_len: -1,
+            type_mod: -1,
+            format,
+        })
+        .collect();
+    msg::build_row_description(&fields)
+}
+
+/// A session past startup and the catalog question; `rows` are the answer's rows.
+fn ready(rows: &[[&str; 4]]) -> PgSession {
+    let mut s = PgSession::new(rules());
+    let startup = msg::build_startup(&Startup::Params {
+        version: msg::PROTOCOL_3_0,
+        params: vec![("user", "app"), ("database", "hr")],
+    });
+    client(&mut s, &startup);
+    let out = server(&mut s, &msg::build_ready(b'I'));
+    assert!(
+        String::from_utf8_lossy(&out.back).contains("SET LOCAL statement_timeout = 0"),
+        "the catalog question goes to the server"
+    );
+    for row in rows {
+        let out = server(&mut s, &text_row(row));
+        assert!(out.onward.is_empty(), "catalog rows never reach the client");
+    }
+    let out = server(&mut s, &msg::build_ready(b'I'));
+    assert!(out.onward.is_empty());
+    s
+}
+
+fn demo_answer() -> Vec<[&'static str; 4]> {
+    vec![
+        ["c", "16384", "4", "employee.ssn"],
+        ["c", "16384", "3", "employee.dept"],
+        ["v", "emp_v", "employee", ""],
+        ["f", "leak", "", ""],
+    ]
+}
+
+fn query_text(out: &[u8]) -> String {
+    let typed = msg::typed(out).unwrap();
+    assert_eq!(typed.tag, b'Q');
+    msg::parse_query(typed.body).unwrap().to_owned()
+}
+
+#[test]
+fn learned_views_and_functions_are_refused() {
+    let mut s = ready(&demo_answer());
+    for sql in [
+        "SELECT * FROM emp_v",
+        "SELECT leak()",
+        "SELECT * FROM EMP_V",
+    ] {
+        let out = client(&mut s, &msg::build_query(sql));
+        let forwarded = query_text(&out.onward);
+        assert!(
+            forwarded.starts_with("DO $supervise$") && forwarded.contains("42501"),
+            "{sql} → {forwarded}"
+        );
+        server(&mut s, &msg::build_error("ERROR", "42501", "x"));
+        server(&mut s, &msg::build_ready(b'I'));
+    }
+}
+
+#[test]
+fn bind_rewrites_text_and_binary_parameters() {
+    let mut s = ready(&demo_answer());
+    let out = client(
+        &mut s,
+        &msg::build_parse(&msg::ParseMsg {
+            name: "s1",
+            query: "SELECT name FROM employee WHERE dept = $1",
+            param_types: vec![],
+        }),
+    );
+    assert_eq!(
+        out.onward.len(),
+        msg::build_parse(&msg::ParseMsg {
+            name: "s1",
+            query: "SELECT name FROM employee WHERE dept = $1",
+            param_types: vec![]
+        })
+        .len()
+    );
+    for (format, value, expected) in [
+        (0i16, b"20".to_vec(), b"21".to_vec()),
+        (0, b" 020 ".to_vec(), b"21".to_vec()),
+        (0, b"22".to_vec(), b"22".to_vec()),
+        (
+            1,
+            20i32.to_be_bytes().to_vec(),
+            21i32.to_be_bytes().to_vec(),
+        ),
+        (
+            1,
+            20i64.to_be_bytes().to_vec(),
+            21i64.to_be_bytes().to_vec(),
+        ),
+    ] {
+        let out = client(
+            &mut s,
+            &msg::build_bind(&msg::BindMsg {
+                portal: "",
+                statement: "s1",
+                param_formats: vec![format],
+                params: vec![Some(&value)],
+                result_formats: vec![],
+            }),
+        );
+        let typed = msg::typed(&out.onward).unwrap();
+        assert_eq!(typed.tag, b'B');
+        let bind = msg::parse_bind(typed.body).unwrap();
+        assert_eq!(bind.params, vec![Some(expected.as_slice())], "{value:?}");
+        server(&mut s, &msg::build(b'2', &[]));
+    }
+    // SQL EXECUTE binds in the server, past the rewrite: refused.
+    let out = client(&mut s, &msg::build_query("EXECUTE s1(20)"));
+    assert!(query_text(&out.onward).contains("42501"));
+}
+
+#[test]
+fn an_unsafe_client_encoding_ends_the_session() {
+    let mut s = ready(&demo_answer());
+    let mut body = b"client_encoding\0SJIS\0".to_vec();
+    let out = server(&mut s, &msg::build(b'S', &body));
+    assert!(out.close);
+    assert_eq!(out.back, msg::build_terminate());
+    assert!(String::from_utf8_lossy(&out.onward).contains("FATAL"));
+    let mut s = ready(&demo_answer());
+    body = b"client_encoding\0UTF8\0".to_vec();
+    let out = server(&mut s, &msg::build(b'S', &body));
+    assert!(!out.close);
+    assert_eq!(out.onward, msg::build(b'S', &body));
+}
+
+#[test]
+fn function_call_messages_are_refused() {
+    let mut s = ready(&demo_answer());
+    let out = client(
+        &mut s,
+        &msg::build(b'F', &[0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0]),
+    );
+    assert!(query_text(&out.onward).contains("FunctionCall"));
+}
+
+#[test]
+fn client_describe_of_another_statement_does_not_steer_the_mask() {
+    let mut s = ready(&demo_answer());
+    for m in [
+        msg::build_parse(&msg::ParseMsg {
+            name: "a",
+            query: "SELECT name FROM project",
+            param_types: vec![],
+        }),
+        msg::build_parse(&msg::ParseMsg {
+            name: "b",
+            query: "SELECT ssn FROM employee",
+            param_types: vec![],
+        }),
+        msg::build_describe(b'S', "a"),
+        msg::build_bind(&msg::BindMsg {
+            portal: "p",
+            statement: "b",
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }),
+    ] {
+        client(&mut s, &m);
+    }
+    let out = client(&mut s, &msg::build_execute("p", 0));
+    // The supervisor's own Describe goes first.
+    assert_eq!(
+        out.onward,
+        [msg::build_describe(b'P', "p"), msg::build_execute("p", 0)].concat()
+    );
+    client(&mut s, &msg::build_sync());
+    for m in [
+        msg::build(b'1', &[]),
+        msg::build(b'1', &[]),
+        msg::build(b't', &[0, 0]),
+    ] {
+        assert_eq!(server(&mut s, &m).onward, m);
+    }
+    // The client's Describe answer (of `a`) is forwarded...
+    let described = row_description(&[("name", 16500, 2, 25, 0)]);
+    assert_eq!(server(&mut s, &described).onward, described);
+    server(&mut s, &msg::build(b'2', &[]));
+    // ...the supervisor's own one is hidden...
+    let own = row_description(&[("ssn", 16384, 4, 25, 0)]);
+    assert!(server(&mut s, &own).onward.is_empty());
+    // ...and the row is masked by it.
+    let out = server(&mut s, &text_row(&["931-77-4410"]));
+    assert_eq!(out.onward, text_row(&["XXX-XX-XXXX"]));
+}
+
+#[test]
+fn a_session_without_an_answer_serves_no_protected_table() {
+    let mut s = PgSession::new(rules());
+    let startup = msg::build_startup(&Startup::Params {
+        version: msg::PROTOCOL_3_0,
+        params: vec![("user", "app")],
+    });
+    client(&mut s, &startup);
+    // Pipelined before the startup ended: held, not forwarded.
+    let held = client(&mut s, &msg::build_query("BEGIN; SELECT 1/0;"));
+    assert!(held.onward.is_empty());
+    server(&mut s, &msg::build_ready(b'I'));
+    // The question failed (the client's statement_timeout): not the client's error.
+    let out = server(
+        &mut s,
+        &msg::build_error("ERROR", "57014", "canceling statement"),
+    );
+    assert!(out.onward.is_empty());
+    let out = server(&mut s, &msg::build_ready(b'I'));
+    // The held Query is judged now: refused (only transaction control and SET/SHOW).
+    assert!(query_text(&out.back).contains("could not learn"));
+}
