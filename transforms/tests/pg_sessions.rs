@@ -488,3 +488,75 @@ fn framing_fixtures_match_snapshots() {
         });
     }
 }
+
+/// The `pg_session` fuzz target's seed for a fixture (format: fuzz/README.md): flags
+/// (the user of a leading `C startup`, else 3), cut size 7, then one feed per run of
+/// consecutive lines of one direction.
+fn fuzz_seed(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let mut flags = 3u8;
+    if let Some(first) = lines.first() {
+        if let Some(rest) = first.strip_prefix("C startup ") {
+            let words: Vec<String> = words(rest);
+            let user = words.iter().find_map(|w| w.strip_prefix("user="));
+            let database_hr = words.iter().any(|w| w == "database=hr");
+            let others = words.len() == 2;
+            if let (Some(user), true, true) = (user, database_hr, others) {
+                if let Some(i) = ["app", "auditor", "postgres"]
+                    .iter()
+                    .position(|u| *u == user)
+                {
+                    flags = i as u8;
+                    lines.remove(0);
+                }
+            }
+        }
+    }
+    let mut seed = vec![flags, 7];
+    let mut feeds: Vec<(Direction, Vec<u8>)> = Vec::new();
+    for line in lines {
+        let (direction, bytes) = encode(line);
+        match feeds.last_mut() {
+            Some((d, feed)) if *d == direction => feed.extend(bytes),
+            _ => feeds.push((direction, bytes)),
+        }
+    }
+    for (direction, feed) in feeds {
+        for chunk in feed.chunks(0x7fff) {
+            let mut header = chunk.len() as u16;
+            if direction == Direction::Outbound {
+                header |= 0x8000;
+            }
+            seed.extend(header.to_be_bytes());
+            seed.extend(chunk);
+        }
+    }
+    seed
+}
+
+/// The fuzz seeds are the session fixtures (run with SUPERVISE_WRITE_SEEDS=1 to
+/// regenerate them after changing a fixture).
+#[test]
+fn fuzz_seeds_match_session_fixtures() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/pg_session");
+    let write = std::env::var_os("SUPERVISE_WRITE_SEEDS").is_some();
+    let mut stale = Vec::new();
+    for path in fixtures() {
+        let seed = fuzz_seed(&path);
+        let target = dir.join(path.with_extension("bin").file_name().unwrap());
+        if write {
+            std::fs::write(&target, &seed).unwrap();
+        } else if std::fs::read(&target).ok().as_deref() != Some(seed.as_slice()) {
+            stale.push(target.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "fuzz seeds out of date (SUPERVISE_WRITE_SEEDS=1 cargo test -p transforms --test pg_sessions fuzz_seeds): {stale:?}"
+    );
+}
