@@ -1,8 +1,8 @@
 //! PostgreSQL rules end to end: a real PostgreSQL 15 under
-//! `supervise run --profile profiles/pg-demo.toml` (port 5432 tracked, framer
+//! `supervise run --profile profiles/pg-demo.toml` (its port tracked, framer
 //! "postgres"), with psql (simple query protocol), the `postgres` crate (extended
 //! protocol: Parse/Bind/Describe/Execute/Sync, binary results) and pgbench as clients
-//! over TCP 127.0.0.1:5432. The profile:
+//! over TCP 127.0.0.1 (the tracked port). The profile:
 //!
 //! - rewrites `dept = 20` to `dept = 21` in statements reading employee,
 //! - masks employee.ssn as XXX-XX-XXXX (NULL stays NULL),
@@ -12,22 +12,15 @@
 //!
 //! The tables are created, and what was really committed is checked, over the unix
 //! socket, which the profile does not track. Installs postgresql-15 with apt-get when
-//! it is missing; needs root and a free port 5432. The tests share the port, so they
-//! take a lock and run one at a time even without `--test-threads=1`.
+//! it is missing; needs root. The harness (`pgcluster/`) gives each cluster a free
+//! port and the supervisor a copy of the profile tracking that port; the tests take a
+//! lock and run one at a time even without `--test-threads=1`.
 
 mod common;
+mod pgcluster;
 
 use common::*;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-
-const PORT: u16 = 5432;
-
-/// What every connection of these tests may take, at most (a hang fails the test).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+use pgcluster::*;
 
 const SCHEMA: &str = "
 CREATE TABLE employee (id int PRIMARY KEY, name text NOT NULL, dept int NOT NULL, ssn text);
@@ -51,246 +44,6 @@ const DEPT20: &[&str] = &["alice", "bob"];
 const DEPT21: &[&str] = &["carol", "dave", "frank"];
 const MASK: &str = "XXX-XX-XXXX";
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn pg(bin: &str) -> PathBuf {
-    Path::new(PG_BIN).join(bin)
-}
-
-fn lines(v: &[&str]) -> String {
-    v.iter().map(|s| format!("{s}\n")).collect()
-}
-
-/// A throwaway cluster served by PostgreSQL under `supervise run --profile
-/// profiles/pg-demo.toml`, with the demo schema created over the unix socket.
-struct Cluster {
-    // Declared first so it is dropped (SIGKILL) before the directory is removed.
-    tenant: Tenant,
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        require_root();
-        require_postgres();
-        ensure_port_free(PORT);
-        let dir = tempfile::Builder::new()
-            .prefix("supervise-pgrules-")
-            .tempdir()
-            .expect("tempdir");
-        let root = dir.path().to_path_buf();
-        run_ok(Command::new("chown").args(["postgres:postgres"]).arg(&root));
-        let data = root.join("data");
-        run_ok(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(pg("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "--auth=trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                ])
-                .current_dir(&root),
-        );
-        let args: Vec<std::ffi::OsString> = vec![
-            "run".into(),
-            "--profile".into(),
-            repo_profile("pg-demo.toml").into(),
-            "--".into(),
-            pg("postgres").into(),
-            "-D".into(),
-            data.into(),
-            "-k".into(),
-            root.clone().into(),
-            "-c".into(),
-            "listen_addresses=127.0.0.1".into(),
-            "-p".into(),
-            PORT.to_string().into(),
-        ];
-        let tenant = Tenant::spawn_args(&args, Some(&root));
-        let mut cluster = Cluster { tenant, dir };
-        cluster.wait_ready();
-        cluster.psql_unix(SCHEMA);
-        cluster
-    }
-
-    fn sockdir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ok = Command::new(pg("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &PORT.to_string()])
-                .status()
-                .expect("run pg_isready")
-                .success();
-            if ok {
-                // Make sure it is our server that answered, not another one on the port.
-                std::thread::sleep(Duration::from_millis(300));
-                if !self.tenant.is_running() {
-                    let d = self.tenant.dump();
-                    panic!("something answered on 127.0.0.1:{PORT} but supervise exited\n{d}");
-                }
-                return;
-            }
-            if !self.tenant.is_running() {
-                let d = self.tenant.dump();
-                panic!("supervise exited before PostgreSQL accepted connections\n{d}");
-            }
-            if Instant::now() > deadline {
-                let d = self.tenant.dump();
-                panic!("PostgreSQL not ready on 127.0.0.1:{PORT} within 60 s\n{d}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// psql over the UNIX socket (not tracked: no rule applies), tuples only,
-    /// unaligned, stop on error. Returns stdout.
-    fn psql_unix(&self, sql: &str) -> String {
-        let mut c = timeout_cmd(&pg("psql"));
-        c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(self.sockdir())
-            .args([
-                "-p",
-                &PORT.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ]);
-        run_ok(&mut c)
-    }
-
-    /// One psql session over TCP 127.0.0.1:5432 (the tracked port) running `script`
-    /// from its stdin: unaligned, tuples only, NULL shown as `(null)`, errors with
-    /// their SQLSTATE (VERBOSITY verbose), NOT stopping at errors.
-    fn psql_tcp(&mut self, script: &str) -> Psql {
-        self.psql_tcp_conn(
-            &format!("host=127.0.0.1 port={PORT} user=postgres dbname=postgres"),
-            script,
-        )
-    }
-
-    fn psql_tcp_conn(&mut self, conninfo: &str, script: &str) -> Psql {
-        let mut c = timeout_cmd(&pg("psql"));
-        c.args([
-            "-X",
-            "-A",
-            "-t",
-            "-P",
-            "null=(null)",
-            "-v",
-            "VERBOSITY=verbose",
-            "-f",
-            "-",
-        ])
-        .args(["-d", conninfo])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn psql");
-        let mut stdin = child.stdin.take().expect("psql stdin");
-        stdin
-            .write_all(script.as_bytes())
-            .expect("write psql script");
-        drop(stdin);
-        let out = child.wait_with_output().expect("wait psql");
-        let p = Psql {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        if p.code == Some(124) {
-            let d = self.tenant.dump();
-            panic!("psql timed out ({CLIENT_TIMEOUT:?}) on script:\n{script}\n{p:?}\n{d}");
-        }
-        p
-    }
-
-    fn pgbench(&self, args: &[&str]) -> String {
-        let mut c = timeout_cmd(&pg("pgbench"));
-        c.args(["-U", "postgres"])
-            .args(args)
-            .arg("postgres")
-            .current_dir(self.sockdir());
-        run_ok(&mut c)
-    }
-
-    /// Extended-protocol client (the `postgres` crate) over TCP, no TLS.
-    fn client(&self) -> postgres::Client {
-        postgres::Config::new()
-            .host("127.0.0.1")
-            .port(PORT)
-            .user("postgres")
-            .dbname("postgres")
-            .application_name("pg_rules-test")
-            .connect_timeout(Duration::from_secs(10))
-            .connect(postgres::NoTls)
-            .unwrap_or_else(|e| panic!("postgres crate: connect to 127.0.0.1:{PORT}: {e}"))
-    }
-
-    /// SIGTERM (smart shutdown, forwarded to postgres): supervise must exit 0 and
-    /// must not have panicked.
-    fn stop(mut self) {
-        self.tenant.kill(libc::SIGTERM);
-        let st = self.tenant.wait(Duration::from_secs(30));
-        let log = self.tenant.stderr();
-        if st.code() != Some(0) {
-            let d = self.tenant.dump();
-            panic!("supervise exited with {st} after SIGTERM, expected 0\n{d}");
-        }
-        assert!(!log.contains("panicked"), "the supervisor panicked:\n{log}");
-    }
-}
-
-/// `timeout -k 5 60 BIN`: a client that hangs fails the test instead of blocking it.
-fn timeout_cmd(bin: &Path) -> Command {
-    let mut c = Command::new("timeout");
-    c.args(["-k", "5", &CLIENT_TIMEOUT.as_secs().to_string()])
-        .arg(bin);
-    c
-}
-
-/// The outcome of one psql session.
-#[derive(Debug)]
-struct Psql {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `f` on a thread; panics if it does not finish within CLIENT_TIMEOUT (the
-/// stuck thread is left behind; the supervisor is killed when the Cluster drops,
-/// which closes its connections).
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(CLIENT_TIMEOUT) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what}: no answer within {CLIENT_TIMEOUT:?} (client hangs)"),
-    }
-}
-
 fn names(rows: &[postgres::Row]) -> Vec<String> {
     rows.iter().map(|r| r.get::<_, String>(0)).collect()
 }
@@ -311,7 +64,7 @@ fn db_error(e: &postgres::Error) -> (String, String, String) {
 #[test]
 fn psql_rewrite_mask_deny_drop() {
     let _serial = serial();
-    let mut c = Cluster::start();
+    let mut c = Cluster::start(SCHEMA);
 
     // --- rewrite: dept = 20 reads department 21, however employee is named ---
     for sql in [
@@ -476,10 +229,11 @@ fn psql_rewrite_mask_deny_drop() {
 #[test]
 fn ssl_request_is_declined() {
     let _serial = serial();
-    let mut c = Cluster::start();
+    let mut c = Cluster::start(SCHEMA);
+    let port = c.port();
 
     let p = c.psql_tcp_conn(
-        &format!("sslmode=prefer host=127.0.0.1 port={PORT} user=postgres dbname=postgres"),
+        &format!("sslmode=prefer host=127.0.0.1 port={port} user=postgres dbname=postgres"),
         "SELECT 'plain', ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();",
     );
     assert_eq!(
@@ -489,7 +243,7 @@ fn ssl_request_is_declined() {
     );
 
     let p = c.psql_tcp_conn(
-        &format!("sslmode=require host=127.0.0.1 port={PORT} user=postgres dbname=postgres"),
+        &format!("sslmode=require host=127.0.0.1 port={port} user=postgres dbname=postgres"),
         "SELECT 1;",
     );
     assert_eq!(p.code, Some(2), "sslmode=require must fail: {p:?}");
@@ -510,13 +264,14 @@ fn ssl_request_is_declined() {
 #[test]
 fn extended_protocol_rewrite_mask_deny_drop() {
     let _serial = serial();
-    let c = Cluster::start();
+    let c = Cluster::start(SCHEMA);
+    let port = c.port();
     let sockdir = c.sockdir().to_path_buf();
     let unix = move |sql: &str| {
-        let mut cmd = timeout_cmd(&pg("psql"));
+        let mut cmd = timeout_cmd(&pg("psql"), CLIENT_TIMEOUT);
         cmd.args(["-X", "-q", "-A", "-t", "-h"])
             .arg(&sockdir)
-            .args(["-p", &PORT.to_string(), "-U", "postgres", "-c", sql]);
+            .args(["-p", &port.to_string(), "-U", "postgres", "-c", sql]);
         run_ok(&mut cmd)
     };
 
@@ -710,7 +465,7 @@ fn extended_protocol_rewrite_mask_deny_drop() {
 #[test]
 fn extended_protocol_deny_parameterized_statement() {
     let _serial = serial();
-    let c = Cluster::start();
+    let c = Cluster::start(SCHEMA);
     let mut client = c.client();
     within("deny with parameters", move || {
         for (sql, id) in [
@@ -735,9 +490,9 @@ fn extended_protocol_deny_parameterized_statement() {
 #[test]
 fn pgbench_select_only_under_rules() {
     let _serial = serial();
-    let c = Cluster::start();
+    let c = Cluster::start(SCHEMA);
     let sock = c.sockdir().to_string_lossy().into_owned();
-    let port = PORT.to_string();
+    let port = c.port().to_string();
     // Initialise over the unix socket, measure over TCP (through the rules).
     c.pgbench(&["-h", &sock, "-p", &port, "-i", "-q"]);
     for mode in ["simple", "prepared"] {

@@ -119,26 +119,47 @@ fn learned_views_and_functions_are_refused() {
     }
 }
 
+fn parse(s: &mut PgSession, name: &str, query: &str, param_types: Vec<u32>) {
+    let out = client(
+        s,
+        &msg::build_parse(&msg::ParseMsg {
+            name,
+            query,
+            param_types,
+        }),
+    );
+    assert_eq!(msg::typed(&out.onward).unwrap().tag, b'P');
+    server(s, &msg::build(b'1', &[]));
+}
+
+/// Binds `value` to `$1` of `statement`; what reaches the server (`None`: refused).
+fn bind_one(s: &mut PgSession, statement: &str, format: i16, value: &[u8]) -> Option<Vec<u8>> {
+    let out = client(
+        s,
+        &msg::build_bind(&msg::BindMsg {
+            portal: "",
+            statement,
+            param_formats: vec![format],
+            params: vec![Some(value)],
+            result_formats: vec![],
+        }),
+    );
+    if out.onward.first() != Some(&b'B') {
+        // Refused: the server is made to raise 42501 instead.
+        assert!(String::from_utf8_lossy(&out.onward).contains("42501"));
+        return None;
+    }
+    let typed = msg::typed(&out.onward).unwrap();
+    let bind = msg::parse_bind(typed.body).unwrap();
+    server(s, &msg::build(b'2', &[]));
+    Some(bind.params[0].unwrap().to_vec())
+}
+
 #[test]
 fn bind_rewrites_text_and_binary_parameters() {
     let mut s = ready(&demo_answer());
-    let out = client(
-        &mut s,
-        &msg::build_parse(&msg::ParseMsg {
-            name: "s1",
-            query: "SELECT name FROM employee WHERE dept = $1",
-            param_types: vec![],
-        }),
-    );
-    assert_eq!(
-        out.onward.len(),
-        msg::build_parse(&msg::ParseMsg {
-            name: "s1",
-            query: "SELECT name FROM employee WHERE dept = $1",
-            param_types: vec![]
-        })
-        .len()
-    );
+    let sql = "SELECT name FROM employee WHERE dept = $1";
+    parse(&mut s, "s1", sql, vec![23]);
     for (format, value, expected) in [
         (0i16, b"20".to_vec(), b"21".to_vec()),
         (0, b" 020 ".to_vec(), b"21".to_vec()),
@@ -150,29 +171,82 @@ fn bind_rewrites_text_and_binary_parameters() {
         ),
         (
             1,
-            20i64.to_be_bytes().to_vec(),
-            21i64.to_be_bytes().to_vec(),
+            22i32.to_be_bytes().to_vec(),
+            22i32.to_be_bytes().to_vec(),
         ),
     ] {
-        let out = client(
-            &mut s,
-            &msg::build_bind(&msg::BindMsg {
-                portal: "",
-                statement: "s1",
-                param_formats: vec![format],
-                params: vec![Some(&value)],
-                result_formats: vec![],
-            }),
+        assert_eq!(
+            bind_one(&mut s, "s1", format, &value),
+            Some(expected),
+            "{value:?}"
         );
-        let typed = msg::typed(&out.onward).unwrap();
-        assert_eq!(typed.tag, b'B');
-        let bind = msg::parse_bind(typed.body).unwrap();
-        assert_eq!(bind.params, vec![Some(expected.as_slice())], "{value:?}");
-        server(&mut s, &msg::build(b'2', &[]));
     }
+    // Types the server told in its ParameterDescription count too: int8 here.
+    parse(&mut s, "s2", sql, vec![]);
+    client(&mut s, &msg::build_describe(b'S', "s2"));
+    client(&mut s, &msg::build_sync());
+    let mut description = 1u16.to_be_bytes().to_vec();
+    description.extend(20u32.to_be_bytes());
+    server(&mut s, &msg::build(b't', &description));
+    server(&mut s, &msg::build(b'n', &[]));
+    server(&mut s, &msg::build_ready(b'I'));
+    assert_eq!(
+        bind_one(&mut s, "s2", 1, &20i64.to_be_bytes()),
+        Some(21i64.to_be_bytes().to_vec())
+    );
+    // A binary value of a text type is its text ('20' as text is not 0x3230).
+    parse(
+        &mut s,
+        "s3",
+        "SELECT name FROM employee WHERE dept = $1::text::int",
+        vec![25],
+    );
+    assert_eq!(bind_one(&mut s, "s3", 1, b"20"), Some(b"21".to_vec()));
+    // A binary value whose type the supervisor does not know: refused.
+    parse(&mut s, "s4", sql, vec![]);
+    assert_eq!(bind_one(&mut s, "s4", 1, &20i32.to_be_bytes()), None);
     // SQL EXECUTE binds in the server, past the rewrite: refused.
+    client(&mut s, &msg::build_sync());
+    server(&mut s, &msg::build_error("ERROR", "42501", "refused"));
+    server(&mut s, &msg::build_ready(b'I'));
     let out = client(&mut s, &msg::build_query("EXECUTE s1(20)"));
     assert!(query_text(&out.onward).contains("42501"));
+}
+
+#[test]
+fn syncs_during_copy_in_are_not_answered() {
+    let mut s = ready(&demo_answer());
+    parse(&mut s, "", "COPY project FROM STDIN", vec![]);
+    for m in [
+        msg::build_bind(&msg::BindMsg {
+            portal: "",
+            statement: "",
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }),
+        msg::build_execute("", 0),
+        msg::build_sync(),
+        msg::build(b'd', b"1\tx\t20\n"),
+        msg::build(b'c', &[]),
+        msg::build_sync(),
+    ] {
+        client(&mut s, &m);
+    }
+    for m in [
+        msg::build(b'2', &[]),
+        msg::build(b'n', &[]),
+        msg::build(b'G', &[0, 0, 0]),
+        msg::build(b'C', b"COPY 1\0"),
+        msg::build_ready(b'I'),
+    ] {
+        assert_eq!(server(&mut s, &m).onward.len() > 0, m[0] != b'n', "{m:?}");
+    }
+    // In step: the next simple Query's answer is matched to it.
+    client(&mut s, &msg::build_query("SELECT ssn FROM employee"));
+    server(&mut s, &row_description(&[("ssn", 16384, 4, 25, 0)]));
+    let out = server(&mut s, &text_row(&["931-77-4410"]));
+    assert_eq!(out.onward, text_row(&["XXX-XX-XXXX"]));
 }
 
 #[test]

@@ -326,7 +326,9 @@ impl Profile {
                     })?;
                 rules.push(config);
             }
-            let has_pg_rules = rules.iter().any(|r| matches!(r, rules::RuleConfig::Postgres(_)));
+            let has_pg_rules = rules
+                .iter()
+                .any(|r| matches!(r, rules::RuleConfig::Postgres(_)));
             if has_pg_rules && spec.on_error == OnError::Passthrough {
                 return Err(invalid(
                     at,

@@ -163,7 +163,9 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
         list.iter().map(|o| object_name(o, "objects")).collect()
     };
     let has_table_or_column = spec.table.is_some() || spec.column.is_some();
-    if spec.kind != RuleKind::Allow && (spec.functions.is_some() || spec.replication_users.is_some()) {
+    if spec.kind != RuleKind::Allow
+        && (spec.functions.is_some() || spec.replication_users.is_some())
+    {
         return Err((
             "functions",
             format!("kind = \"{kind_name}\" takes no functions or replication_users (those are kind = \"allow\")"),

@@ -249,6 +249,29 @@ pub enum Guarded {
     DerivedFrom(String),
 }
 
+impl Guarded {
+    /// Lower is stricter: a drop beats a deny beats a refusal beats a check.
+    fn severity(&self) -> u8 {
+        match self {
+            Guarded::Drop => 0,
+            Guarded::Deny => 1,
+            Guarded::DerivedFrom(_) => 2,
+            Guarded::Checked => 3,
+        }
+    }
+}
+
+/// Catalog relations that hold column values of every table (planner statistics keep
+/// sample and most-common values; large objects are data of their own).
+const DATA_CATALOGS: &[&str] = &[
+    "pg_stats",
+    "pg_statistic",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic_ext_data",
+    "pg_largeobject",
+];
+
 /// What the catalog said at the session's start.
 #[derive(Debug, Clone, Default)]
 pub struct Learned {
@@ -316,26 +339,31 @@ impl Policy {
             && self.rewrites.is_empty())
     }
 
+    /// The strictest rule a name answers to. A name can stand for several relations
+    /// (one per schema, chosen by `search_path`): a view over a protected column named
+    /// like the masked table itself is refused, not checked as the table.
     fn guarded(&self, name: &str) -> Option<Guarded> {
-        if self.drop.iter().any(|d| d == name) {
-            return Some(Guarded::Drop);
-        }
-        if self.deny.iter().any(|d| d == name) {
-            return Some(Guarded::Deny);
-        }
-        if self.masked.iter().any(|m| m.table == name)
-            || self.rewrites.iter().any(|r| r.table == name)
-        {
-            return Some(Guarded::Checked);
-        }
-        match &self.learned {
+        let derived = match &self.learned {
             Some(Ok(learned)) => learned
                 .derived
                 .iter()
-                .find(|(derived, _)| derived == name)
-                .map(|(_, g)| g.clone()),
-            _ => None,
-        }
+                .filter(|(derived, _)| derived == name)
+                .map(|(_, g)| g.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let configured = [
+            (self.drop.iter().any(|d| d == name), Guarded::Drop),
+            (self.deny.iter().any(|d| d == name), Guarded::Deny),
+            (
+                self.masked.iter().any(|m| m.table == name)
+                    || self.rewrites.iter().any(|r| r.table == name),
+                Guarded::Checked,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(hit, g)| hit.then_some(g));
+        configured.chain(derived).min_by_key(Guarded::severity)
     }
 
     /// Judges one Query or Parse text (`standard_conforming_strings` as the session has
@@ -484,6 +512,11 @@ impl Policy {
                 if let Some(reason) = encoding_change(tokens) {
                     return refuse(reason);
                 }
+            }
+            if DATA_CATALOGS.contains(&name.as_str()) {
+                return refuse(format!(
+                    "reads {name}, which holds sampled values of protected columns"
+                ));
             }
             match self.guarded(&name) {
                 Some(Guarded::Drop) => {
@@ -668,6 +701,17 @@ fn copy_target(tokens: &[Token]) -> Option<(bool, Option<&Tok>)> {
         }
     }
     None
+}
+
+/// Whether `sql` is a `COPY … FROM` (which may put the server in copy-in mode).
+pub fn is_copy_from(sql: &str) -> bool {
+    let Ok(tokens) = lex::lex(sql, true) else {
+        return false;
+    };
+    split_statements(&tokens).into_iter().any(|statement| {
+        matches!(statement.first().map(|t| &t.tok), Some(Tok::Ident { name, quoted: false }) if name.eq_ignore_ascii_case("copy"))
+            && matches!(copy_target(statement), Some((false, _)))
+    })
 }
 
 fn is_copy_to(tokens: &[Token]) -> bool {

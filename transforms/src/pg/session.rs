@@ -153,7 +153,9 @@ enum Expect {
     },
     Parse,
     Bind,
-    DescribeStatement,
+    /// The client's Describe of a statement: its ParameterDescription tells the
+    /// parameters' types (what a binary value means at Bind).
+    DescribeStatement(String),
     DescribePortal,
     /// The supervisor's own Describe of this portal: its reply is the shape of the
     /// Execute that follows, and is not the client's.
@@ -161,6 +163,9 @@ enum Expect {
     Execute(String),
     Close,
     Sync,
+    /// A Sync sent while the client was in a COPY FROM STDIN: the server ignores it if
+    /// it did enter copy-in mode, answers it like any Sync if the COPY failed first.
+    CopySync,
     /// A reply to a message the session injected: not the client's.
     Swallow(u8),
     /// Replies to the catalog question, up to its ReadyForQuery: not the client's.
@@ -177,12 +182,18 @@ struct Prepared {
     named: Vec<usize>,
     /// `$n` compared with a rewritten column: (n, rewrite index).
     params: Vec<(u32, usize)>,
+    /// Parameter type OIDs, from Parse or the server's ParameterDescription (0:
+    /// unknown).
+    param_types: Vec<u32>,
+    /// A `COPY … FROM` (the server may enter copy-in mode when it runs).
+    copy_in: bool,
 }
 
 /// A portal: the shape of its rows, once the supervisor's own Describe answered.
 #[derive(Debug, Clone, Default)]
 struct Portal {
     named: Vec<usize>,
+    copy_in: bool,
     mask: Option<Option<RowMask>>,
 }
 
@@ -213,6 +224,10 @@ pub struct PgSession {
     current: Option<RowMask>,
     /// (table OID, column number, mask index) of masked columns, from the catalog.
     learned_columns: HashSet<(u32, i16, usize)>,
+    /// The client's messages are inside a COPY FROM STDIN (up to CopyDone/CopyFail).
+    client_in_copy: bool,
+    /// The server answered CopyInResponse: it ignores Syncs until the copy ends.
+    server_in_copy: bool,
     /// Client messages held until the catalog answer is in.
     held: VecDeque<Vec<u8>>,
     answer: learn::Answer,
@@ -261,6 +276,8 @@ impl PgSession {
             portals: HashMap::new(),
             current: None,
             learned_columns: HashSet::new(),
+            client_in_copy: false,
+            server_in_copy: false,
             held: VecDeque::new(),
             answer: learn::Answer::default(),
         }

@@ -29,12 +29,15 @@ pub enum Startup<'a> {
 }
 
 impl<'a> Startup<'a> {
-    /// The value of StartupMessage parameter `name` (first occurrence), if any.
+    /// The value of StartupMessage parameter `name`, if any. A name given twice takes
+    /// its last value, as the server does (it applies the pairs in order).
     pub fn param(&self, name: &str) -> Option<&'a str> {
         match self {
-            Startup::Params { params, .. } => {
-                params.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
-            }
+            Startup::Params { params, .. } => params
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|&(_, v)| v),
             _ => None,
         }
     }

@@ -15,6 +15,24 @@ enum Judged {
     Drop(String),
 }
 
+/// How a bound value is read: text, or (binary) a big-endian integer of its width —
+/// only when the parameter's type is known to be an integer; a binary value of a text
+/// type is its text. Any other binary value cannot be judged (`Err`).
+fn binary_meaning(binary: bool, type_oid: u32) -> Result<bool, sql::SqlError> {
+    const INTEGERS: [u32; 3] = [20, 21, 23];
+    const TEXTUAL: [u32; 4] = [25, 1043, 1042, 19];
+    match (binary, type_oid) {
+        (false, _) => Ok(false),
+        (true, t) if INTEGERS.contains(&t) => Ok(true),
+        (true, t) if TEXTUAL.contains(&t) => Ok(false),
+        (true, t) => Err(sql::SqlError::Unprovable {
+            reason: format!(
+                "a binary value of type OID {t} (0: not known to the supervisor; declare it in Parse or Describe the statement) cannot be compared with the rewrite rule's value"
+            ),
+        }),
+    }
+}
+
 impl PgSession {
     pub(super) fn client_message(
         &mut self,
@@ -63,6 +81,7 @@ impl PgSession {
                             Some(new) => out.onward.extend_from_slice(&msg::build_query(&new)),
                             None => out.onward.extend_from_slice(message),
                         }
+                        self.client_in_copy |= prepared.copy_in;
                         self.expect.push_back(Expect::Simple {
                             named: prepared.named,
                         });
@@ -83,7 +102,8 @@ impl PgSession {
                         self.refuse_extended(&reason, out);
                         return Ok(());
                     }
-                    Judged::Text(text, prepared) => {
+                    Judged::Text(text, mut prepared) => {
+                        prepared.param_types = parse.param_types.clone();
                         match text {
                             Some(new) => {
                                 let swapped = msg::ParseMsg {
@@ -102,9 +122,9 @@ impl PgSession {
             }
             b'B' => return self.bind(typed.body, message, out),
             b'D' => {
-                let (kind, _) = msg::parse_describe(typed.body).map_err(rule_error)?;
+                let (kind, name) = msg::parse_describe(typed.body).map_err(rule_error)?;
                 self.expect.push_back(if kind == b'S' {
-                    Expect::DescribeStatement
+                    Expect::DescribeStatement(name.to_owned())
                 } else {
                     Expect::DescribePortal
                 });
@@ -119,6 +139,7 @@ impl PgSession {
                     self.expect
                         .push_back(Expect::HiddenDescribe(portal.to_owned()));
                 }
+                self.client_in_copy |= self.portals.get(portal).is_some_and(|p| p.copy_in);
                 self.expect.push_back(Expect::Execute(portal.to_owned()));
             }
             b'C' => {
@@ -130,7 +151,9 @@ impl PgSession {
                 }
                 self.expect.push_back(Expect::Close);
             }
+            b'S' if self.client_in_copy => self.expect.push_back(Expect::CopySync),
             b'S' => self.expect.push_back(Expect::Sync),
+            b'c' | b'f' => self.client_in_copy = false,
             b'F' if self.policy.is_active() => {
                 // A FunctionCall names its function by OID: nothing to judge it by.
                 let reason = "supervise: refused: FunctionCall messages call a function by OID, which the supervisor cannot judge while rules are in force";
@@ -167,6 +190,7 @@ impl PgSession {
             // under both settings.
             self.standard_strings = None;
         }
+        let copy_in = crate::pg::policy::is_copy_from(sql);
         let indices = |tables: &[String]| -> Vec<usize> {
             (0..self.policy.masked.len())
                 .filter(|&i| tables.contains(&self.policy.masked[i].table))
@@ -177,7 +201,8 @@ impl PgSession {
                 None,
                 Prepared {
                     named: indices(&masked_tables),
-                    params: Vec::new(),
+                    copy_in,
+                    ..Prepared::default()
                 },
             ),
             Verdict::Replace { sql, masked_tables } => {
@@ -186,7 +211,8 @@ impl PgSession {
                     Some(sql),
                     Prepared {
                         named: indices(&masked_tables),
-                        params: Vec::new(),
+                        copy_in,
+                        ..Prepared::default()
                     },
                 )
             }
@@ -198,6 +224,8 @@ impl PgSession {
                 Prepared {
                     named: indices(&masked_tables),
                     params,
+                    copy_in,
+                    ..Prepared::default()
                 },
             ),
             Verdict::Refuse(reason) => Judged::Refuse(reason),
@@ -219,6 +247,7 @@ impl PgSession {
             bind.portal.to_owned(),
             Portal {
                 named: prepared.named.clone(),
+                copy_in: prepared.copy_in,
                 mask: None,
             },
         );
@@ -239,7 +268,14 @@ impl PgSession {
             let Some(Some(value)) = values.get(index) else {
                 continue;
             };
-            match sql::rewrite_param(&self.policy.rewrites[rule], value, binary) {
+            let type_oid = prepared.param_types.get(index).copied().unwrap_or(0);
+            let judged = match binary_meaning(binary, type_oid) {
+                Ok(as_binary_integer) => {
+                    sql::rewrite_param(&self.policy.rewrites[rule], value, as_binary_integer)
+                }
+                Err(e) => Err(e),
+            };
+            match judged {
                 Ok(Some(new)) => values[index] = Some(new),
                 Ok(None) => {}
                 Err(e) => {

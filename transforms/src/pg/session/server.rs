@@ -6,6 +6,23 @@ use crate::pg::message as msg;
 use crate::pg::policy::is_safe_encoding;
 use crate::{Output, RuleError};
 
+/// The type OIDs of a ParameterDescription (Int16 n, Int32[n]); empty when malformed.
+fn parameter_types(body: &[u8]) -> Vec<u32> {
+    let Some((count, rest)) = body.split_first_chunk::<2>() else {
+        return Vec::new();
+    };
+    let count = u16::from_be_bytes(*count) as usize;
+    let types: Vec<u32> = rest
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if types.len() == count {
+        types
+    } else {
+        Vec::new()
+    }
+}
+
 impl PgSession {
     pub(super) fn server_message(
         &mut self,
@@ -63,7 +80,7 @@ impl PgSession {
             b'T' => {
                 let fields = msg::parse_row_description(typed.body).map_err(rule_error)?;
                 match self.expect.front() {
-                    Some(Expect::DescribeStatement | Expect::DescribePortal) => {
+                    Some(Expect::DescribeStatement(_) | Expect::DescribePortal) => {
                         // The client's own Describe: its shape is forwarded, but rows
                         // are masked by the supervisor's own knowledge (see `mask`).
                         self.expect.pop_front();
@@ -99,10 +116,20 @@ impl PgSession {
                     return Ok(());
                 }
             }
+            b'G' => self.server_in_copy = true,
             b'C' | b'I' | b's' => {
+                self.end_copy();
                 self.current = None;
                 if matches!(self.expect.front(), Some(Expect::Execute(_))) {
                     self.expect.pop_front();
+                }
+            }
+            b't' => {
+                if let Some(Expect::DescribeStatement(name)) = self.expect.front() {
+                    let types = parameter_types(typed.body);
+                    if let Some(prepared) = self.statements.get_mut(name) {
+                        prepared.param_types = types;
+                    }
                 }
             }
             b'1' if matches!(self.expect.front(), Some(Expect::Parse)) => {
@@ -116,16 +143,20 @@ impl PgSession {
             }
             b'n' if matches!(
                 self.expect.front(),
-                Some(Expect::DescribeStatement | Expect::DescribePortal)
+                Some(Expect::DescribeStatement(_) | Expect::DescribePortal)
             ) =>
             {
                 self.expect.pop_front();
             }
             b'E' => {
                 self.current = None;
+                if !self.end_copy() {
+                    // The COPY failed before copy-in mode: the client stops too.
+                    self.client_in_copy = false;
+                }
                 // The server skips to the next Sync in the extended protocol; the
                 // startup exchange ends with this error.
-                while matches!(self.expect.front(), Some(e) if !matches!(e, Expect::Sync | Expect::Simple { .. } | Expect::Startup))
+                while matches!(self.expect.front(), Some(e) if !matches!(e, Expect::Sync | Expect::CopySync | Expect::Simple { .. } | Expect::Startup))
                 {
                     self.expect.pop_front();
                 }
@@ -149,7 +180,7 @@ impl PgSession {
                 let front = self.expect.pop_front();
                 if !matches!(
                     front,
-                    Some(Expect::Sync | Expect::Simple { .. } | Expect::Startup)
+                    Some(Expect::Sync | Expect::CopySync | Expect::Simple { .. } | Expect::Startup)
                 ) {
                     // Out of step: a ReadyForQuery nothing asked for. Put back what
                     // was there and end the session rather than guess.
@@ -170,6 +201,17 @@ impl PgSession {
         }
         out.onward.extend_from_slice(message);
         Ok(())
+    }
+
+    /// A copy-in ended (CommandComplete or ErrorResponse): the Syncs the client sent
+    /// during it were ignored by the server. Returns whether one was in progress.
+    fn end_copy(&mut self) -> bool {
+        if !self.server_in_copy {
+            return false;
+        }
+        self.server_in_copy = false;
+        self.expect.retain(|e| !matches!(e, Expect::CopySync));
+        true
     }
 
     /// Authentication is over: ask the catalog question, or serve the client at once
