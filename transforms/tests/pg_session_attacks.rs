@@ -240,7 +240,7 @@ fn syncs_during_copy_in_are_not_answered() {
         msg::build(b'C', b"COPY 1\0"),
         msg::build_ready(b'I'),
     ] {
-        assert_eq!(server(&mut s, &m).onward.len() > 0, m[0] != b'n', "{m:?}");
+        assert_eq!(!server(&mut s, &m).onward.is_empty(), m[0] != b'n', "{m:?}");
     }
     // In step: the next simple Query's answer is matched to it.
     client(&mut s, &msg::build_query("SELECT ssn FROM employee"));
