@@ -295,6 +295,29 @@ mod tests {
     }
 
     #[test]
+    fn allow_rule_parses() {
+        let p = check(
+            "kind = \"allow\"\nfunctions = [\"public.My_Report\"]\nreplication_users = [\"replicator\"]\n",
+            "postgres",
+        )
+        .unwrap();
+        assert_eq!(p.streams[0].new_rules().len(), 1);
+    }
+
+    #[test]
+    fn passthrough_is_refused_with_postgres_rules() {
+        let text = "[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\nframer = \"postgres\"\non_error = \"passthrough\"\n[[stream.rule]]\nkind = \"deny\"\nobjects = [\"x\"]\n";
+        let err = Profile::parse(text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream[0].on_error"), "{err}");
+        assert!(err.contains("fail closed"), "{err}");
+        // Without rules (identity) passthrough stays a choice.
+        let text = "[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\nframer = \"postgres\"\non_error = \"passthrough\"\n";
+        assert!(Profile::parse(text, Path::new("t.toml")).is_ok());
+    }
+
+    #[test]
     fn bad_rules_name_the_key() {
         let cases = [
             (
@@ -336,6 +359,26 @@ mod tests {
                 "kind = \"deny\"\nobjects = [\"x\"]\nwhen = { host = \"h\" }\n",
                 "postgres",
                 "unknown field `host`",
+            ),
+            (
+                "kind = \"allow\"\n",
+                "postgres",
+                "stream[0].rule[0].functions: kind = \"allow\" needs functions or replication_users",
+            ),
+            (
+                "kind = \"allow\"\nfunctions = [\"f\"]\ntable = \"t\"\n",
+                "postgres",
+                "stream[0].rule[0].kind: kind = \"allow\" takes functions and/or replication_users only",
+            ),
+            (
+                "kind = \"deny\"\nobjects = [\"x\"]\nfunctions = [\"f\"]\n",
+                "postgres",
+                "stream[0].rule[0].functions: kind = \"deny\" takes no functions",
+            ),
+            (
+                "kind = \"allow\"\nfunctions = [\"a b\"]\n",
+                "postgres",
+                "stream[0].rule[0].functions: \"a b\" is not a table or column name",
             ),
         ];
         for (rule, framer, expected) in cases {
