@@ -1,0 +1,141 @@
+//! Token-level reading of statements: where they split, what COPY reads or writes,
+//! which settings a statement changes.
+
+use crate::pg::lex::{self, Tok, Token};
+
+use super::lists::is_safe_encoding;
+
+/// Names of prepared statements that SQL `EXECUTE` runs in `sql`, as the server resolves
+/// them (empty
+/// when the text cannot be read).
+pub fn executed_statements(sql: &str) -> Vec<String> {
+    let Ok(tokens) = lex::lex(sql, true) else {
+        return Vec::new();
+    };
+    split_statements(&tokens)
+        .into_iter()
+        .filter_map(|statement| match statement {
+            [Token {
+                tok:
+                    Tok::Ident {
+                        name: first,
+                        quoted: false,
+                    },
+                ..
+            }, Token {
+                tok: Tok::Ident { name, .. },
+                ..
+            }, ..]
+                if first.eq_ignore_ascii_case("execute") =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Statements of a token list: split at `;` outside brackets.
+pub fn split_statements(tokens: &[Token]) -> Vec<&[Token]> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        match t.tok {
+            Tok::Punct('(') | Tok::Punct('[') => depth += 1,
+            Tok::Punct(')') | Tok::Punct(']') => depth = depth.saturating_sub(1),
+            Tok::Punct(';') if depth == 0 => {
+                if i > start {
+                    out.push(&tokens[start..i]);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < tokens.len() {
+        out.push(&tokens[start..]);
+    }
+    out
+}
+
+/// The `TO`/`FROM` keyword of a COPY statement (outside brackets) and what follows it.
+pub(super) fn copy_target(tokens: &[Token]) -> Option<(bool, Option<&Tok>)> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(1) {
+        match &t.tok {
+            Tok::Punct('(') => depth += 1,
+            Tok::Punct(')') => depth = depth.saturating_sub(1),
+            Tok::Ident {
+                name,
+                quoted: false,
+            } if depth == 0 => {
+                let lower = name.to_ascii_lowercase();
+                if lower == "to" || lower == "from" {
+                    return Some((lower == "to", tokens.get(i + 1).map(|t| &t.tok)));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether `sql` is a `COPY … FROM` (which may put the server in copy-in mode).
+pub fn is_copy_from(sql: &str) -> bool {
+    let Ok(tokens) = lex::lex(sql, true) else {
+        return false;
+    };
+    split_statements(&tokens).into_iter().any(|statement| {
+        matches!(statement.first().map(|t| &t.tok), Some(Tok::Ident { name, quoted: false }) if name.eq_ignore_ascii_case("copy"))
+            && matches!(copy_target(statement), Some((false, _)))
+    })
+}
+
+pub(super) fn is_copy_to(tokens: &[Token]) -> bool {
+    // Unreadable COPY counts as out (fail closed).
+    copy_target(tokens).is_none_or(|(to, _)| to)
+}
+
+/// `COPY … PROGRAM` and server-side files: outside anything the supervisor sees.
+pub(super) fn copy_side_door(tokens: &[Token]) -> Option<String> {
+    match copy_target(tokens) {
+        Some((_, Some(Tok::Ident { name, quoted: false }))) if name.eq_ignore_ascii_case("program") => {
+            Some("COPY … PROGRAM runs a program the supervisor cannot see, refused while rules are in force".into())
+        }
+        Some((_, Some(Tok::Str(_)))) => Some(
+            "COPY to or from a server file reads or writes data the supervisor cannot see, refused while rules are in force".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether a string of the statement names a setting that changes how text is lexed.
+pub(super) fn mentions_lexer_settings(tokens: &[Token]) -> bool {
+    tokens.iter().any(|t| match &t.tok {
+        Tok::Str(s) => {
+            let s = s.to_ascii_lowercase();
+            s.contains("client_encoding") || s.contains("standard_conforming_strings")
+        }
+        _ => false,
+    })
+}
+
+/// A statement that changes the client encoding: refused unless to a known-safe one.
+pub(super) fn encoding_change(tokens: &[Token]) -> Option<String> {
+    let mut values = tokens.iter().filter_map(|t| match &t.tok {
+        Tok::Str(s) => Some(s.as_str()),
+        Tok::Ident { name, .. } => Some(name.as_str()),
+        _ => None,
+    });
+    let unsafe_value = values.find(|v| {
+        let v = v.to_ascii_lowercase();
+        !matches!(
+            v.as_str(),
+            "set" | "session" | "local" | "to" | "names" | "client_encoding" | "show" | "reset"
+        ) && !is_safe_encoding(&v)
+    });
+    unsafe_value.map(|v| {
+        format!("changing client_encoding to {v:?} is refused: only encodings whose multibyte characters cannot hide a quote or backslash are allowed while rules are in force")
+    })
+}
