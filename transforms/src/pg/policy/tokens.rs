@@ -6,8 +6,7 @@ use crate::pg::lex::{self, Tok, Token};
 use super::lists::is_safe_encoding;
 
 /// Names of prepared statements that SQL `EXECUTE` runs in `sql`, as the server resolves
-/// them (empty
-/// when the text cannot be read).
+/// them (empty when the text cannot be read).
 pub fn executed_statements(sql: &str) -> Vec<String> {
     let Ok(tokens) = lex::lex(sql, true) else {
         return Vec::new();
