@@ -265,6 +265,47 @@ fn an_unsafe_client_encoding_ends_the_session() {
 }
 
 #[test]
+fn error_details_of_statements_on_masked_tables_are_withheld() {
+    let mut s = ready(&demo_answer());
+    let failing_row = |detail: &str| {
+        msg::build_fields(
+            b'E',
+            &[
+                (b'S', "ERROR"),
+                (b'C', "23502"),
+                (
+                    b'M',
+                    "null value in column \"name\" violates not-null constraint",
+                ),
+                (b'D', detail),
+            ],
+        )
+    };
+    client(
+        &mut s,
+        &msg::build_query("UPDATE employee SET name = NULL WHERE id = 1"),
+    );
+    let out = server(
+        &mut s,
+        &failing_row("Failing row contains (1, null, 20, 931-77-4410)."),
+    );
+    let text = String::from_utf8_lossy(&out.onward).into_owned();
+    assert!(!text.contains("931-77-4410"), "{text}");
+    assert!(
+        text.contains("23502") && text.contains("detail withheld"),
+        "{text}"
+    );
+    server(&mut s, &msg::build_ready(b'I'));
+    // A statement on other tables keeps its detail.
+    client(
+        &mut s,
+        &msg::build_query("UPDATE project SET name = NULL WHERE id = 1"),
+    );
+    let out = server(&mut s, &failing_row("Failing row contains (1, null, 20)."));
+    assert!(String::from_utf8_lossy(&out.onward).contains("Failing row contains (1, null, 20)."));
+}
+
+#[test]
 fn function_call_messages_are_refused() {
     let mut s = ready(&demo_answer());
     let out = client(

@@ -269,6 +269,15 @@ impl Policy {
             }
             _ => {}
         }
+        if first == "create"
+            && idents
+                .iter()
+                .any(|(_, w)| w.eq_ignore_ascii_case("execute"))
+        {
+            return refuse(
+                "CREATE … AS EXECUTE copies a prepared statement's rows into a new table the rules do not cover".into(),
+            );
+        }
         if first == "copy" {
             if let Some(reason) = copy_side_door(tokens) {
                 return refuse(reason);

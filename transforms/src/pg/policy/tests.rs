@@ -131,6 +131,10 @@ fn code_the_supervisor_cannot_see_is_refused() {
         "COPY project TO PROGRAM 'cat'",
         "COPY project FROM PROGRAM 'cat'",
         "COPY project TO '/tmp/x'",
+        "CREATE TABLE t AS EXECUTE p",
+        "CREATE TEMP TABLE t AS EXECUTE p(1)",
+        "SELECT * FROM pg_stats WHERE tablename = 'employee'",
+        "SELECT stavalues1 FROM pg_catalog.pg_statistic",
     ] {
         refused(sql);
     }

@@ -148,8 +148,12 @@ impl PgSession {
             {
                 self.expect.pop_front();
             }
+            b'N' if self.answers_masked_statement() => {
+                return self.forward_fields(b'N', typed.body, true, out);
+            }
             b'E' => {
                 self.current = None;
+                let hide_detail = self.answers_masked_statement();
                 if !self.end_copy() {
                     // The COPY failed before copy-in mode: the client stops too.
                     self.client_in_copy = false;
@@ -160,17 +164,8 @@ impl PgSession {
                 {
                     self.expect.pop_front();
                 }
-                if self.strip_position {
-                    let fields = msg::parse_fields(typed.body).map_err(rule_error)?;
-                    if fields.iter().any(|(code, _)| *code == b'P') {
-                        let kept: Vec<(u8, &str)> = fields
-                            .into_iter()
-                            .filter(|(code, _)| *code != b'P')
-                            .collect();
-                        out.onward
-                            .extend_from_slice(&msg::build_fields(b'E', &kept));
-                        return Ok(());
-                    }
+                if self.strip_position || hide_detail {
+                    return self.forward_fields(b'E', typed.body, hide_detail, out);
                 }
             }
             b'Z' => {
@@ -200,6 +195,46 @@ impl PgSession {
             _ => {}
         }
         out.onward.extend_from_slice(message);
+        Ok(())
+    }
+
+    /// Whether the reply being read answers a statement that names a masked table: its
+    /// errors' DETAIL can quote the masked value ("Failing row contains (…)", "Key
+    /// (ssn)=(…) already exists").
+    fn answers_masked_statement(&self) -> bool {
+        match self.expect.front() {
+            Some(Expect::Simple { named }) => !named.is_empty(),
+            Some(Expect::Execute(portal) | Expect::HiddenDescribe(portal)) => self
+                .portals
+                .get(portal)
+                .is_some_and(|p| !p.named.is_empty()),
+            _ => false,
+        }
+    }
+
+    /// Forwards an ErrorResponse or NoticeResponse without the position (after a
+    /// rewrite it points into text the client never sent) and, when `hide_detail`,
+    /// with its DETAIL replaced (it may quote a masked value).
+    fn forward_fields(
+        &self,
+        tag: u8,
+        body: &[u8],
+        hide_detail: bool,
+        out: &mut Output,
+    ) -> Result<(), RuleError> {
+        let fields = msg::parse_fields(body).map_err(rule_error)?;
+        let kept: Vec<(u8, &str)> = fields
+            .into_iter()
+            .filter(|(code, _)| !(self.strip_position && *code == b'P'))
+            .map(|(code, value)| match code {
+                b'D' if hide_detail => (
+                    code,
+                    "supervise: detail withheld: it may quote a masked column's value",
+                ),
+                _ => (code, value),
+            })
+            .collect();
+        out.onward.extend_from_slice(&msg::build_fields(tag, &kept));
         Ok(())
     }
 
