@@ -13,6 +13,7 @@
 #   deny           statements touching salaries fail with SQLSTATE 42501; the session
 #                  goes on, and inside BEGIN ... COMMIT nothing is committed
 #   drop-session   a statement touching audit_log ends the session
+#   fail closed    what the supervisor cannot prove keeps the rules is refused (42501)
 # then a short pgbench -S through the rules, prints the supervisor's log lines about
 # the tracked connections, stops it with SIGTERM and removes everything. Part 2
 # (scripts/demo-tenants.sh) runs two PostgreSQL servers as confined tenants under
@@ -139,6 +140,17 @@ echo "-- a new connection works:"
 psql_tcp <<'SQL'
 SELECT 'new session' AS step, count(*) AS employees FROM employee;
 SQL
+
+say "fail closed: what the supervisor cannot prove keeps the rules is refused, with the reason"
+psql_tcp <<'SQL' || true
+SELECT upper(ssn) FROM employee;
+SELECT * FROM U&"s\0061laries";
+SELECT name FROM employee WHERE dept BETWEEN 20 AND 20;
+SELECT query_to_xml('SELECT * FROM sal' || 'aries', true, false, '');
+SELECT name FROM employee WHERE dept = '020' ORDER BY name;
+SQL
+echo "(an expression over the masked column, a Unicode-escaped name, a predicate the rewrite"
+echo " cannot prove and a function that runs SQL are refused; '020' means 20 and is rewritten)"
 
 say "pgbench -i -s 1 over the unix socket, then pgbench -S -c 4 -j 2 -T 5 over TCP (through the rules)"
 timeout -k 5 60 "$PG_BIN/pgbench" -h "$WORK" -p "$PORT" -U postgres -i -s 1 -q postgres 2>&1 | tail -n 1
