@@ -388,3 +388,120 @@ fn a_session_without_an_answer_serves_no_protected_table() {
     // The held Query is judged now: refused (only transaction control and SET/SHOW).
     assert!(query_text(&out.back).contains("could not learn"));
 }
+
+/// The next simple Query on ssn must be masked: the queue is in step.
+fn assert_in_step(s: &mut PgSession) {
+    client(s, &msg::build_query("SELECT ssn FROM employee"));
+    server(s, &row_description(&[("ssn", 16384, 4, 25, 0)]));
+    let out = server(s, &text_row(&["931-77-4410"]));
+    assert_eq!(out.onward, text_row(&["XXX-XX-XXXX"]), "queue out of step");
+    server(s, &msg::build(b'C', b"SELECT 1\0"));
+    server(s, &msg::build_ready(b'I'));
+}
+
+fn unnamed_bind() -> Vec<u8> {
+    msg::build_bind(&msg::BindMsg {
+        portal: "",
+        statement: "",
+        param_formats: vec![],
+        params: vec![],
+        result_formats: vec![],
+    })
+}
+
+#[test]
+fn a_query_the_server_skips_after_an_extended_error_gets_no_entry() {
+    let mut s = ready(&demo_answer());
+    for m in [
+        msg::build_parse(&msg::ParseMsg {
+            name: "",
+            query: "SELECT 1/0",
+            param_types: vec![],
+        }),
+        unnamed_bind(),
+        msg::build_execute("", 0),
+        msg::build_query("SELECT 1"),
+        msg::build_sync(),
+    ] {
+        client(&mut s, &m);
+    }
+    server(&mut s, &msg::build(b'1', &[]));
+    server(&mut s, &msg::build(b'2', &[]));
+    server(&mut s, &msg::build(b'n', &[]));
+    server(
+        &mut s,
+        &msg::build_error("ERROR", "22012", "division by zero"),
+    );
+    // The server skipped the Query: one ReadyForQuery, for the Sync.
+    server(&mut s, &msg::build_ready(b'I'));
+    assert_in_step(&mut s);
+}
+
+#[test]
+fn messages_sent_after_an_extended_error_arrived_get_no_entry() {
+    let mut s = ready(&demo_answer());
+    for m in [
+        msg::build_parse(&msg::ParseMsg {
+            name: "",
+            query: "SELECT 1/0",
+            param_types: vec![],
+        }),
+        unnamed_bind(),
+        msg::build_execute("", 0),
+        msg::build(b'H', &[]),
+    ] {
+        client(&mut s, &m);
+    }
+    for m in [
+        msg::build(b'1', &[]),
+        msg::build(b'2', &[]),
+        msg::build(b'n', &[]),
+    ] {
+        server(&mut s, &m);
+    }
+    server(
+        &mut s,
+        &msg::build_error("ERROR", "22012", "division by zero"),
+    );
+    // Only now does the client send the rest of its pipeline; the server skips it.
+    for m in [
+        msg::build_parse(&msg::ParseMsg {
+            name: "",
+            query: "SELECT 1",
+            param_types: vec![],
+        }),
+        unnamed_bind(),
+        msg::build_execute("", 0),
+        msg::build_sync(),
+    ] {
+        client(&mut s, &m);
+    }
+    let out = server(&mut s, &msg::build_ready(b'I'));
+    assert_eq!(out.onward, msg::build_ready(b'I'));
+    assert_in_step(&mut s);
+}
+
+#[test]
+fn a_sync_during_the_second_copy_of_one_query_is_not_answered() {
+    let mut s = ready(&demo_answer());
+    for m in [
+        msg::build_query("COPY project FROM STDIN; COPY project FROM STDIN"),
+        msg::build(b'd', b"1\tx\t20\n"),
+        msg::build(b'c', &[]),
+        msg::build_sync(),
+        msg::build(b'd', b"2\ty\t21\n"),
+        msg::build(b'c', &[]),
+    ] {
+        client(&mut s, &m);
+    }
+    for m in [
+        msg::build(b'G', &[0, 0, 0]),
+        msg::build(b'C', b"COPY 1\0"),
+        msg::build(b'G', &[0, 0, 0]),
+        msg::build(b'C', b"COPY 1\0"),
+        msg::build_ready(b'I'),
+    ] {
+        server(&mut s, &m);
+    }
+    assert_in_step(&mut s);
+}

@@ -187,6 +187,8 @@ struct Prepared {
     param_types: Vec<u32>,
     /// A `COPY … FROM` (the server may enter copy-in mode when it runs).
     copy_in: bool,
+    /// How many `COPY … FROM` statements the text holds.
+    copies: usize,
 }
 
 /// A portal: the shape of its rows, once the supervisor's own Describe answered.
@@ -224,8 +226,12 @@ pub struct PgSession {
     current: Option<RowMask>,
     /// (table OID, column number, mask index) of masked columns, from the catalog.
     learned_columns: HashSet<(u32, i16, usize)>,
-    /// The client's messages are inside a COPY FROM STDIN (up to CopyDone/CopyFail).
-    client_in_copy: bool,
+    /// How many COPY FROM STDIN the client's messages are still inside (a Query may
+    /// hold several; each ends with CopyDone or CopyFail).
+    client_copies: usize,
+    /// The server reported an error in the extended protocol and no Sync was pending:
+    /// it discards every message up to the next Sync, so they expect no reply.
+    server_skips_to_sync: bool,
     /// The server answered CopyInResponse: it ignores Syncs until the copy ends.
     server_in_copy: bool,
     /// Client messages held until the catalog answer is in.
@@ -276,7 +282,8 @@ impl PgSession {
             portals: HashMap::new(),
             current: None,
             learned_columns: HashSet::new(),
-            client_in_copy: false,
+            client_copies: 0,
+            server_skips_to_sync: false,
             server_in_copy: false,
             held: VecDeque::new(),
             answer: learn::Answer::default(),

@@ -352,6 +352,15 @@ impl<'s> ParsedSql<'s> {
         guard::check_changes(&self.statements, tables)
     }
 
+    /// Refuses attribute-notation calls on the rows of `columns`' tables (see the
+    /// `guard` module).
+    pub fn check_attribute_calls(
+        &self,
+        columns: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<(), String> {
+        guard::check_attribute_calls(&self.statements, columns)
+    }
+
     /// See [`rewrite`].
     pub fn rewrite(&self, rewrites: &[PredicateRewrite]) -> Result<Option<String>, SqlError> {
         self.rewrite_compiled(&compile(rewrites)?)
@@ -725,6 +734,13 @@ struct TablesVisitor {
 
 impl Visitor for TablesVisitor {
     type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        // `TABLE t` (alone or as an arm of a set operation) is a name sqlparser keeps as
+        // a string, not a relation.
+        guard::set_tables(query.body.as_ref(), &mut self.names);
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
         self.names.push(object_last(relation));

@@ -34,10 +34,13 @@ mod lists;
 mod tokens;
 
 pub use lists::{is_safe_encoding, SQL_RUNNING_FUNCTIONS};
-pub use tokens::{executed_statements, is_copy_from, split_statements};
+pub use tokens::{copies_from, executed_statements, split_statements};
 
 use lists::{CODE_OBJECTS, CREATE_MODIFIERS, DATA_CATALOGS, SESSION_COMMANDS};
-use tokens::{copy_side_door, encoding_change, is_copy_to, mentions_lexer_settings};
+use tokens::{
+    copy_side_door, encoding_change, has_backslash_in_plain_string, is_copy_to,
+    mentions_lexer_settings,
+};
 
 /// Which rule a protected relation answers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +77,9 @@ pub struct Learned {
     pub functions: HashSet<String>,
     /// User-defined operators whose function can run SQL.
     pub operators: HashSet<String>,
+    /// The columns (system columns included) of each mask or rewrite rule's table:
+    /// `e.x` where x is none of them is a function of the whole row.
+    pub columns: std::collections::HashMap<String, HashSet<String>>,
 }
 
 /// A session's promises and what it knows.
@@ -213,7 +219,7 @@ impl Policy {
         if !parse {
             return Verdict::Forward { masked_tables };
         }
-        self.judge_parsed(sql, &tokens, masked_tables)
+        self.judge_parsed(sql, &tokens, masked_tables, standard_conforming_strings)
     }
 
     /// The token-level checks of one statement; `Err` is the verdict.
@@ -269,11 +275,14 @@ impl Policy {
             }
             _ => {}
         }
-        if first == "create"
-            && idents
-                .iter()
-                .any(|(_, w)| w.eq_ignore_ascii_case("execute"))
-        {
+        // `CREATE TABLE … AS EXECUTE p`, also inside EXPLAIN ANALYZE: copies a prepared
+        // statement's rows into a table no rule covers.
+        let as_execute = tokens.windows(2).any(|w| {
+            matches!((&w[0].tok, &w[1].tok),
+                (Tok::Ident { name: a, quoted: false }, Tok::Ident { name: e, quoted: false })
+                    if a.eq_ignore_ascii_case("as") && e.eq_ignore_ascii_case("execute"))
+        });
+        if as_execute {
             return refuse(
                 "CREATE … AS EXECUTE copies a prepared statement's rows into a new table the rules do not cover".into(),
             );
@@ -291,6 +300,10 @@ impl Policy {
         let mut parse = false;
         let mut copy_out_of = None;
         let copy_out = first == "copy" && is_copy_to(tokens);
+        // Whole-statement scans, done at most once (a statement repeating the word must
+        // not cost time quadratic in its length).
+        let mut lexer_settings: Option<bool> = None;
+        let mut encoding_checked = false;
         for &(i, name) in &idents {
             let name = name.to_lowercase();
             let next = tokens.get(i + 1).map(|t| &t.tok);
@@ -305,12 +318,17 @@ impl Policy {
                     ));
                 }
             }
-            if call && name == "set_config" && mentions_lexer_settings(tokens) {
+            if call
+                && name == "set_config"
+                && *lexer_settings.get_or_insert_with(|| mentions_lexer_settings(tokens))
+            {
                 return refuse(
                     "set_config() of client_encoding or standard_conforming_strings would change how the supervisor must read statements".into(),
                 );
             }
-            if first == "set" && (name == "client_encoding" || name == "names") {
+            if first == "set" && (name == "client_encoding" || name == "names") && !encoding_checked
+            {
+                encoding_checked = true;
                 if let Some(reason) = encoding_change(tokens) {
                     return refuse(reason);
                 }
@@ -376,7 +394,21 @@ impl Policy {
     }
 
     /// The parsed checks, for statements naming a masked or rewritten table.
-    fn judge_parsed(&self, sql: &str, tokens: &[Token], masked_tables: Vec<String>) -> Verdict {
+    fn judge_parsed(
+        &self,
+        sql: &str,
+        tokens: &[Token],
+        masked_tables: Vec<String>,
+        standard_conforming_strings: Option<bool>,
+    ) -> Verdict {
+        // The parser reads '…' as standard_conforming_strings = on does; when the
+        // session may have it off, a backslash in such a string would make the parser
+        // and the server read different statements.
+        if standard_conforming_strings != Some(true) && has_backslash_in_plain_string(sql, tokens) {
+            return Verdict::Refuse(
+                "supervise: refused: with standard_conforming_strings off, a backslash in a '…' string names a protected table's statement ambiguously; use E'…' strings".into(),
+            );
+        }
         let normalized = lex::without_unicode_escapes(sql, tokens);
         let text = normalized.as_deref().unwrap_or(sql);
         let parsed = match sql::ParsedSql::parse(text) {
@@ -392,6 +424,11 @@ impl Policy {
         }
         if let Err(reason) = parsed.check_masked_use(&self.masked) {
             return Verdict::Refuse(format!("supervise: refused: {reason}"));
+        }
+        if let Some(Ok(learned)) = &self.learned {
+            if let Err(reason) = parsed.check_attribute_calls(&learned.columns) {
+                return Verdict::Refuse(format!("supervise: refused: {reason}"));
+            }
         }
         match parsed.rewrite_plan(&self.rewrites) {
             Err(e) => Verdict::Refuse(format!("supervise: refused: {e}")),

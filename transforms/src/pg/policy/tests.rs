@@ -12,6 +12,12 @@ fn demo() -> Policy {
     learned.functions.insert("leak".into());
     learned.functions.insert("dblink".into());
     learned.operators.insert("===".into());
+    learned.columns.insert(
+        "employee".into(),
+        ["tableoid", "ctid", "xmin", "id", "name", "dept", "ssn"]
+            .map(String::from)
+            .into(),
+    );
     Policy {
         deny: vec!["salaries".into()],
         drop: vec!["audit_log".into()],
@@ -307,6 +313,50 @@ fn no_rules_no_judgement() {
             "DO $$ $$; SELECT query_to_xml('x', true, true, '')",
             Some(true)
         ),
+        Verdict::Forward { .. }
+    ));
+}
+
+#[test]
+fn red_team_findings_are_refused() {
+    for sql in [
+        // Attribute notation: a function of the whole row.
+        "SELECT e.to_jsonb FROM employee e",
+        "SELECT employee.row_to_json FROM employee",
+        "SELECT public.employee.to_json FROM public.employee",
+        "SELECT e.concat::int FROM employee e",
+        "SELECT name FROM employee e WHERE e.to_jsonb->>'dept' = '20'",
+        "UPDATE employee e SET name = e.record_out WHERE id = 1 RETURNING name",
+        // TABLE as an arm of a set operation: result columns without a table.
+        "SELECT 0, '', 0, '' WHERE false UNION ALL TABLE employee",
+        "VALUES (0, '', 0, '') UNION TABLE employee",
+        "INSERT INTO project SELECT 1, '', 1 UNION ALL TABLE employee",
+        // Output names of the masked column used again: oracles.
+        "SELECT name, ssn AS s FROM employee ORDER BY s",
+        "SELECT count(*), ssn AS s FROM employee GROUP BY s",
+        "SELECT DISTINCT ON (s) ssn AS s FROM employee",
+        // CREATE … AS EXECUTE inside EXPLAIN.
+        "EXPLAIN ANALYZE CREATE TEMP TABLE t AS EXECUTE p",
+    ] {
+        refused(sql);
+    }
+    forwarded("SELECT e.id, e.name, e.ssn, e.ctid FROM employee e");
+    forwarded("SELECT p.name FROM project p JOIN employee e ON e.id = p.id");
+    forwarded("SELECT ssn AS s, name FROM employee ORDER BY name");
+}
+
+#[test]
+fn with_standard_strings_off_a_backslash_in_a_plain_string_is_refused() {
+    let policy = demo();
+    // Off: the server reads 'a\' AS q, ' as one string and `upper(ssn)` as code;
+    // the parser would read three strings.
+    let sql = "SELECT 'a\\' AS q, ' || upper(ssn) || ', ' FROM employee -- '";
+    assert!(matches!(policy.judge(sql, Some(false)), Verdict::Refuse(_)));
+    assert!(matches!(policy.judge(sql, None), Verdict::Refuse(_)));
+    // E'…' strings mean the same under both settings.
+    let sql = "SELECT name FROM employee WHERE name = E'a\\\\b'";
+    assert!(matches!(
+        policy.judge(sql, Some(false)),
         Verdict::Forward { .. }
     ));
 }

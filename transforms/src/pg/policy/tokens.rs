@@ -80,15 +80,16 @@ pub(super) fn copy_target(tokens: &[Token]) -> Option<(bool, Option<&Tok>)> {
     None
 }
 
-/// Whether `sql` is a `COPY … FROM` (which may put the server in copy-in mode).
-pub fn is_copy_from(sql: &str) -> bool {
+/// How many `COPY … FROM` statements `sql` holds (each may put the server in copy-in
+/// mode).
+pub fn copies_from(sql: &str) -> usize {
     let Ok(tokens) = lex::lex(sql, true) else {
-        return false;
+        return 0;
     };
-    split_statements(&tokens).into_iter().any(|statement| {
+    split_statements(&tokens).into_iter().filter(|statement| {
         matches!(statement.first().map(|t| &t.tok), Some(Tok::Ident { name, quoted: false }) if name.eq_ignore_ascii_case("copy"))
             && matches!(copy_target(statement), Some((false, _)))
-    })
+    }).count()
 }
 
 pub(super) fn is_copy_to(tokens: &[Token]) -> bool {
@@ -136,5 +137,16 @@ pub(super) fn encoding_change(tokens: &[Token]) -> Option<String> {
     });
     unsafe_value.map(|v| {
         format!("changing client_encoding to {v:?} is refused: only encodings whose multibyte characters cannot hide a quote or backslash are allowed while rules are in force")
+    })
+}
+
+/// Whether a standard `'…'` (or `N'…'`) string literal of the text holds a backslash,
+/// which standard_conforming_strings decides the meaning of.
+pub(super) fn has_backslash_in_plain_string(sql: &str, tokens: &[Token]) -> bool {
+    tokens.iter().any(|t| {
+        matches!(t.tok, Tok::Str(_))
+            && sql.get(t.span.clone()).is_some_and(|text| {
+                matches!(text.as_bytes().first(), Some(b'\'' | b'n' | b'N')) && text.contains('\\')
+            })
     })
 }

@@ -61,6 +61,16 @@ impl PgSession {
                 _ => return Ok(()),
             }
         }
+        if self.server_skips_to_sync {
+            // The server discards these itself after its error; only Sync is answered.
+            match typed.tag {
+                b'S' => self.server_skips_to_sync = false,
+                _ => {
+                    out.onward.extend_from_slice(message);
+                    return Ok(());
+                }
+            }
+        }
         match typed.tag {
             b'Q' => {
                 let sql = msg::parse_query(typed.body).map_err(rule_error)?;
@@ -81,7 +91,7 @@ impl PgSession {
                             Some(new) => out.onward.extend_from_slice(&msg::build_query(&new)),
                             None => out.onward.extend_from_slice(message),
                         }
-                        self.client_in_copy |= prepared.copy_in;
+                        self.client_copies += prepared.copies;
                         self.expect.push_back(Expect::Simple {
                             named: prepared.named,
                         });
@@ -139,7 +149,9 @@ impl PgSession {
                     self.expect
                         .push_back(Expect::HiddenDescribe(portal.to_owned()));
                 }
-                self.client_in_copy |= self.portals.get(portal).is_some_and(|p| p.copy_in);
+                if self.portals.get(portal).is_some_and(|p| p.copy_in) {
+                    self.client_copies += 1;
+                }
                 self.expect.push_back(Expect::Execute(portal.to_owned()));
             }
             b'C' => {
@@ -151,9 +163,9 @@ impl PgSession {
                 }
                 self.expect.push_back(Expect::Close);
             }
-            b'S' if self.client_in_copy => self.expect.push_back(Expect::CopySync),
+            b'S' if self.client_copies > 0 => self.expect.push_back(Expect::CopySync),
             b'S' => self.expect.push_back(Expect::Sync),
-            b'c' | b'f' => self.client_in_copy = false,
+            b'c' | b'f' => self.client_copies = self.client_copies.saturating_sub(1),
             b'F' if self.policy.is_active() => {
                 // A FunctionCall names its function by OID: nothing to judge it by.
                 let reason = "supervise: refused: FunctionCall messages call a function by OID, which the supervisor cannot judge while rules are in force";
@@ -190,7 +202,8 @@ impl PgSession {
             // under both settings.
             self.standard_strings = None;
         }
-        let copy_in = crate::pg::policy::is_copy_from(sql);
+        let copies = crate::pg::policy::copies_from(sql);
+        let copy_in = copies > 0;
         let indices = |tables: &[String]| -> Vec<usize> {
             (0..self.policy.masked.len())
                 .filter(|&i| tables.contains(&self.policy.masked[i].table))
@@ -202,6 +215,7 @@ impl PgSession {
                 Prepared {
                     named: indices(&masked_tables),
                     copy_in,
+                    copies,
                     ..Prepared::default()
                 },
             ),
@@ -225,6 +239,7 @@ impl PgSession {
                     named: indices(&masked_tables),
                     params,
                     copy_in,
+                    copies,
                     ..Prepared::default()
                 },
             ),

@@ -28,6 +28,9 @@
 //! - `v, name, root`: every view, materialized view and inheritance ancestor that
 //!   exposes a protected table (through the protected column, for mask and rewrite
 //!   tables; any column for deny and drop tables), transitively;
+//! - `t, table, column`: every column of each mask or rewrite rule's table (system
+//!   columns included), so `e.to_jsonb` — a function of the whole row in attribute
+//!   notation — is told apart from a column;
 //! - `f, name`: user-defined functions (OID ≥ 16384), refused unless allowed;
 //! - `o, name`: user-defined operators whose function is written in a language that
 //!   can run SQL (not `c` or `internal`).
@@ -122,6 +125,9 @@ impl PgSession {
                FROM ancestors a JOIN pg_catalog.pg_class c ON c.oid = a.oid WHERE c.relname <> a.root \
              UNION ALL SELECT 'v', c.relname::pg_catalog.text, x.root::pg_catalog.text, '' \
                FROM derived x JOIN pg_catalog.pg_class c ON c.oid = x.oid \
+             UNION ALL SELECT 't', c.relname::pg_catalog.text, a.attname::pg_catalog.text, '' \
+               FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+               WHERE c.relname = ANY ({checked_tables}) AND NOT a.attisdropped \
              UNION ALL SELECT 'f', p.proname::pg_catalog.text, '', '' FROM pg_catalog.pg_proc p \
                WHERE p.oid >= {first} \
              UNION ALL SELECT 'o', o.oprname::pg_catalog.text, '', '' FROM pg_catalog.pg_operator o \
@@ -131,6 +137,7 @@ impl PgSession {
             any = name_array(&any_column),
             roots = name_array(&roots),
             cols = text_array(&columns),
+            checked_tables = name_array(&checked),
             first = FIRST_USER_OID,
         )
     }
@@ -199,6 +206,13 @@ impl PgSession {
                     Guarded::DerivedFrom(root)
                 };
                 learned.derived.push((a.to_lowercase(), guarded));
+            }
+            "t" => {
+                learned
+                    .columns
+                    .entry(a.to_lowercase())
+                    .or_default()
+                    .insert(b.to_lowercase());
             }
             "f" => {
                 learned.functions.insert(a.to_lowercase());

@@ -156,14 +156,9 @@ impl PgSession {
                 let hide_detail = self.answers_masked_statement();
                 if !self.end_copy() {
                     // The COPY failed before copy-in mode: the client stops too.
-                    self.client_in_copy = false;
+                    self.client_copies = 0;
                 }
-                // The server skips to the next Sync in the extended protocol; the
-                // startup exchange ends with this error.
-                while matches!(self.expect.front(), Some(e) if !matches!(e, Expect::Sync | Expect::CopySync | Expect::Simple { .. } | Expect::Startup))
-                {
-                    self.expect.pop_front();
-                }
+                self.skip_after_error();
                 if self.strip_position || hide_detail {
                     return self.forward_fields(b'E', typed.body, hide_detail, out);
                 }
@@ -236,6 +231,27 @@ impl PgSession {
             .collect();
         out.onward.extend_from_slice(&msg::build_fields(tag, &kept));
         Ok(())
+    }
+
+    /// An ErrorResponse: a simple Query's error ends that Query (its ReadyForQuery
+    /// follows), the startup's ends the startup; an extended-protocol error makes the
+    /// server discard every message up to the next Sync — simple Queries sent in
+    /// between included — so their entries go, and if no Sync is pending yet the
+    /// client's next messages up to one expect no reply either.
+    fn skip_after_error(&mut self) {
+        if matches!(
+            self.expect.front(),
+            None | Some(Expect::Simple { .. } | Expect::Startup | Expect::Sync | Expect::CopySync)
+        ) {
+            return;
+        }
+        while let Some(e) = self.expect.front() {
+            if matches!(e, Expect::Sync | Expect::CopySync) {
+                return;
+            }
+            self.expect.pop_front();
+        }
+        self.server_skips_to_sync = true;
     }
 
     /// A copy-in ended (CommandComplete or ErrorResponse): the Syncs the client sent

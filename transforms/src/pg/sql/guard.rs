@@ -27,7 +27,7 @@
 //! with a reason naming the column. Names are compared lower-cased on their last part,
 //! so a same-named column of another table is refused too (errs towards refusing).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -66,7 +66,10 @@ pub fn check_masked_use(statements: &[Statement], masked: &[MaskedColumn]) -> Re
 }
 
 fn check_statement(statement: &Statement, masked: &[&MaskedColumn]) -> Result<(), String> {
-    let mut allowed = Allowed::default();
+    let mut allowed = Allowed {
+        masked: masked.iter().map(|m| m.column.clone()).collect(),
+        ..Allowed::default()
+    };
     allowed.collect(statement);
     let mut names = RelationNames::default();
     let _ = statement.visit(&mut names);
@@ -89,6 +92,11 @@ fn check_statement(statement: &Statement, masked: &[&MaskedColumn]) -> Result<()
 #[derive(Default)]
 struct Allowed {
     idents: HashSet<*const Ident>,
+    /// Output names given to a masked column (`ssn AS s`): naming them again
+    /// (`ORDER BY s`, `GROUP BY s`) orders or groups by the hidden value.
+    masked_aliases: HashSet<String>,
+    /// The masked column names.
+    masked: Vec<String>,
     /// The outermost SELECT blocks, whose `*`/`t.*` result columns reach the client.
     selects: HashSet<*const Select>,
     /// The outermost queries (their ORDER BY may name result columns by position).
@@ -146,6 +154,16 @@ impl Allowed {
                 SelectItem::ExprWithAlias { expr, alias } => {
                     self.bare_column(expr);
                     self.idents.insert(alias);
+                    let names_masked = match expr {
+                        Expr::Identifier(i) => self.masked.contains(&ident_lower(i)),
+                        Expr::CompoundIdentifier(p) => p
+                            .last()
+                            .is_some_and(|i| self.masked.contains(&ident_lower(i))),
+                        _ => false,
+                    };
+                    if names_masked {
+                        self.masked_aliases.insert(ident_lower(alias));
+                    }
                 }
                 _ => {}
             }
@@ -300,15 +318,24 @@ impl Visitor for UseVisitor<'_> {
                     }
                 }
             }
-        } else if let SetExpr::Table(table) = query.body.as_ref() {
-            let name = table
-                .table_name
-                .as_deref()
-                .unwrap_or_default()
-                .to_lowercase();
-            if let Some(m) = self.masked.iter().find(|m| m.table == name) {
+        } else {
+            let mut tables = Vec::new();
+            set_tables(query.body.as_ref(), &mut tables);
+            if let Some(m) = self.masked.iter().find(|m| tables.contains(&m.table)) {
                 return self.refuse(format!(
-                    "reads all of masked table {} (TABLE) inside another query, where the mask on {}.{} cannot follow it",
+                    "reads all of masked table {} (TABLE) inside another query or a set operation, where the mask on {}.{} cannot follow it",
+                    m.table, m.table, m.column
+                ));
+            }
+        }
+        if self.allowed.queries.contains(&(query as *const Query))
+            && !matches!(query.body.as_ref(), SetExpr::Table(_))
+        {
+            let mut tables = Vec::new();
+            set_tables(query.body.as_ref(), &mut tables);
+            if let Some(m) = self.masked.iter().find(|m| tables.contains(&m.table)) {
+                return self.refuse(format!(
+                    "reads all of masked table {} (TABLE) in a set operation, whose result columns the mask on {}.{} cannot recognise",
                     m.table, m.table, m.column
                 ));
             }
@@ -433,6 +460,13 @@ impl Visitor for UseVisitor<'_> {
 
     fn pre_visit_ident(&mut self, ident: &Ident) -> ControlFlow<()> {
         let name = ident_lower(ident);
+        if self.allowed.masked_aliases.contains(&name)
+            && !self.allowed.idents.contains(&(ident as *const Ident))
+        {
+            return self.refuse(format!(
+                "refers again to {name}, an output name of a masked column: ordering, grouping or filtering by it reveals the hidden value"
+            ));
+        }
         let Some(m) = self.column(&name) else {
             return ControlFlow::Continue(());
         };
@@ -516,5 +550,98 @@ fn statement_kind(statement: &Statement) -> String {
         }
         [first, ..] => first.to_uppercase(),
         [] => "the statement".into(),
+    }
+}
+
+/// Names of `TABLE t` arms of a query body (through set operations, not into
+/// subqueries), lower-cased without quotes.
+pub(super) fn set_tables(body: &SetExpr, out: &mut Vec<String>) {
+    match body {
+        SetExpr::Table(table) => {
+            if let Some(name) = &table.table_name {
+                out.push(name.trim_matches('"').to_lowercase());
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            set_tables(left, out);
+            set_tables(right, out);
+        }
+        _ => {}
+    }
+}
+
+/// Refuses `q.f` where `q` names a table of `columns` and `f` is none of its columns:
+/// PostgreSQL reads it as `f(q)`, a function of the whole row (`e.to_jsonb`,
+/// `e.concat`), which carries masked and rewritten columns past their rules.
+pub fn check_attribute_calls(
+    statements: &[Statement],
+    columns: &HashMap<String, HashSet<String>>,
+) -> Result<(), String> {
+    for statement in statements {
+        let mut relations = RelationTables::default();
+        let _ = statement.visit(&mut relations);
+        let mut visitor = AttributeVisitor {
+            relations: &relations.0,
+            columns,
+            refusal: None,
+        };
+        let _ = statement.visit(&mut visitor);
+        if let Some(reason) = visitor.refusal {
+            return Err(reason);
+        }
+    }
+    Ok(())
+}
+
+/// The base table each relation name or alias of a statement stands for.
+#[derive(Default)]
+struct RelationTables(HashMap<String, String>);
+
+impl Visitor for RelationTables {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, alias, .. } = factor {
+            let table = object_last(name);
+            if let Some(alias) = alias {
+                self.0.insert(ident_lower(&alias.name), table.clone());
+            }
+            self.0.insert(table.clone(), table);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct AttributeVisitor<'a> {
+    relations: &'a HashMap<String, String>,
+    columns: &'a HashMap<String, HashSet<String>>,
+    refusal: Option<String>,
+}
+
+impl Visitor for AttributeVisitor<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        let Expr::CompoundIdentifier(parts) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let [.., qualifier, attribute] = parts.as_slice() else {
+            return ControlFlow::Continue(());
+        };
+        let Some(table) = self.relations.get(&ident_lower(qualifier)) else {
+            return ControlFlow::Continue(());
+        };
+        let Some(known) = self.columns.get(table) else {
+            return ControlFlow::Continue(());
+        };
+        let attribute = ident_lower(attribute);
+        if known.contains(&attribute) {
+            return ControlFlow::Continue(());
+        }
+        let qualifier = ident_lower(qualifier);
+        self.refusal = Some(format!(
+            "{qualifier}.{attribute} is not a column of {table}: PostgreSQL reads it as {attribute}({qualifier}), a function of the whole row, which would carry protected columns past the rules"
+        ));
+        ControlFlow::Break(())
     }
 }

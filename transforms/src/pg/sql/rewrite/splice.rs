@@ -10,6 +10,10 @@ use super::*;
 pub(in crate::pg::sql) struct LineIndex<'s> {
     pub(super) sql: &'s str,
     starts: Vec<usize>,
+    /// The last (line, column, byte offset) found: lookups in text order walk on from
+    /// it instead of from the line's start (one long line of many literals would
+    /// otherwise cost time quadratic in its length).
+    cursor: std::cell::Cell<Option<(usize, usize, usize)>>,
 }
 
 impl<'s> LineIndex<'s> {
@@ -17,22 +21,34 @@ impl<'s> LineIndex<'s> {
         let starts = std::iter::once(0)
             .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        LineIndex { sql, starts }
+        LineIndex {
+            sql,
+            starts,
+            cursor: std::cell::Cell::new(None),
+        }
     }
 
     pub(in crate::pg::sql) fn offset(&self, at: Location) -> Option<usize> {
         let line = usize::try_from(at.line).ok()?.checked_sub(1)?;
         let column = usize::try_from(at.column).ok()?.checked_sub(1)?;
         let start = *self.starts.get(line)?;
-        let rest = &self.sql[start..];
         if column == 0 {
             return Some(start);
         }
-        match rest.char_indices().nth(column) {
-            Some((i, _)) => Some(start + i),
-            None if rest.chars().count() == column => Some(self.sql.len()),
+        let (from_column, from_byte) = match self.cursor.get() {
+            Some((l, c, b)) if l == line && c <= column => (c, b),
+            _ => (0, start),
+        };
+        let rest = &self.sql[from_byte..];
+        let found = match rest.char_indices().nth(column - from_column) {
+            Some((i, _)) => Some(from_byte + i),
+            None if rest.chars().count() == column - from_column => Some(self.sql.len()),
             None => None,
+        };
+        if let Some(byte) = found {
+            self.cursor.set(Some((line, column, byte)));
         }
+        found
     }
 
     /// [`offset`](Self::offset) of many locations in one pass over the text (linear
