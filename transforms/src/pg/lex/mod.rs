@@ -286,7 +286,7 @@ pub fn lex(sql: &str, standard_conforming_strings: bool) -> Result<Vec<Token>, L
         src: sql,
         b: sql.as_bytes(),
         scs: standard_conforming_strings,
-        raw: Vec::new(),
+        raw: Vec::with_capacity(sql.len() / 3 + 4),
         op_run: None,
     };
     lexer.run()?;

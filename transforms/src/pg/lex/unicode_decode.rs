@@ -10,6 +10,23 @@ use super::{LexError, Tok, Token};
 /// de-escaping (and truncation, for identifiers).
 pub(super) fn resolve_unicode(raw: Vec<Raw>, text_len: usize) -> Result<Vec<Token>, LexError> {
     let mut out = Vec::with_capacity(raw.len());
+    if !raw
+        .iter()
+        .any(|r| matches!(r.kind, RawKind::Unicode { .. }))
+    {
+        // The common case: no `U&` form, nothing to look ahead for.
+        for Raw { span, kind } in raw {
+            match kind {
+                RawKind::Done(tok) => out.push(Token { tok, span }),
+                RawKind::SimpleStr(s) => out.push(Token {
+                    tok: Tok::Str(s),
+                    span,
+                }),
+                RawKind::Unicode { .. } => {}
+            }
+        }
+        return Ok(out);
+    }
     let mut iter = raw.into_iter().peekable();
     while let Some(Raw { span, kind }) = iter.next() {
         let token = match kind {

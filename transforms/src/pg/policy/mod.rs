@@ -34,7 +34,7 @@ mod lists;
 mod tokens;
 
 pub use lists::{is_safe_encoding, SQL_RUNNING_FUNCTIONS};
-pub use tokens::{copies_from, executed_statements, split_statements};
+pub use tokens::{copies_from, executed_statements, mentions_standard_strings, split_statements};
 
 use lists::{CODE_OBJECTS, CREATE_MODIFIERS, DATA_CATALOGS, SESSION_COMMANDS};
 use tokens::{
@@ -173,30 +173,53 @@ impl Policy {
                 masked_tables: Vec::new(),
             };
         }
+        match Self::read(sql, standard_conforming_strings) {
+            Ok(tokens) => self.judge_read(sql, &tokens, standard_conforming_strings),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// Lexes a statement text as the server will read it (`Err`: the refusal when it
+    /// cannot be read, or reads differently under a changing setting).
+    pub fn read(
+        sql: &str,
+        standard_conforming_strings: Option<bool>,
+    ) -> Result<Vec<Token>, Verdict> {
         let tokens = match standard_conforming_strings {
             Some(on) => lex::lex(sql, on),
             None => match (lex::lex(sql, true), lex::lex(sql, false)) {
                 (Ok(a), Ok(b)) if a == b => Ok(a),
                 (Err(e), _) | (_, Err(e)) => Err(e),
                 _ => {
-                    return Verdict::Refuse(
+                    return Err(Verdict::Refuse(
                         "supervise: refused: standard_conforming_strings is changing and this text reads differently under its two settings".into(),
-                    )
+                    ))
                 }
             },
         };
-        let tokens = match tokens {
-            Ok(tokens) => tokens,
-            Err(e) => {
-                return Verdict::Refuse(format!(
-                    "supervise: refused: the statement text cannot be read: {e}"
-                ))
-            }
-        };
+        tokens.map_err(|e| {
+            Verdict::Refuse(format!(
+                "supervise: refused: the statement text cannot be read: {e}"
+            ))
+        })
+    }
+
+    /// [`judge`](Self::judge) of a text already [`read`](Self::read).
+    pub fn judge_read(
+        &self,
+        sql: &str,
+        tokens: &[Token],
+        standard_conforming_strings: Option<bool>,
+    ) -> Verdict {
+        if !self.is_active() {
+            return Verdict::Forward {
+                masked_tables: Vec::new(),
+            };
+        }
         let mut masked_tables = Vec::new();
         let mut parse = false;
         let mut refusal = None;
-        for statement in split_statements(&tokens) {
+        for statement in split_statements(tokens) {
             match self.scan(statement) {
                 Ok(scan) => {
                     parse |= scan.parse;
@@ -219,7 +242,7 @@ impl Policy {
         if !parse {
             return Verdict::Forward { masked_tables };
         }
-        self.judge_parsed(sql, &tokens, masked_tables, standard_conforming_strings)
+        self.judge_parsed(sql, tokens, masked_tables, standard_conforming_strings)
     }
 
     /// The token-level checks of one statement; `Err` is the verdict.
@@ -305,14 +328,21 @@ impl Policy {
         let mut lexer_settings: Option<bool> = None;
         let mut encoding_checked = false;
         for &(i, name) in &idents {
-            let name = name.to_lowercase();
+            // Unquoted names are lower-case already; quoted ones are compared folded.
+            let folded: std::borrow::Cow<str> =
+                if name.bytes().any(|b| b.is_ascii_uppercase()) || !name.is_ascii() {
+                    std::borrow::Cow::Owned(name.to_lowercase())
+                } else {
+                    std::borrow::Cow::Borrowed(name)
+                };
+            let name: &str = &folded;
             let next = tokens.get(i + 1).map(|t| &t.tok);
             let prev = i.checked_sub(1).and_then(|p| tokens.get(p)).map(|t| &t.tok);
             let call = matches!(next, Some(Tok::Punct('(')));
             let attribute = matches!(prev, Some(Tok::Punct('.')));
-            if (call || attribute) && !self.allowed_functions.contains(&name) {
-                let user = learned.is_some_and(|l| l.functions.contains(&name));
-                if (call && SQL_RUNNING_FUNCTIONS.contains(&name.as_str())) || user {
+            if (call || attribute) && !self.allowed_functions.iter().any(|f| f == name) {
+                let user = learned.is_some_and(|l| l.functions.contains(name));
+                if (call && SQL_RUNNING_FUNCTIONS.contains(&name)) || user {
                     return refuse(format!(
                         "calls {name}(), which runs SQL or reads data the supervisor cannot see; a profile may allow it by name"
                     ));
@@ -333,12 +363,12 @@ impl Policy {
                     return refuse(reason);
                 }
             }
-            if DATA_CATALOGS.contains(&name.as_str()) {
+            if DATA_CATALOGS.contains(&name) {
                 return refuse(format!(
                     "reads {name}, which holds sampled values of protected columns"
                 ));
             }
-            match self.guarded(&name) {
+            match self.guarded(name) {
                 Some(Guarded::Drop) => {
                     return Err(Verdict::Drop(format!(
                         "supervise: session terminated: the statement names {name}, protected by a drop-session rule"
@@ -354,9 +384,9 @@ impl Policy {
                 }
                 Some(Guarded::Checked) => {
                     parse = true;
-                    copy_out_of.get_or_insert(name.clone());
-                    if self.masked.iter().any(|m| m.table == name) && !masked_tables.contains(&name) {
-                        masked_tables.push(name);
+                    copy_out_of.get_or_insert(name.to_owned());
+                    if self.masked.iter().any(|m| m.table == name) && !masked_tables.iter().any(|t| t == name) {
+                        masked_tables.push(name.to_owned());
                     }
                 }
                 None => {}

@@ -1,17 +1,14 @@
 //! Token-level reading of statements: where they split, what COPY reads or writes,
 //! which settings a statement changes.
 
-use crate::pg::lex::{self, Tok, Token};
+use crate::pg::lex::{Tok, Token};
 
 use super::lists::is_safe_encoding;
 
-/// Names of prepared statements that SQL `EXECUTE` runs in `sql`, as the server resolves
-/// them (empty when the text cannot be read).
-pub fn executed_statements(sql: &str) -> Vec<String> {
-    let Ok(tokens) = lex::lex(sql, true) else {
-        return Vec::new();
-    };
-    split_statements(&tokens)
+/// Names of prepared statements that SQL `EXECUTE` runs in a lexed text, as the server
+/// resolves them.
+pub fn executed_statements(tokens: &[Token]) -> Vec<String> {
+    split_statements(tokens)
         .into_iter()
         .filter_map(|statement| match statement {
             [Token {
@@ -80,13 +77,10 @@ pub(super) fn copy_target(tokens: &[Token]) -> Option<(bool, Option<&Tok>)> {
     None
 }
 
-/// How many `COPY … FROM` statements `sql` holds (each may put the server in copy-in
-/// mode).
-pub fn copies_from(sql: &str) -> usize {
-    let Ok(tokens) = lex::lex(sql, true) else {
-        return 0;
-    };
-    split_statements(&tokens).into_iter().filter(|statement| {
+/// How many `COPY … FROM` statements a lexed text holds (each may put the server in
+/// copy-in mode).
+pub fn copies_from(tokens: &[Token]) -> usize {
+    split_statements(tokens).into_iter().filter(|statement| {
         matches!(statement.first().map(|t| &t.tok), Some(Tok::Ident { name, quoted: false }) if name.eq_ignore_ascii_case("copy"))
             && matches!(copy_target(statement), Some((false, _)))
     }).count()
@@ -108,6 +102,18 @@ pub(super) fn copy_side_door(tokens: &[Token]) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// Whether the text names standard_conforming_strings (a change the server reports only
+/// once it has run).
+pub fn mentions_standard_strings(tokens: &[Token]) -> bool {
+    tokens.iter().any(|t| match &t.tok {
+        Tok::Ident { name, .. } => name.eq_ignore_ascii_case("standard_conforming_strings"),
+        Tok::Str(s) => s
+            .to_ascii_lowercase()
+            .contains("standard_conforming_strings"),
+        _ => false,
+    })
 }
 
 /// Whether a string of the statement names a setting that changes how text is lexed.

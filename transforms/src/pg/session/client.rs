@@ -3,9 +3,16 @@
 
 use super::{refusal_statement, rule_error, Expect, PgSession, Phase, Portal, Prepared};
 use crate::pg::message as msg;
-use crate::pg::policy::Verdict;
+use crate::pg::policy::{self, Policy, Verdict};
 use crate::pg::sql;
 use crate::{Output, RuleError};
+
+/// Whether `text` holds `word` in any ASCII case (a cheap test before lexing).
+fn has_word_ci(text: &str, word: &str) -> bool {
+    text.as_bytes()
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+}
 
 /// What became of one statement text.
 enum Judged {
@@ -182,13 +189,32 @@ impl PgSession {
     }
 
     fn judge(&mut self, sql: &str) -> Judged {
-        let mentions_strings_setting = sql
-            .to_ascii_lowercase()
-            .contains("standard_conforming_strings");
-        let verdict = self.policy.judge(sql, self.standard_strings);
+        // One reading of the text serves every question asked of it. Without rules only
+        // COPY matters (the reply queue must know about copy-in mode).
+        let active = self.policy.is_active();
+        let wants_tokens = active || has_word_ci(sql, "copy");
+        let tokens = if wants_tokens {
+            match Policy::read(sql, self.standard_strings) {
+                Ok(tokens) => tokens,
+                Err(Verdict::Refuse(reason) | Verdict::Drop(reason)) if active => {
+                    return Judged::Refuse(reason)
+                }
+                Err(_) => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let copies = policy::copies_from(&tokens);
+        let copy_in = copies > 0;
+        let verdict = self.policy.judge_read(sql, &tokens, self.standard_strings);
+        if policy::mentions_standard_strings(&tokens) {
+            // Until the server reports the new value, statements must read the same
+            // under both settings.
+            self.standard_strings = None;
+        }
         // A protocol-prepared statement whose parameters are rewritten at Bind must not
         // run through SQL EXECUTE, which binds them in the server.
-        let verdict = match crate::pg::policy::executed_statements(sql)
+        let verdict = match policy::executed_statements(&tokens)
             .into_iter()
             .find(|name| self.statements.get(name).is_some_and(|p| !p.params.is_empty()))
         {
@@ -197,13 +223,6 @@ impl PgSession {
             )),
             _ => verdict,
         };
-        if mentions_strings_setting {
-            // Until the server reports the new value, statements must read the same
-            // under both settings.
-            self.standard_strings = None;
-        }
-        let copies = crate::pg::policy::copies_from(sql);
-        let copy_in = copies > 0;
         let indices = |tables: &[String]| -> Vec<usize> {
             (0..self.policy.masked.len())
                 .filter(|&i| tables.contains(&self.policy.masked[i].table))
