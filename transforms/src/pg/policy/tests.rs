@@ -360,3 +360,83 @@ fn with_standard_strings_off_a_backslash_in_a_plain_string_is_refused() {
         Verdict::Forward { .. }
     ));
 }
+
+fn without_operators() -> Policy {
+    let mut policy = demo();
+    if let Some(Ok(learned)) = &mut policy.learned {
+        learned.operators.clear();
+    }
+    policy
+}
+
+/// The no-lexing fast path never lets through what the full judgement would not.
+#[test]
+fn the_fast_path_agrees_with_the_full_judgement() {
+    // A user-defined operator that can run SQL turns the fast path off (operators are
+    // not words); without one it serves plain text.
+    assert!(!demo().is_plainly_unconcerned("SELECT 1", Some(true)));
+    let policy = without_operators();
+    let plain = [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 123",
+        "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 7",
+        "BEGIN",
+        "SELECT 1 -- a comment naming nothing",
+    ];
+    for sql in plain {
+        assert!(policy.is_plainly_unconcerned(sql, Some(true)), "{sql}");
+        assert!(
+            matches!(policy.judge(sql, Some(true)), Verdict::Forward { .. }),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT * FROM salaries",
+        "SELECT * FROM SALARIES",
+        "SELECT * FROM emp_view",
+        "SELECT leak()",
+        "SELECT query_to_xml(1)",
+        "SELECT * FROM pg_stats",
+        "DO x",
+        "COPY project FROM STDIN",
+        "SELECT * FROM \"salaries\"",
+        "SELECT * FROM U&\"s\\0061laries\"",
+        "SELECT 'salaries'",
+        "SELECT $1",
+        "EXECUTE p",
+        "SET client_encoding = x",
+        "SELECT e.ssn FROM employee e",
+    ] {
+        assert!(!policy.is_plainly_unconcerned(sql, Some(true)), "{sql}");
+    }
+    assert!(!policy.is_plainly_unconcerned("SELECT 1", None));
+    let mut failed = demo();
+    failed.learned = Some(Err("x".into()));
+    assert!(!failed.is_plainly_unconcerned("SELECT 1", Some(true)));
+}
+
+proptest::proptest! {
+    /// Whatever the text, the fast path only says "unconcerned" where the full
+    /// judgement forwards the text unchanged.
+    #[test]
+    fn the_fast_path_is_never_more_lenient(
+        words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "select", "from", "where", "salaries", "audit_log", "employee", "ssn",
+                "emp_view", "leak", "(", ")", ",", ";", "=", "1", "do", "copy", "to",
+                "stdout", "pg_stats", "query_to_xml", "x", "/*", "*/", "--", "\n",
+                "create", "view", "as", "execute", "e.", "*",
+            ]),
+            0..12,
+        )
+    ) {
+        let sql = words.join(" ");
+        let policy = without_operators();
+        if policy.is_plainly_unconcerned(&sql, Some(true)) {
+            let verdict = policy.judge(&sql, Some(true));
+            proptest::prop_assert!(
+                matches!(verdict, Verdict::Forward { ref masked_tables } if masked_tables.is_empty()),
+                "{sql}: {verdict:?}"
+            );
+        }
+    }
+}

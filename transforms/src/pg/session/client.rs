@@ -192,6 +192,13 @@ impl PgSession {
         // One reading of the text serves every question asked of it. Without rules only
         // COPY matters (the reply queue must know about copy-in mode).
         let active = self.policy.is_active();
+        if active
+            && self
+                .policy
+                .is_plainly_unconcerned(sql, self.standard_strings)
+        {
+            return Judged::Text(None, Prepared::default());
+        }
         let wants_tokens = active || has_word_ci(sql, "copy");
         let tokens = if wants_tokens {
             match Policy::read(sql, self.standard_strings) {
