@@ -56,7 +56,11 @@ impl PgSession {
             }
             Some(Expect::HiddenDescribe(_)) if matches!(typed.tag, b'T' | b'n') => {
                 let Some(Expect::HiddenDescribe(portal)) = self.expect.pop_front() else {
-                    unreachable!("front checked above");
+                    // The front was checked above; never panic in the supervisor.
+                    return Err(RuleError {
+                        rule: "postgres",
+                        reason: "reply queue changed while reading a Describe reply".into(),
+                    });
                 };
                 let mask = if typed.tag == b'T' {
                     let fields = msg::parse_row_description(typed.body).map_err(rule_error)?;
