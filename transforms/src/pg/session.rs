@@ -185,9 +185,8 @@ struct Prepared {
     /// Parameter type OIDs, from Parse or the server's ParameterDescription (0:
     /// unknown).
     param_types: Vec<u32>,
-    /// A `COPY … FROM` (the server may enter copy-in mode when it runs).
-    copy_in: bool,
-    /// How many `COPY … FROM` statements the text holds.
+    /// How many `COPY … FROM` statements the text holds (each may put the server in
+    /// copy-in mode when it runs).
     copies: usize,
 }
 

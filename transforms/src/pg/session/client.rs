@@ -1,7 +1,9 @@
 //! Client → server messages: judged by the policy, swapped, held or forwarded, each
 //! with its entry in the reply queue.
 
-use super::{refusal_statement, rule_error, Expect, PgSession, Phase, Portal, Prepared};
+use super::{
+    refusal_statement, rule_error, Expect, PgSession, Phase, Portal, Prepared, TEXTUAL_TYPES,
+};
 use crate::pg::message as msg;
 use crate::pg::policy::{self, Policy, Verdict};
 use crate::pg::sql;
@@ -27,11 +29,10 @@ enum Judged {
 /// type is its text. Any other binary value cannot be judged (`Err`).
 fn binary_meaning(binary: bool, type_oid: u32) -> Result<bool, sql::SqlError> {
     const INTEGERS: [u32; 3] = [20, 21, 23];
-    const TEXTUAL: [u32; 4] = [25, 1043, 1042, 19];
     match (binary, type_oid) {
         (false, _) => Ok(false),
         (true, t) if INTEGERS.contains(&t) => Ok(true),
-        (true, t) if TEXTUAL.contains(&t) => Ok(false),
+        (true, t) if TEXTUAL_TYPES.contains(&t) => Ok(false),
         (true, t) => Err(sql::SqlError::Unprovable {
             reason: format!(
                 "a binary value of type OID {t} (0: not known to the supervisor; declare it in Parse or Describe the statement) cannot be compared with the rewrite rule's value"
@@ -212,7 +213,6 @@ impl PgSession {
             Vec::new()
         };
         let copies = policy::copies_from(&tokens);
-        let copy_in = copies > 0;
         let verdict = self.policy.judge_read(sql, &tokens, self.standard_strings);
         if policy::mentions_standard_strings(&tokens) {
             // Until the server reports the new value, statements must read the same
@@ -230,48 +230,33 @@ impl PgSession {
             )),
             _ => verdict,
         };
-        let indices = |tables: &[String]| -> Vec<usize> {
+        let named = |tables: &[String]| -> Vec<usize> {
             (0..self.policy.masked.len())
                 .filter(|&i| tables.contains(&self.policy.masked[i].table))
                 .collect()
         };
-        match verdict {
-            Verdict::Forward { masked_tables } => Judged::Text(
-                None,
-                Prepared {
-                    named: indices(&masked_tables),
-                    copy_in,
-                    copies,
-                    ..Prepared::default()
-                },
-            ),
+        let (text, named, params) = match verdict {
+            Verdict::Forward { masked_tables } => (None, named(&masked_tables), Vec::new()),
             Verdict::Replace { sql, masked_tables } => {
                 self.strip_position = true;
-                Judged::Text(
-                    Some(sql),
-                    Prepared {
-                        named: indices(&masked_tables),
-                        copy_in,
-                        ..Prepared::default()
-                    },
-                )
+                (Some(sql), named(&masked_tables), Vec::new())
             }
             Verdict::WithParams {
                 params,
                 masked_tables,
-            } => Judged::Text(
-                None,
-                Prepared {
-                    named: indices(&masked_tables),
-                    params,
-                    copy_in,
-                    copies,
-                    ..Prepared::default()
-                },
-            ),
-            Verdict::Refuse(reason) => Judged::Refuse(reason),
-            Verdict::Drop(reason) => Judged::Drop(reason),
-        }
+            } => (None, named(&masked_tables), params),
+            Verdict::Refuse(reason) => return Judged::Refuse(reason),
+            Verdict::Drop(reason) => return Judged::Drop(reason),
+        };
+        Judged::Text(
+            text,
+            Prepared {
+                named,
+                params,
+                copies,
+                ..Prepared::default()
+            },
+        )
     }
 
     /// Bind: the portal's statement is looked up now (a later re-Parse of the name does
@@ -288,7 +273,7 @@ impl PgSession {
             bind.portal.to_owned(),
             Portal {
                 named: prepared.named.clone(),
-                copy_in: prepared.copy_in,
+                copy_in: prepared.copies > 0,
                 mask: None,
             },
         );

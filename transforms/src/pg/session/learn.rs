@@ -44,20 +44,21 @@ use crate::RuleError;
 /// FirstNormalObjectId).
 const FIRST_USER_OID: u32 = 16384;
 
-fn name_array(names: &[String]) -> String {
-    let quoted: Vec<String> = names
+/// An SQL array literal of `values` as `pg_catalog.<element>[]`.
+fn sql_array(values: &[String], element: &str) -> String {
+    let quoted: Vec<String> = values
         .iter()
         .map(|n| format!("'{}'", n.replace('\'', "''")))
         .collect();
-    format!("ARRAY[{}]::pg_catalog.name[]", quoted.join(","))
+    format!("ARRAY[{}]::pg_catalog.{element}[]", quoted.join(","))
 }
 
-fn text_array(names: &[String]) -> String {
-    let quoted: Vec<String> = names
-        .iter()
-        .map(|n| format!("'{}'", n.replace('\'', "''")))
-        .collect();
-    format!("ARRAY[{}]::pg_catalog.text[]", quoted.join(","))
+fn name_array(names: &[String]) -> String {
+    sql_array(names, "name")
+}
+
+fn text_array(values: &[String]) -> String {
+    sql_array(values, "text")
 }
 
 /// The state of a learning answer being read.
