@@ -357,6 +357,33 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// A socket timeout option (SO_RCVTIMEO / SO_SNDTIMEO); `None` when it is zero (wait
+/// forever).
+pub fn sockopt_timeout(
+    fd: BorrowedFd<'_>,
+    name: libc::c_int,
+) -> io::Result<Option<std::time::Duration>> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: `tv` and `len` are valid for writes and `len` states tv's size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    check(rc.into())?;
+    let timeout = std::time::Duration::from_secs(tv.tv_sec.max(0) as u64)
+        + std::time::Duration::from_micros(tv.tv_usec.max(0) as u64);
+    Ok((!timeout.is_zero()).then_some(timeout))
+}
+
 /// Sets an int socket option.
 pub fn set_sockopt_int(
     fd: BorrowedFd<'_>,

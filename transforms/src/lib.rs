@@ -92,6 +92,12 @@ pub trait Framer: Send + fmt::Debug {
     fn frame(&mut self, spool: &[u8]) -> Result<Framing, FrameError>;
     /// Short name for logs and errors.
     fn name(&self) -> &'static str;
+    /// What to send a client whose connection is refused before it was handed to the
+    /// tenant (the supervisor is out of resources), in the protocol's own words, so the
+    /// client reports the reason instead of a bare disconnect. Empty: just close.
+    fn refusal(&self, _reason: &str) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// Bytes a rule emits for one message.

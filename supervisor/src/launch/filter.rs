@@ -56,7 +56,19 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
     (libc::SYS_dup3, "dup3"),
     (libc::SYS_execve, "execve"),
     (libc::SYS_execveat, "execveat"),
+    // A new process inherits its parent's fds: the supervisor learns it and what it
+    // holds from the fork, instead of scanning /proc when a socket might be released.
+    // (`clone` is notified below, after its namespace-flag check.)
+    (libc::SYS_fork, "fork"),
+    (libc::SYS_vfork, "vfork"),
+    (libc::SYS_dup, "dup"),
 ];
+
+/// Notified after an argument check: `clone` when it creates a process (not a thread,
+/// and never a namespace), and `fcntl` only for F_DUPFD / F_DUPFD_CLOEXEC (the other
+/// commands stay free).
+pub const NOTIFIED_CONDITIONALLY: &[(libc::c_long, &str)] =
+    &[(libc::SYS_clone, "clone"), (libc::SYS_fcntl, "fcntl")];
 
 /// Syscalls that would let a tenant escape or blind the supervisor, with the errno the
 /// tenant gets. `clone3` gets ENOSYS so libc falls back to `clone`, whose flags the
@@ -191,10 +203,21 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
         jump(BPF_JEQ_K, TCP_ZEROCOPY_RECEIVE, 0, 1),
         ret_errno(libc::EPERM),
         stmt(BPF_LD_W_ABS, OFF_NR),
-        jump(BPF_JEQ_K, libc::SYS_clone as u32, 0, 3),
+        jump(BPF_JEQ_K, libc::SYS_clone as u32, 0, 6),
         stmt(BPF_LD_W_ABS, off_arg_low(0)),
         jump(BPF_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
         ret_errno(libc::EPERM),
+        // A thread joins a known process (learned at its first notified call); a new
+        // process is notified so the supervisor learns what it inherits.
+        jump(BPF_JSET_K, libc::CLONE_THREAD as u32, 0, 1),
+        stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
+        stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
+        stmt(BPF_LD_W_ABS, OFF_NR),
+        jump(BPF_JEQ_K, libc::SYS_fcntl as u32, 0, 4),
+        stmt(BPF_LD_W_ABS, off_arg_low(1)),
+        jump(BPF_JEQ_K, libc::F_DUPFD as u32, 1, 0),
+        jump(BPF_JEQ_K, libc::F_DUPFD_CLOEXEC as u32, 0, 1),
+        stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
     ]);
     if confined {
         let allow = stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW);
@@ -221,6 +244,7 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
 pub fn notified_name(nr: i32) -> &'static str {
     NOTIFIED
         .iter()
+        .chain(NOTIFIED_CONDITIONALLY)
         .find(|(n, _)| *n == nr as libc::c_long)
         .map_or("?", |(_, name)| name)
 }
@@ -380,6 +404,15 @@ mod tests {
         );
         let thread_flags = (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_THREAD) as u32;
         assert_eq!(run(&prog, X86, libc::SYS_clone as u32, thread_flags), allow);
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        let fork_flags = libc::SIGCHLD as u32;
+        assert_eq!(run(&prog, X86, libc::SYS_clone as u32, fork_flags), notify);
+        let fcntl = libc::SYS_fcntl as u32;
+        assert_eq!(run_args(&prog, fcntl, [3, libc::F_DUPFD as u32, 0]), notify);
+        let cloexec = libc::F_DUPFD_CLOEXEC as u32;
+        assert_eq!(run_args(&prog, fcntl, [3, cloexec, 0]), notify);
+        assert_eq!(run_args(&prog, fcntl, [3, libc::F_SETFL as u32, 0]), allow);
+        assert_eq!(run_args(&prog, fcntl, [3, libc::F_GETFL as u32, 0]), allow);
         assert_eq!(
             run(&prog, X86, X32_SYSCALL_BIT, 0),
             libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32

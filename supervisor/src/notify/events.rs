@@ -256,18 +256,38 @@ pub fn drain(fd: BorrowedFd<'_>) {
     unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
 }
 
-/// Whether thread `tid` of `tgid` has a signal pending that it does not block — the
-/// moment a parked call must give the thread back so its handler can run.
-pub fn signal_pending(tgid: libc::pid_t, tid: libc::pid_t) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/status")) else {
-        return false;
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
-    (field("SigPnd:") | field("ShdPnd:")) & !field("SigBlk:") != 0
+/// A thread's signals, from `/proc/<tgid>/task/<tid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct SignalState {
+    /// Pending for this thread (SigPnd).
+    pub thread: u64,
+    /// Pending for the whole process (ShdPnd).
+    pub shared: u64,
+    /// Blocked by this thread (SigBlk).
+    pub blocked: u64,
+}
+
+fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// What signals thread `tid` of `tgid` has pending and blocked; `None` if it is gone.
+pub fn signal_state(tgid: libc::pid_t, tid: libc::pid_t) -> Option<SignalState> {
+    let status = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/status")).ok()?;
+    Some(SignalState {
+        thread: status_field(&status, "SigPnd:"),
+        shared: status_field(&status, "ShdPnd:"),
+        blocked: status_field(&status, "SigBlk:"),
+    })
+}
+
+/// Whether a signal is pending for process `tgid` as a whole (one `/proc` read covers
+/// all its threads).
+pub fn process_signal_pending(tgid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{tgid}/status"))
+        .is_ok_and(|status| status_field(&status, "ShdPnd:") != 0)
 }

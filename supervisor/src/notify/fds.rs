@@ -1,37 +1,34 @@
-//! close, close_range, dup2, dup3, execve: the calls that change what an fd number
-//! refers to. They are notified only to keep the tracked-fd cache exact.
+//! close, close_range, dup2, dup3, execve, dup and fcntl(F_DUPFD): the calls that
+//! change what an fd number refers to. They are notified only to keep the tracked-fd
+//! cache exact.
 //!
 //! Before a tracked socket's slot is closed (or overwritten, or closed by exec), the
 //! supervisor swaps a placeholder (/dev/null) into it with ADDFD + SETFD. The socket's
-//! reference from that slot is gone the moment the ioctl returns, so the holder sweep
-//! that follows sees the table as it will be; the tenant's own call then closes (or
+//! reference from that slot is gone the moment the ioctl returns, so a release that
+//! follows sees the table as it will be; the tenant's own call then closes (or
 //! overwrites) the placeholder, and returns what it would have.
 
 use std::os::fd::AsFd;
 
 use super::request::Request;
 use super::{continue_untracked, Supervisor, Verdict};
+use crate::stream::table::Lookup;
 
 /// Takes a cached tracked fd out of the tenant's table (placeholder swap) and forgets
-/// it; returns the socket if that was its last cached holder.
-fn drop_slot(
-    sv: &mut Supervisor,
-    request: &Request,
-    tgid: libc::pid_t,
-    fd: i32,
-    cloexec: bool,
-) -> Option<u64> {
-    sv.table.cached(tgid, fd)?;
+/// it (the loop releases the socket if that was its last holder).
+fn drop_slot(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32, cloexec: bool) {
+    if sv.table.cached(tgid, fd).is_none() {
+        return;
+    }
     if let Err(error) = request.install_fd_at(sv.placeholder.as_fd(), fd, cloexec) {
         tracing::debug!(target: "supervise::fds", fd, %error, "placeholder swap failed (tenant gone?)");
     }
-    sv.table.forget(tgid, fd)
+    sv.table.forget(tgid, fd);
 }
 
 /// close(fd).
 pub(super) fn close(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
-    let orphan = drop_slot(sv, request, tgid, request.fd_arg(0), false);
-    sv.release(orphan.into_iter().collect());
+    drop_slot(sv, request, tgid, request.fd_arg(0), false);
     continue_untracked()
 }
 
@@ -51,11 +48,9 @@ pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pi
         .into_iter()
         .filter(|&fd| (first..=last).contains(&(fd as u32)))
         .collect();
-    let orphans = fds
-        .into_iter()
-        .filter_map(|fd| drop_slot(sv, request, tgid, fd, false))
-        .collect();
-    sv.release(orphans);
+    for fd in fds {
+        drop_slot(sv, request, tgid, fd, false);
+    }
     continue_untracked()
 }
 
@@ -63,24 +58,35 @@ pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pi
 pub(super) fn dup_over(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
     let (old, new) = (request.fd_arg(0), request.fd_arg(1));
     if old != new {
-        let orphan = drop_slot(sv, request, tgid, new, false);
-        sv.release(orphan.into_iter().collect());
+        drop_slot(sv, request, tgid, new, false);
+    }
+    continue_untracked()
+}
+
+/// dup(fd) and fcntl(fd, F_DUPFD[_CLOEXEC], min): the new number is chosen by the
+/// kernel and not seen here, so a process duplicating a tracked socket becomes opaque
+/// (its descriptors are read before any socket is released) rather than leave a
+/// holder the cache does not know.
+pub(super) fn dup_anywhere(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    match sv.table.lookup(request, request.fd_arg(0)) {
+        Ok(Lookup::Tracked(_)) => sv.table.tenants.mark_opaque(tgid),
+        Ok(Lookup::Untracked(_)) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {}
+        // Cannot tell: assume the worst.
+        Err(_) => sv.table.tenants.mark_opaque(tgid),
     }
     continue_untracked()
 }
 
 /// execve / execveat: close-on-exec tracked fds go with the old image.
 pub(super) fn exec(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
-    let fds = sv.table.fds_of(tgid);
-    let mut orphans = Vec::new();
-    for fd in fds {
+    for fd in sv.table.fds_of(tgid) {
         if is_cloexec(request.tid(), fd) {
             // A CLOEXEC placeholder: if exec fails the slot holds /dev/null, not the
             // socket (the common fork+exec child exits on failure anyway).
-            orphans.extend(drop_slot(sv, request, tgid, fd, true));
+            drop_slot(sv, request, tgid, fd, true);
         }
     }
-    sv.release(orphans);
     continue_untracked()
 }
 

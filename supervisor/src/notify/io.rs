@@ -28,14 +28,38 @@ const READ_FLAGS: i32 = libc::MSG_DONTWAIT
     | libc::MSG_CMSG_CLOEXEC;
 const WRITE_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
 
-/// A tracked stream's inode for fd argument 0, or `None` if the call is not ours.
-pub(super) fn tracked_stream(sv: &mut Supervisor, request: &Request, fd: i32) -> Option<Inode> {
+/// A tracked stream's inode for `fd`, `Ok(None)` if the call is not ours, or the
+/// answer when that cannot be told: a descriptor that could not be looked up (the
+/// supervisor out of descriptors, say) is never taken for untracked.
+pub(super) fn tracked_stream(
+    sv: &mut Supervisor,
+    request: &Request,
+    fd: i32,
+) -> Result<Option<Inode>, Verdict> {
     match sv.table.lookup(request, fd) {
         Ok(Lookup::Tracked(inode)) => match sv.table.sockets.get(&inode).map(|t| &t.kind) {
-            Some(SocketKind::Stream(_)) => Some(inode),
-            _ => None,
+            Some(SocketKind::Stream(_)) => Ok(Some(inode)),
+            _ => Ok(None),
         },
-        _ => None,
+        Ok(Lookup::Untracked(_)) => Ok(None),
+        Err(e) => Err(lookup_failed(request, fd, &e)),
+    }
+}
+
+/// The answer to a call whose descriptor could not be looked up: EBADF (not open)
+/// lets the kernel say so; anything else fails the call with a logged reason.
+pub(super) fn lookup_failed(request: &Request, fd: i32, error: &std::io::Error) -> Verdict {
+    match error.raw_os_error() {
+        Some(libc::EBADF) => continue_untracked(),
+        errno => {
+            let syscall = crate::launch::filter::notified_name(request.nr() as i32);
+            tracing::error!(target: "supervise::io", tid = request.tid(), syscall, fd, %error, "cannot tell whether the descriptor is tracked; the call fails");
+            Verdict::Errno(match errno {
+                Some(libc::EMFILE | libc::ENFILE) => libc::ENOMEM,
+                Some(e) => e,
+                None => libc::EIO,
+            })
+        }
     }
 }
 
@@ -147,8 +171,10 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     if positional(request) {
         return continue_untracked();
     }
-    let Some(inode) = tracked_stream(sv, request, request.fd_arg(0)) else {
-        return continue_untracked();
+    let inode = match tracked_stream(sv, request, request.fd_arg(0)) {
+        Ok(Some(inode)) => inode,
+        Ok(None) => return continue_untracked(),
+        Err(verdict) => return verdict,
     };
     let call = match parse_read(request) {
         Ok(call) => call,
@@ -310,16 +336,21 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     if positional(request) {
         return continue_untracked();
     }
-    let Some(inode) = tracked_stream(sv, request, request.fd_arg(0)) else {
-        let sends = matches!(
-            request.nr(),
-            libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg
-        );
-        if sends && sv.guard.is_some() {
-            return super::addresses::send_untracked(sv, request);
+    let inode = match tracked_stream(sv, request, request.fd_arg(0)) {
+        Ok(Some(inode)) => inode,
+        Ok(None) => {
+            let sends = matches!(
+                request.nr(),
+                libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg
+            );
+            if sends && sv.guard.is_some() {
+                return super::addresses::send_untracked(sv, request);
+            }
+            return continue_untracked();
         }
-        return continue_untracked();
+        Err(verdict) => return verdict,
     };
+    let tgid = sv.table.tenants.tgid_of(request.tid());
     let call = match parse_write(request) {
         Ok(call) => call,
         Err(errno) => return Verdict::Errno(errno),
@@ -333,12 +364,12 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     // something (a full queue): the common path costs no extra syscall.
     let nonblocking = |copy| dontwait || sys::is_nonblocking(copy).unwrap_or(false);
     if stream.outbound.ended || stream.closing {
-        return epipe(request, signal_on_epipe);
+        return epipe(request, tgid, signal_on_epipe);
     }
     let backlog = !stream.outbound.ready.is_empty();
     if backlog {
         if let Err(errno) = flush_outbound(sv, inode) {
-            return send_error(request, errno, signal_on_epipe);
+            return send_error(request, tgid, errno, signal_on_epipe);
         }
         if outbound_len(sv, inode) >= OUTBOUND_HIGH_WATER {
             let copy = sv.table.copy(inode).expect("tracked");
@@ -367,7 +398,7 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     }
     let reply = if call.mmsg_hdr.is_some() { 1 } else { taken };
     if let Err(errno) = flush_outbound(sv, inode) {
-        return send_error(request, errno, signal_on_epipe);
+        return send_error(request, tgid, errno, signal_on_epipe);
     }
     if !outbound_pending(sv, inode) {
         return Verdict::Value(reply as i64);
@@ -388,23 +419,15 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     }
 }
 
-fn epipe(request: &Request, signal: bool) -> Verdict {
-    send_error(request, libc::EPIPE, signal)
+fn epipe(request: &Request, tgid: Option<libc::pid_t>, signal: bool) -> Verdict {
+    send_error(request, tgid, libc::EPIPE, signal)
 }
 
 /// A send error the tenant must see; EPIPE also raises SIGPIPE unless MSG_NOSIGNAL, as
 /// the kernel would (the supervisor's own send used MSG_NOSIGNAL).
-fn send_error(request: &Request, errno: i32, signal: bool) -> Verdict {
-    if errno == libc::EPIPE && signal {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", request.tid())) {
-            if let Some(tgid) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse().ok())
-            {
-                let _ = sys::tgkill(tgid, request.tid(), libc::SIGPIPE);
-            }
-        }
+fn send_error(request: &Request, tgid: Option<libc::pid_t>, errno: i32, signal: bool) -> Verdict {
+    if let (libc::EPIPE, true, Some(tgid)) = (errno, signal, tgid) {
+        let _ = sys::tgkill(tgid, request.tid(), libc::SIGPIPE);
     }
     Verdict::Errno(errno)
 }
@@ -467,7 +490,11 @@ pub(super) fn refuse_on_tracked(sv: &mut Supervisor, request: &Request) -> Verdi
         &[0, 2]
     };
     for &i in fds {
-        if tracked_stream(sv, request, request.fd_arg(i)).is_some() {
+        let tracked = match tracked_stream(sv, request, request.fd_arg(i)) {
+            Ok(found) => found.is_some(),
+            Err(verdict) => return verdict,
+        };
+        if tracked {
             tracing::warn!(target: "supervise::io", syscall = crate::launch::filter::notified_name(request.nr() as i32), "refused on a tracked stream: it would bypass the spool");
             return Verdict::Errno(libc::EINVAL);
         }

@@ -7,38 +7,54 @@ use std::os::fd::{AsFd, AsRawFd};
 use super::events;
 use super::{io, Supervisor};
 use crate::stream::table::{Inode, SocketKind};
+use crate::sys;
 
 impl Supervisor {
     pub(super) fn on_thread_exit(&mut self, tid: libc::pid_t) {
-        if let Some(thread) = self.table.threads.remove(&tid) {
-            self.epoll.remove(thread.pidfd.as_fd());
+        if !self.table.tenants.thread_exited(tid) {
+            return; // a stale event: the tid now names a live thread
         }
-        self.waiters.retain(|w| w.request.tid() != tid);
+        self.table.resolve_fork(tid, true);
+        let gone = self.waiters.of_threads(|_, t| t == tid);
+        self.drop_waiters(gone);
     }
 
     pub(super) fn on_process_exit(&mut self, tgid: libc::pid_t) {
-        if let Some(fd) = self.table.processes.get(&tgid) {
-            self.epoll.remove(fd.as_fd());
+        if !self.table.tenants.process_exited(tgid) {
+            return; // a stale event: the pid now names a live process
         }
-        self.waiters.retain(|w| w.tgid != tgid);
-        let orphaned = self.table.forget_process(tgid);
-        self.release(orphaned);
+        let gone = self.waiters.of_threads(|t, _| t == tgid);
+        self.drop_waiters(gone);
+        self.table.forget_process(tgid);
     }
 
-    /// Sockets left without cached holders: find other holders or let them go.
-    pub(super) fn release(&mut self, candidates: Vec<Inode>) {
-        if candidates.is_empty() {
+    /// Releases the sockets nothing holds any more, once opaque processes are known
+    /// not to hold them either; if that cannot be known, they stay tracked (retried on
+    /// the ticker).
+    pub(super) fn release_unheld(&mut self) {
+        if self.table.unheld.is_empty() && self.deferred.is_empty() {
             return;
         }
-        let orphaned = self.table.sweep(&candidates);
-        self.watch_learned();
-        for inode in orphaned {
-            self.retire(inode);
+        let mut candidates = std::mem::take(&mut self.table.unheld);
+        candidates.append(&mut self.deferred);
+        match self.table.confirm_unheld(&candidates) {
+            Ok(unheld) => {
+                for inode in unheld {
+                    self.retire(inode);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: "supervise::notify", %error, sockets = candidates.len(), "cannot read a tenant process's descriptors; its sockets stay tracked until it can be read");
+                candidates.retain(|i| self.table.sockets.get(i).is_some_and(|t| t.is_unheld()));
+                self.deferred = candidates;
+                self.arm_ticker();
+            }
         }
+        self.watch_learned();
     }
 
     /// No tenant process holds `inode` any more: apply the partial-message policy,
-    /// flush what is queued toward the peer, then close our copy.
+    /// flush what is queued toward the peer, then shut it down and close our copy.
     pub(super) fn retire(&mut self, inode: Inode) {
         if let Some((stream, _)) = self.table.stream(inode) {
             stream.end(transforms::Direction::Outbound);
@@ -71,9 +87,12 @@ impl Supervisor {
             SocketKind::Stream(s) => s.closing && s.outbound.ready.is_empty(),
             SocketKind::Listener { .. } => true,
         };
-        if drained && t.holders() == 0 {
+        if drained && t.is_unheld() {
             if let Some(t) = self.table.untrack(inode) {
                 self.epoll.remove(t.copy.as_fd());
+                // Failing closed: a holder the supervisor missed finds the connection
+                // ended, never a live socket nobody tracks.
+                let _ = sys::shutdown(t.copy.as_fd(), libc::SHUT_RDWR);
                 if let SocketKind::Stream(stream) = &t.kind {
                     stream.log_accounting();
                 }

@@ -14,6 +14,7 @@
 mod addresses;
 mod events;
 mod fds;
+mod forks;
 mod io;
 mod lifecycle;
 mod request;
@@ -28,7 +29,7 @@ pub use request::Request;
 
 use crate::launch::Launched;
 use crate::profile::Profile;
-use crate::stream::table::{Inode, Learned, SocketKind, Table};
+use crate::stream::table::{Inode, SocketKind, Table};
 use crate::sys::SockAddr;
 
 pub use events::block_handled_signals;
@@ -137,17 +138,12 @@ pub enum Resume {
 /// decision rests on them: calls on descriptors no stream tracks (the fd number is a
 /// register, not memory, and the supervisor's cache of tracked fds is exact), calls on
 /// sockets whose family makes the decision moot (an AF_UNIX socket can only connect to
-/// AF_UNIX addresses), and fd-table calls whose tracked slots were already swapped out.
+/// AF_UNIX addresses), fd-table calls whose tracked slots were already swapped out, and
+/// process creation noted for the fd cache (its flags were checked in the filter, on
+/// registers). A descriptor the supervisor could not look up is never taken for
+/// untracked: only EBADF (not open) is, and the kernel then says EBADF itself.
 pub fn continue_untracked() -> Verdict {
     Verdict::Continue
-}
-
-#[derive(Debug)]
-struct Waiter {
-    request: Request,
-    tgid: libc::pid_t,
-    serial: u64,
-    park: Park,
 }
 
 /// Cap on bytes taken from the tenant per write call, and on the unsent outbound queue
@@ -165,8 +161,12 @@ pub struct Supervisor {
     signals: OwnedFd,
     ticker: OwnedFd,
     ticker_armed: bool,
-    waiters: Vec<Waiter>,
-    next_serial: u64,
+    waiters: waiters::Waiters,
+    /// Unheld sockets whose release could not be confirmed yet (an opaque process's
+    /// descriptors could not be read): kept tracked, retried on the ticker.
+    deferred: Vec<Inode>,
+    /// Sockets whose parked calls must re-run after the current answer.
+    wake_after: Vec<Inode>,
     /// /dev/null, swapped into a tracked socket's slot before the tenant closes it.
     placeholder: OwnedFd,
     scratch: Vec<u8>,
@@ -197,15 +197,16 @@ impl Supervisor {
         epoll.add(ticker.as_fd(), libc::EPOLLIN as u32, Token::Ticker)?;
         let placeholder = std::fs::File::open("/dev/null")?.into();
         Ok(Supervisor {
-            table: Table::new(launched.pid_ns),
+            table: Table::new(launched.tenant_pid),
             profile,
             launched,
             epoll,
             signals,
             ticker,
             ticker_armed: false,
-            waiters: Vec::new(),
-            next_serial: 0,
+            waiters: waiters::Waiters::default(),
+            deferred: Vec::new(),
+            wake_after: Vec::new(),
             placeholder,
             scratch: vec![0; WRITE_CHUNK],
             continue_all,
@@ -314,10 +315,11 @@ impl Supervisor {
             Token::Report => self.on_report(),
             Token::Ticker => self.on_tick(),
             Token::Socket(inode) => self.on_socket_ready(inode),
-            Token::Waiter(serial) => self.wake_waiters(|w| w.serial == serial),
+            Token::Waiter(serial) => self.wake(serial, waiters::Wake::Ready),
             Token::Thread(tid) => self.on_thread_exit(tid),
             Token::Process(tgid) => self.on_process_exit(tgid),
         }
+        self.after_event();
     }
 
     /// Handles one notification.
@@ -326,28 +328,49 @@ impl Supervisor {
             let _ = request.respond(Answer::Continue);
             return;
         }
-        if self.table.learn_thread(request.tid()).is_err() {
-            return; // the thread is already gone: nobody to answer
+        let tid = request.tid();
+        let tgid = match self.table.learn_thread(tid) {
+            Ok(tgid) => tgid,
+            Err(error) => {
+                answer_unidentified(&request, &error);
+                return self.after_event();
+            }
+        };
+        if self.table.tenants.forking(tid) {
+            // Its fork returned (it is making another call): the child is known now.
+            self.table.resolve_fork(tid, true);
         }
-        self.watch_learned();
-        let tgid = self.table.threads[&request.tid()].tgid;
         let verdict = self.dispatch(&request, tgid);
         self.finish(request, tgid, verdict);
+        self.after_event();
+    }
+
+    /// What every notification and event ends with: watch what was learned, release
+    /// what nobody holds, and top up the fd reserve.
+    fn after_event(&mut self) {
+        for inode in std::mem::take(&mut self.wake_after) {
+            self.wake_socket(inode);
+        }
+        self.watch_learned();
+        self.release_unheld();
+        if self.table.tenants.forks_pending() || !self.deferred.is_empty() {
+            self.arm_ticker();
+        }
+        if !self.table.reserve.is_full() {
+            self.table.reserve.refill();
+        }
     }
 
     /// Watches the pidfds of newly learned threads (tid reuse) and processes (exit
     /// releases what they held).
     fn watch_learned(&mut self) {
-        for learned in std::mem::take(&mut self.table.newly_learned) {
-            let (fd, token) = match learned {
-                Learned::Thread(tid) => match self.table.threads.get(&tid) {
-                    Some(t) => (t.pidfd.as_fd(), Token::Thread(tid)),
-                    None => continue,
-                },
-                Learned::Process(tgid) => match self.table.processes.get(&tgid) {
-                    Some(fd) => (fd.as_fd(), Token::Process(tgid)),
-                    None => continue,
-                },
+        for learned in std::mem::take(&mut self.table.tenants.newly_learned) {
+            let token = match learned {
+                crate::stream::table::Learned::Thread(tid) => Token::Thread(tid),
+                crate::stream::table::Learned::Process(tgid) => Token::Process(tgid),
+            };
+            let Some(fd) = self.table.tenants.exit_watch(learned) else {
+                continue;
             };
             if let Err(error) = self.epoll.add(fd, libc::EPOLLIN as u32, token) {
                 tracing::warn!(target: "supervise::notify", ?learned, %error, "cannot watch tenant thread or process");
@@ -370,7 +393,7 @@ impl Supervisor {
             | libc::SYS_sendmsg
             | libc::SYS_sendmmsg => io::write_family(self, request),
             libc::SYS_sendfile | libc::SYS_splice => io::refuse_on_tracked(self, request),
-            libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request),
+            libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request, tgid),
             libc::SYS_connect => sockets::connect(self, request, tgid),
             libc::SYS_bind => addresses::bind(self, request),
             libc::SYS_listen => addresses::listen(self, request),
@@ -379,6 +402,10 @@ impl Supervisor {
             libc::SYS_close_range => fds::close_range(self, request, tgid),
             libc::SYS_dup2 | libc::SYS_dup3 => fds::dup_over(self, request, tgid),
             libc::SYS_execve | libc::SYS_execveat => fds::exec(self, request, tgid),
+            libc::SYS_dup | libc::SYS_fcntl => fds::dup_anywhere(self, request, tgid),
+            libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => {
+                forks::create(self, request, tgid)
+            }
             nr => {
                 tracing::error!(target: "supervise::notify", nr, "notified syscall without a handler");
                 Verdict::Errno(libc::ENOSYS)
@@ -483,6 +510,28 @@ impl Supervisor {
         if errno != libc::ENOENT {
             let _ = request.respond(Answer::Errno(errno));
         }
+    }
+}
+
+/// Answers a call whose thread could not be identified (its `/proc` entry or a pidfd
+/// could not be had: the supervisor is out of descriptors or memory). Nothing can be
+/// proven about its descriptors, so it fails, with the errno the kernel gives when
+/// resources run out; close-like calls get EINTR (the fd stays open, so nothing the
+/// tenant holds goes untracked).
+fn answer_unidentified(request: &Request, error: &std::io::Error) {
+    if !request.is_valid() {
+        return; // the thread is gone: nobody to answer
+    }
+    let nr = request.nr();
+    let errno = match nr {
+        libc::SYS_accept | libc::SYS_accept4 => libc::ENFILE,
+        libc::SYS_close | libc::SYS_close_range | libc::SYS_dup2 | libc::SYS_dup3 => libc::EINTR,
+        _ => libc::ENOMEM,
+    };
+    let syscall = crate::launch::filter::notified_name(nr as i32);
+    tracing::error!(target: "supervise::notify", tid = request.tid(), syscall, %error, errno, "cannot identify the calling tenant thread (the supervisor is out of file descriptors or memory); the call fails");
+    if let Err(error) = request.respond(Answer::Errno(errno)) {
+        tracing::debug!(target: "supervise::notify", %error, "answer not delivered (tenant thread gone)");
     }
 }
 

@@ -21,6 +21,10 @@ pub const ERESTARTSYS: i32 = 512;
 pub struct Request {
     notif: libc::seccomp_notif,
     listener: RawFd,
+    /// The tracked socket a parked call waits on: when it resumes, its fd argument
+    /// means that socket even if another thread has closed or reused the number since
+    /// (in the kernel, a call in flight holds its file).
+    pinned: Option<u64>,
 }
 
 impl std::fmt::Debug for Request {
@@ -81,7 +85,18 @@ impl Request {
         Ok(Some(Request {
             notif,
             listener: listener.as_raw_fd(),
+            pinned: None,
         }))
+    }
+
+    /// Binds the call's fd argument to the tracked socket `inode` (see `pinned`).
+    pub fn pin(&mut self, inode: u64) {
+        self.pinned = Some(inode);
+    }
+
+    /// The tracked socket the call's fd argument is bound to, if it was parked on one.
+    pub fn pinned(&self) -> Option<u64> {
+        self.pinned
     }
 
     /// The notification id.

@@ -35,7 +35,8 @@ fn tracked_listener(
         Ok(Lookup::Untracked(Some(copy))) => copy,
         Ok(Lookup::Untracked(None)) if confined => return Err(Verdict::Errno(libc::ENOTSOCK)),
         Err(e) if confined => return Err(Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF))),
-        Ok(Lookup::Untracked(None)) | Err(_) => return Err(undecided()),
+        Ok(Lookup::Untracked(None)) => return Err(undecided()),
+        Err(e) => return Err(io::lookup_failed(request, fd, &e)),
     };
     let option = |name| sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, name).ok();
     let family = option(libc::SO_DOMAIN);
@@ -70,8 +71,7 @@ fn tracked_listener(
 
 /// accept / accept4 on a tracked listener: accept on our copy, track the connection,
 /// inject it with ADDFD_FLAG_SEND (atomic with the answer).
-pub(super) fn accept(sv: &mut Supervisor, request: &Request) -> Verdict {
-    let tgid = sv.table.threads[&request.tid()].tgid;
+pub(super) fn accept(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
     let listener = match tracked_listener(sv, request, tgid, request.fd_arg(0)) {
         Ok(listener) => listener,
         Err(verdict) => return verdict,
@@ -162,16 +162,63 @@ fn next_connection(
                 let nonblocking = sys::is_nonblocking(copy).unwrap_or(true);
                 return Err(Verdict::would_block(nonblocking, listener, libc::EPOLLIN));
             }
-            match sys::accept4(copy, libc::SOCK_CLOEXEC | (flags & libc::SOCK_NONBLOCK)) {
+            let accepted = sv
+                .table
+                .reserve
+                .retry(|| sys::accept4(copy, libc::SOCK_CLOEXEC | (flags & libc::SOCK_NONBLOCK)));
+            let (conn, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                     return Err(Verdict::Errno(libc::EAGAIN))
                 }
                 Err(e) => return Err(Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO))),
+            };
+            // Admission: a connection is handed over only while the reserve stays
+            // full, so what it will need later (its process's pidfd, /proc reads) is
+            // there. Otherwise its client is told why, instead of waiting in the
+            // backlog while the tenant's accepts fail.
+            if !sv.table.reserve.refill() {
+                refuse(sv, config, conn, &peer);
+                let nonblocking = flags & libc::SOCK_NONBLOCK != 0
+                    || sv
+                        .table
+                        .copy(listener)
+                        .and_then(|c| sys::is_nonblocking(c).ok())
+                        .unwrap_or(true);
+                return Err(Verdict::would_block(nonblocking, listener, libc::EPOLLIN));
             }
+            (conn, peer)
         }
     };
     Ok((config, conn, peer))
+}
+
+/// What a refused client is told (in its protocol's words where the stream has one).
+const REFUSAL: &str =
+    "supervise: the supervisor is out of file descriptors; connection refused (try again later)";
+
+/// Ends a connection the supervisor cannot take on: the protocol's refusal, then FIN.
+fn refuse(sv: &Supervisor, config: Option<usize>, conn: OwnedFd, peer: &SockAddr) {
+    tracing::warn!(target: "supervise::sockets", peer = ?peer.as_std(), "connection refused: the supervisor is at its file descriptor limit (EMFILE); raise its RLIMIT_NOFILE");
+    let refusal = config
+        .map(|c| {
+            sv.profile.streams[c]
+                .new_framer(Direction::Inbound)
+                .refusal(REFUSAL)
+        })
+        .unwrap_or_default();
+    if !refusal.is_empty() {
+        let _ = sys::send(
+            conn.as_fd(),
+            &refusal,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+    }
+    let _ = sys::shutdown(conn.as_fd(), libc::SHUT_WR);
+    // Whatever the client already sent is read, so the close sends no RST that could
+    // overtake the refusal.
+    let mut sink = [0u8; 1024];
+    while matches!(sys::recv(conn.as_fd(), &mut sink, libc::MSG_DONTWAIT), Ok(n) if n > 0) {}
 }
 
 /// accept's `addr`/`addrlen` out-parameters: truncated to the tenant's buffer, the
@@ -206,8 +253,9 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
         Err(e) if sv.guard.is_some() => {
             return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF))
         }
-        // Not a socket, or not an open fd: the kernel gives the right error.
-        Ok(Lookup::Untracked(None)) | Err(_) => return continue_untracked(),
+        // Not a socket: the kernel gives the right error.
+        Ok(Lookup::Untracked(None)) => return continue_untracked(),
+        Err(e) => return io::lookup_failed(request, fd, &e),
     };
     let domain = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
     if domain != libc::AF_INET && domain != libc::AF_INET6 {
@@ -361,8 +409,10 @@ pub(super) fn connect_result(sv: &mut Supervisor, park: Park) -> Verdict {
 /// message follows the on_partial_close policy), flushes, then shuts our copy down;
 /// SHUT_RD ends the inbound direction.
 pub(super) fn shutdown(sv: &mut Supervisor, request: &Request) -> Verdict {
-    let Some(inode) = io::tracked_stream(sv, request, request.fd_arg(0)) else {
-        return continue_untracked();
+    let inode = match io::tracked_stream(sv, request, request.fd_arg(0)) {
+        Ok(Some(inode)) => inode,
+        Ok(None) => return continue_untracked(),
+        Err(verdict) => return verdict,
     };
     let how = request.arg(1) as i32;
     if !matches!(how, libc::SHUT_RD | libc::SHUT_WR | libc::SHUT_RDWR) {
@@ -376,6 +426,8 @@ pub(super) fn shutdown(sv: &mut Supervisor, request: &Request) -> Verdict {
         stream.inbound.ended = true;
     }
     let _ = io::flush_outbound(sv, inode);
+    // Calls parked on it see the end now, as the kernel's would.
+    sv.wake_later(inode);
     let (stream, copy) = sv.table.stream(inode).expect("tracked stream");
     if how == libc::SHUT_RD || stream.outbound.ready.is_empty() {
         return match sys::shutdown(copy, how) {

@@ -1,18 +1,151 @@
 //! Parked calls: a call that cannot complete now waits for its socket (one-shot epoll
-//! interest), is re-run when the socket is ready, and is given back to its thread when a
-//! signal is pending for it (checked by a 10 ms ticker while anything is parked).
+//! interest) and is re-run when the socket is ready, as the kernel would wake it.
+//!
+//! A parked call behaves as one blocked in the kernel:
+//! - it *pins* its socket: another thread closing the fd does not end the call, and the
+//!   socket lives until the call returns (its fd argument stays bound to that socket);
+//! - SO_RCVTIMEO / SO_SNDTIMEO end it with EAGAIN (or the count already taken, or
+//!   EINPROGRESS for a connect) at the deadline, as the socket's own timeout would;
+//! - a signal pending for its thread gives the thread back (ERESTARTSYS), so handlers
+//!   run. Seeing a pending signal means reading `/proc`, so the ticker does it on a
+//!   budget: each process with parked calls once per tick (process-directed signals,
+//!   the common case), and [`SIGNAL_CHECKS_PER_TICK`] threads per tick in turn
+//!   (thread-directed ones). With up to that many parked calls each is checked every
+//!   tick (10 ms); with thousands a thread-directed signal may take seconds, and the
+//!   supervisor's idle CPU stays flat instead of growing with the number parked.
+//!
+//! Calls are indexed by socket and by deadline, so waking the calls of one socket costs
+//! nothing per other parked call.
 
-use std::os::fd::AsFd;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
 use super::events::{self, Token};
 use super::request::{self, Request};
-use super::{io, sockets, Park, ParkTarget, Resume, Supervisor, Verdict, Waiter};
+use super::{io, sockets, Park, ParkTarget, Resume, Supervisor, Verdict};
 use crate::stream::table::{Inode, SocketKind};
+use crate::sys;
+
+/// Per-thread signal checks per tick (each reads one `/proc` status file).
+pub const SIGNAL_CHECKS_PER_TICK: usize = 8;
+/// The ticker's period while anything waits.
+pub const TICK_MS: i64 = 10;
+
+/// One parked call.
+#[derive(Debug)]
+pub struct Waiter {
+    request: Request,
+    tgid: libc::pid_t,
+    park: Park,
+    /// When its socket timeout ends it.
+    deadline: Option<Instant>,
+    /// The socket it keeps alive until it returns.
+    pinned: Option<Inode>,
+}
+
+/// The parked calls and their indexes.
+#[derive(Debug, Default)]
+pub struct Waiters {
+    parked: HashMap<u64, Waiter>,
+    on_socket: HashMap<Inode, Vec<u64>>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// Signal-check order (serials; ones no longer parked are skipped).
+    rota: VecDeque<u64>,
+    next_serial: u64,
+}
+
+impl Waiters {
+    /// Whether nothing is parked.
+    pub fn is_empty(&self) -> bool {
+        self.parked.is_empty()
+    }
+
+    /// Number of parked calls.
+    pub fn len(&self) -> usize {
+        self.parked.len()
+    }
+
+    fn insert(&mut self, serial: u64, waiter: Waiter) {
+        if let ParkTarget::Socket(inode) = waiter.park.target {
+            self.on_socket.entry(inode).or_default().push(serial);
+        }
+        if let Some(at) = waiter.deadline {
+            self.deadlines.insert((at, serial));
+        }
+        self.rota.push_back(serial);
+        self.parked.insert(serial, waiter);
+    }
+
+    fn remove(&mut self, serial: u64) -> Option<Waiter> {
+        let waiter = self.parked.remove(&serial)?;
+        if let ParkTarget::Socket(inode) = waiter.park.target {
+            if let Some(list) = self.on_socket.get_mut(&inode) {
+                list.retain(|&s| s != serial);
+                if list.is_empty() {
+                    self.on_socket.remove(&inode);
+                }
+            }
+        }
+        if let Some(at) = waiter.deadline {
+            self.deadlines.remove(&(at, serial));
+        }
+        Some(waiter)
+    }
+
+    /// Serials of the calls parked by threads `which` selects.
+    pub fn of_threads(&self, which: impl Fn(libc::pid_t, libc::pid_t) -> bool) -> Vec<u64> {
+        self.parked
+            .iter()
+            .filter(|(_, w)| which(w.tgid, w.request.tid()))
+            .map(|(&s, _)| s)
+            .collect()
+    }
+}
+
+/// The socket timeout (SO_RCVTIMEO for reads and accepts, SO_SNDTIMEO for writes and
+/// connects) that bounds a call waiting for `interest` on `fd`.
+fn socket_timeout(fd: BorrowedFd<'_>, interest: u32) -> Option<Duration> {
+    let name = if interest & libc::EPOLLIN as u32 != 0 {
+        libc::SO_RCVTIMEO
+    } else {
+        libc::SO_SNDTIMEO
+    };
+    sys::sockopt_timeout(fd, name).ok().flatten()
+}
 
 impl Supervisor {
-    pub(super) fn park(&mut self, request: Request, tgid: libc::pid_t, park: Park) {
-        let serial = self.next_serial;
-        self.next_serial += 1;
+    /// Parks a call that cannot complete now.
+    pub(super) fn park(&mut self, mut request: Request, tgid: libc::pid_t, park: Park) {
+        let target_fd = match &park.target {
+            ParkTarget::Socket(inode) => self.table.copy(*inode),
+            ParkTarget::Own(fd) => Some(fd.as_fd()),
+        };
+        let deadline = target_fd
+            .and_then(|fd| socket_timeout(fd, park.interest))
+            .map(|timeout| Instant::now() + timeout);
+        let pinned = match park.target {
+            ParkTarget::Socket(inode) => {
+                request.pin(inode);
+                self.table.pin(inode);
+                Some(inode)
+            }
+            ParkTarget::Own(_) => None,
+        };
+        self.repark(request, tgid, park, deadline, pinned);
+    }
+
+    /// Parks (again) a call whose socket, if any, is already pinned.
+    fn repark(
+        &mut self,
+        request: Request,
+        tgid: libc::pid_t,
+        park: Park,
+        deadline: Option<Instant>,
+        pinned: Option<Inode>,
+    ) {
+        let serial = self.waiters.next_serial;
+        self.waiters.next_serial += 1;
         match &park.target {
             ParkTarget::Socket(inode) => {
                 if let Some(t) = self.table.sockets.get_mut(inode) {
@@ -27,14 +160,24 @@ impl Supervisor {
                 }
             }
         }
-        self.waiters.push(Waiter {
-            request,
-            tgid,
+        self.waiters.insert(
             serial,
-            park,
-        });
+            Waiter {
+                request,
+                tgid,
+                park,
+                deadline,
+                pinned,
+            },
+        );
+        self.arm_ticker();
+    }
+
+    /// Keeps the ticker running while anything needs it: parked calls (signals and
+    /// timeouts), forks not yet resolved, releases not yet confirmed.
+    pub(super) fn arm_ticker(&mut self) {
         if !self.ticker_armed {
-            events::set_ticker(self.ticker.as_fd(), Some(10));
+            events::set_ticker(self.ticker.as_fd(), Some(TICK_MS));
             self.ticker_armed = true;
         }
     }
@@ -73,66 +216,176 @@ impl Supervisor {
         if let Err(errno) = io::flush_outbound(self, inode) {
             tracing::debug!(target: "supervise::notify", inode, errno, "background flush failed");
         }
-        self.wake_waiters(|w| matches!(w.park.target, ParkTarget::Socket(i) if i == inode));
+        self.wake_socket(inode);
         self.arm(inode);
         self.retire_if_drained(inode);
     }
 
-    /// Re-runs the parked calls selected by `which`.
-    pub(super) fn wake_waiters(&mut self, which: impl Fn(&Waiter) -> bool) {
-        let (woken, kept): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
-            .into_iter()
-            .partition(|w| which(w));
-        self.waiters = kept;
-        for waiter in woken {
-            self.resume(waiter, false);
+    /// Re-runs the calls parked on `inode` once the current call is answered (a
+    /// shutdown ends what they wait for without the kernel socket saying so).
+    pub(super) fn wake_later(&mut self, inode: Inode) {
+        self.wake_after.push(inode);
+    }
+
+    /// Re-runs every call parked on `inode`.
+    pub(super) fn wake_socket(&mut self, inode: Inode) {
+        let serials = self
+            .waiters
+            .on_socket
+            .get(&inode)
+            .cloned()
+            .unwrap_or_default();
+        for serial in serials {
+            self.wake(serial, Wake::Ready);
         }
     }
 
-    /// Resumes one parked call; `interrupted` when a signal is pending for its thread.
-    pub(super) fn resume(&mut self, waiter: Waiter, interrupted: bool) {
+    /// Resumes one parked call.
+    pub(super) fn wake(&mut self, serial: u64, why: Wake) {
+        let Some(waiter) = self.waiters.remove(serial) else {
+            return;
+        };
         let Waiter {
             request,
             tgid,
             park,
-            ..
+            deadline,
+            pinned,
         } = waiter;
         if let ParkTarget::Own(fd) = &park.target {
             self.epoll.remove(fd.as_fd());
         }
-        let verdict = match (park.resume, interrupted) {
-            (Resume::ReplyAfterFlush(n), true) => Verdict::Value(n as i64),
-            (Resume::ReplyAfterFlush(n), false) => match &park.target {
+        let verdict = match (park.resume, why) {
+            (Resume::ReplyAfterFlush(n), Wake::Signal | Wake::Timeout) => Verdict::Value(n as i64),
+            (Resume::ReplyAfterFlush(n), Wake::Ready) => match &park.target {
                 ParkTarget::Socket(inode) if io::outbound_pending(self, *inode) => {
                     Verdict::Park(park)
                 }
                 _ => Verdict::Value(n as i64),
             },
-            (_, true) => Verdict::Errno(request::ERESTARTSYS),
-            (Resume::Rerun, false) => self.dispatch(&request, tgid),
-            (Resume::ConnectResult, false) => sockets::connect_result(self, park),
+            (_, Wake::Signal) => Verdict::Errno(request::ERESTARTSYS),
+            (Resume::Rerun, Wake::Timeout) => Verdict::Errno(libc::EAGAIN),
+            (Resume::ConnectResult, Wake::Timeout) => Verdict::Errno(libc::EINPROGRESS),
+            (Resume::Rerun, Wake::Ready) => self.dispatch(&request, tgid),
+            (Resume::ConnectResult, Wake::Ready) => sockets::connect_result(self, park),
         };
+        if let Verdict::Park(again) = verdict {
+            return self.repark(request, tgid, again, deadline, pinned);
+        }
         self.finish(request, tgid, verdict);
+        if let Some(inode) = pinned {
+            self.table.unpin(inode);
+        }
+    }
+
+    /// Drops the parked calls of threads that are gone (nothing to answer), unpinning
+    /// their sockets.
+    pub(super) fn drop_waiters(&mut self, serials: Vec<u64>) {
+        for serial in serials {
+            if let Some(waiter) = self.waiters.remove(serial) {
+                if let ParkTarget::Own(fd) = &waiter.park.target {
+                    self.epoll.remove(fd.as_fd());
+                }
+                if let Some(inode) = waiter.pinned {
+                    self.table.unpin(inode);
+                }
+            }
+        }
     }
 
     pub(super) fn on_tick(&mut self) {
         events::drain(self.ticker.as_fd());
-        if self.waiters.is_empty() {
+        if self.table.tenants.forks_pending() {
+            self.table.resolve_forks();
+        }
+        self.expire_deadlines();
+        self.check_signals();
+        self.release_unheld();
+        let idle = self.waiters.is_empty()
+            && !self.table.tenants.forks_pending()
+            && self.deferred.is_empty();
+        if idle {
             events::set_ticker(self.ticker.as_fd(), None);
             self.ticker_armed = false;
+        }
+    }
+
+    fn expire_deadlines(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, serial)) = self.waiters.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.waiters.deadlines.pop_first();
+            tracing::debug!(target: "supervise::notify", serial, "socket timeout: a parked call returns");
+            self.wake(serial, Wake::Timeout);
+        }
+    }
+
+    /// Gives back parked calls whose thread has a signal to handle (see the module doc
+    /// for the budget). A process-directed signal gives back one thread that does not
+    /// block it, as the kernel interrupts one; a thread-directed one, that thread.
+    fn check_signals(&mut self) {
+        if self.waiters.is_empty() {
             return;
         }
-        let waiters = std::mem::take(&mut self.waiters);
-        for waiter in waiters {
-            if !waiter.request.is_valid() {
-                continue; // the thread was killed; its call needs no answer
+        let processes: HashSet<libc::pid_t> =
+            self.waiters.parked.values().map(|w| w.tgid).collect();
+        for tgid in processes {
+            if !events::process_signal_pending(tgid) {
+                continue;
             }
-            if events::signal_pending(waiter.tgid, waiter.request.tid()) {
-                tracing::debug!(target: "supervise::notify", tid = waiter.request.tid(), "signal pending: giving a parked call back");
-                self.resume(waiter, true);
-            } else {
-                self.waiters.push(waiter);
+            for serial in self.waiters.of_threads(|t, _| t == tgid) {
+                let Some(w) = self.waiters.parked.get(&serial) else {
+                    continue;
+                };
+                let state = events::signal_state(w.tgid, w.request.tid());
+                if state.is_some_and(|s| s.shared & !s.blocked != 0) {
+                    self.give_back(serial);
+                    break;
+                }
+            }
+        }
+        let budget = SIGNAL_CHECKS_PER_TICK.min(self.waiters.len());
+        let mut checked = 0;
+        while checked < budget {
+            let Some(serial) = self.waiters.rota.pop_front() else {
+                break;
+            };
+            let Some(w) = self.waiters.parked.get(&serial) else {
+                continue; // answered since
+            };
+            self.waiters.rota.push_back(serial);
+            checked += 1;
+            match events::signal_state(w.tgid, w.request.tid()) {
+                Some(s) if s.thread & !s.blocked != 0 => self.give_back(serial),
+                Some(_) => {}
+                None if !w.request.is_valid() => self.drop_waiters(vec![serial]),
+                None => {}
             }
         }
     }
+
+    fn give_back(&mut self, serial: u64) {
+        let Some(w) = self.waiters.parked.get(&serial) else {
+            return;
+        };
+        if !w.request.is_valid() {
+            // The thread was killed: its call needs no answer.
+            return self.drop_waiters(vec![serial]);
+        }
+        tracing::debug!(target: "supervise::notify", tid = w.request.tid(), "signal pending: giving a parked call back");
+        self.wake(serial, Wake::Signal);
+    }
+}
+
+/// Why a parked call resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Its socket is ready.
+    Ready,
+    /// A signal is pending for its thread.
+    Signal,
+    /// Its socket timeout passed.
+    Timeout,
 }

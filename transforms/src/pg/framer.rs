@@ -195,6 +195,13 @@ impl Framer for PgFramer {
     fn name(&self) -> &'static str {
         PROTOCOL
     }
+
+    /// A FATAL ErrorResponse with SQLSTATE 53300 (too_many_connections), which libpq
+    /// reports whether it sent an SSLRequest or a StartupMessage first (the server's own
+    /// answer when it cannot start a backend).
+    fn refusal(&self, reason: &str) -> Vec<u8> {
+        crate::pg::message::build_error("FATAL", "53300", reason)
+    }
 }
 
 /// The big-endian Int32 at `at`, or `None` if the spool does not reach that far yet.

@@ -1,0 +1,266 @@
+//! Which tenant descriptors refer to tracked sockets.
+//!
+//! Sockets are identified by inode; fd numbers are only a per-process cache of that
+//! identity, kept from the notified calls: accept and connect add entries, close,
+//! close_range, dup2, dup3 and execve remove them, and a fork gives the child a copy of
+//! its parent's entries (see [`tenants`]). The supervisor holds one copy of each
+//! tracked socket; it counts the cached descriptors referring to it (*holders*) and
+//! the calls in flight on it (*pins*: a parked call, a fork not yet resolved), and lets
+//! the copy go only when both are zero — so the peer sees EOF exactly when the tenant
+//! has closed it everywhere, and nothing here ever scans `/proc` per connection.
+//!
+//! Where the cache cannot be exact (a process that received descriptors in ways no
+//! notified call shows) the process is *opaque* and its descriptors are read before a
+//! release; if that read fails the socket stays tracked. And a released socket is shut
+//! down before the copy closes, so a holder the supervisor missed finds a dead
+//! connection, never an untracked one.
+
+mod reserve;
+pub mod tenants;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+
+pub use reserve::Reserve;
+pub use tenants::Learned;
+
+use crate::notify::Request;
+use crate::stream::Stream;
+use crate::sys::{self, SockAddr};
+
+/// Socket inode number.
+pub type Inode = u64;
+
+/// What a tracked socket is.
+#[derive(Debug)]
+pub enum SocketKind {
+    /// A listening socket whose accepted connections belong to stream config `config`
+    /// (`None`: a confined tenant's listener no stream tracks, accepted here only so
+    /// each peer's label is checked).
+    Listener {
+        /// Index of the stream in the profile.
+        config: Option<usize>,
+        /// Connections accepted for a tenant that died before receiving them: handed to
+        /// the next accept, so no connection is lost.
+        stash: VecDeque<(OwnedFd, SockAddr)>,
+    },
+    /// A connection with spool state.
+    Stream(Box<Stream>),
+}
+
+/// A tracked socket and the supervisor's copy of it.
+#[derive(Debug)]
+pub struct Tracked {
+    /// The supervisor's own descriptor for it.
+    pub copy: OwnedFd,
+    /// Listener or stream.
+    pub kind: SocketKind,
+    /// Cached tenant descriptors referring to it.
+    holders: usize,
+    /// Calls in flight that keep it alive (parked calls, unresolved forks).
+    pins: usize,
+    /// Epoll interest parked calls need.
+    pub armed: u32,
+    /// Interest currently registered with epoll (0 = disarmed).
+    pub registered: u32,
+}
+
+impl Tracked {
+    /// Whether nothing the supervisor knows of keeps the socket: no cached descriptor,
+    /// no call in flight.
+    pub fn is_unheld(&self) -> bool {
+        self.holders == 0 && self.pins == 0
+    }
+}
+
+/// Result of looking up a tenant fd.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A tracked socket.
+    Tracked(Inode),
+    /// Not tracked; the fetched copy is returned for callers that classify it (accept,
+    /// connect), or `None` when the fd is not a socket.
+    Untracked(Option<OwnedFd>),
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Tracked sockets by inode.
+    pub sockets: HashMap<Inode, Tracked>,
+    /// (tgid, fd) → socket; ordered so one process's entries are a range.
+    fds: BTreeMap<(libc::pid_t, RawFd), Inode>,
+    /// Tenant threads, processes and forks in flight.
+    pub tenants: tenants::Tenants,
+    /// Spare descriptors for when the supervisor is at its fd limit.
+    pub reserve: Reserve,
+    /// Sockets that became unheld (no cached holder, no pin) since the loop last
+    /// looked: it releases them, once [`Table::confirm_unheld`] agrees.
+    pub unheld: Vec<Inode>,
+}
+
+impl Table {
+    /// A registry whose first tenant process is `root` (it starts with no tracked fd).
+    pub fn new(root: libc::pid_t) -> Table {
+        Table {
+            tenants: tenants::Tenants::new(root),
+            reserve: Reserve::new(),
+            ..Table::default()
+        }
+    }
+
+    /// Registers the thread that made a notification, if new; returns its tgid. A new
+    /// process may be the child of a fork not resolved yet: those are resolved first,
+    /// so it gets its parent's descriptors rather than being taken for opaque.
+    pub fn learn_thread(&mut self, tid: libc::pid_t) -> io::Result<libc::pid_t> {
+        if let Some(tgid) = self.tenants.tgid_of(tid) {
+            return Ok(tgid);
+        }
+        if self.tenants.forks_pending() {
+            self.resolve_forks();
+        }
+        self.tenants.learn_thread(tid, &mut self.reserve)
+    }
+
+    /// Looks up the tenant's fd `fd` as seen by the thread that made `request` (which
+    /// must be known). A parked call resumed on the socket it pinned gets that socket,
+    /// whatever its fd number means now (another thread may have closed it).
+    pub fn lookup(&mut self, request: &Request, fd: RawFd) -> io::Result<Lookup> {
+        if let Some(inode) = request.pinned() {
+            if fd == request.fd_arg(0) && self.sockets.contains_key(&inode) {
+                return Ok(Lookup::Tracked(inode));
+            }
+        }
+        let tgid = self
+            .tenants
+            .tgid_of(request.tid())
+            .ok_or_else(|| io::Error::other("unknown thread"))?;
+        let key = (tgid, fd);
+        if let Some(&inode) = self.fds.get(&key) {
+            return Ok(Lookup::Tracked(inode));
+        }
+        let pidfd = self
+            .tenants
+            .pidfd_of(request.tid())
+            .ok_or_else(|| io::Error::other("unknown thread"))?;
+        let copy = self.reserve.retry(|| request.fetch_fd(pidfd, fd))?;
+        let (inode, is_socket) = sys::inode_of(copy.as_fd())?;
+        if !is_socket {
+            return Ok(Lookup::Untracked(None));
+        }
+        if self.sockets.contains_key(&inode) {
+            self.hold(key, inode);
+            return Ok(Lookup::Tracked(inode));
+        }
+        Ok(Lookup::Untracked(Some(copy)))
+    }
+
+    /// The cached inode for `(tgid, fd)`, without resolving a miss.
+    pub fn cached(&self, tgid: libc::pid_t, fd: RawFd) -> Option<Inode> {
+        self.fds.get(&(tgid, fd)).copied()
+    }
+
+    /// Starts tracking a socket the supervisor created or classified.
+    pub fn track(&mut self, copy: OwnedFd, kind: SocketKind) -> io::Result<Inode> {
+        let (inode, _) = sys::inode_of(copy.as_fd())?;
+        self.sockets.insert(
+            inode,
+            Tracked {
+                copy,
+                kind,
+                holders: 0,
+                pins: 0,
+                armed: 0,
+                registered: u32::MAX,
+            },
+        );
+        Ok(inode)
+    }
+
+    /// Records that the tenant's `(tgid, fd)` refers to `inode`.
+    pub fn hold(&mut self, key: (libc::pid_t, RawFd), inode: Inode) {
+        if let Some(old) = self.fds.insert(key, inode) {
+            self.release_one(old);
+        }
+        if let Some(t) = self.sockets.get_mut(&inode) {
+            t.holders += 1;
+        }
+    }
+
+    /// Forgets `(tgid, fd)`; `false` if it was not cached.
+    pub fn forget(&mut self, tgid: libc::pid_t, fd: RawFd) -> bool {
+        match self.fds.remove(&(tgid, fd)) {
+            Some(inode) => {
+                self.release_one(inode);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cached fds of process `tgid` that refer to tracked sockets, with their sockets.
+    pub fn entries_of(&self, tgid: libc::pid_t) -> Vec<(RawFd, Inode)> {
+        self.fds
+            .range((tgid, RawFd::MIN)..=(tgid, RawFd::MAX))
+            .map(|(&(_, fd), &inode)| (fd, inode))
+            .collect()
+    }
+
+    /// Cached fds of process `tgid` that refer to tracked sockets.
+    pub fn fds_of(&self, tgid: libc::pid_t) -> Vec<RawFd> {
+        self.entries_of(tgid)
+            .into_iter()
+            .map(|(fd, _)| fd)
+            .collect()
+    }
+
+    /// Keeps `inode` alive for a call in flight.
+    pub fn pin(&mut self, inode: Inode) {
+        if let Some(t) = self.sockets.get_mut(&inode) {
+            t.pins += 1;
+        }
+    }
+
+    /// Ends a pin.
+    pub fn unpin(&mut self, inode: Inode) {
+        if let Some(t) = self.sockets.get_mut(&inode) {
+            t.pins = t.pins.saturating_sub(1);
+            if t.is_unheld() {
+                self.unheld.push(inode);
+            }
+        }
+    }
+
+    fn release_one(&mut self, inode: Inode) {
+        if let Some(t) = self.sockets.get_mut(&inode) {
+            t.holders = t.holders.saturating_sub(1);
+            if t.is_unheld() {
+                self.unheld.push(inode);
+            }
+        }
+    }
+
+    /// Removes a tracked socket, returning it (its copy closes when dropped).
+    pub fn untrack(&mut self, inode: Inode) -> Option<Tracked> {
+        let tracked = self.sockets.remove(&inode)?;
+        if tracked.holders > 0 {
+            self.fds.retain(|_, i| *i != inode);
+        }
+        Some(tracked)
+    }
+
+    /// The supervisor's copy of a tracked socket.
+    pub fn copy(&self, inode: Inode) -> Option<BorrowedFd<'_>> {
+        self.sockets.get(&inode).map(|t| t.copy.as_fd())
+    }
+
+    /// The stream state of a tracked connection.
+    pub fn stream(&mut self, inode: Inode) -> Option<(&mut Stream, BorrowedFd<'_>)> {
+        let t = self.sockets.get_mut(&inode)?;
+        match &mut t.kind {
+            SocketKind::Stream(s) => Some((s, t.copy.as_fd())),
+            SocketKind::Listener { .. } => None,
+        }
+    }
+}
