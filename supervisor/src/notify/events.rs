@@ -284,10 +284,3 @@ pub fn signal_state(tgid: libc::pid_t, tid: libc::pid_t) -> Option<SignalState> 
         blocked: status_field(&status, "SigBlk:"),
     })
 }
-
-/// Whether a signal is pending for process `tgid` as a whole (one `/proc` read covers
-/// all its threads).
-pub fn process_signal_pending(tgid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{tgid}/status"))
-        .is_ok_and(|status| status_field(&status, "ShdPnd:") != 0)
-}

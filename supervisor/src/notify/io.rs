@@ -173,7 +173,10 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     }
     let inode = match tracked_stream(sv, request, request.fd_arg(0)) {
         Ok(Some(inode)) => inode,
-        Ok(None) => return continue_untracked(),
+        Ok(None) => {
+            note_descriptor_passing(sv, request);
+            return continue_untracked();
+        }
         Err(verdict) => return verdict,
     };
     let call = match parse_read(request) {
@@ -242,6 +245,26 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
         }
+    }
+}
+
+/// A recvmsg with room for control data on an untracked socket may receive
+/// descriptors (SCM_RIGHTS), tracked sockets among them, that no notified call shows:
+/// the process becomes opaque (its descriptors are read before a socket is released).
+/// A tenant that shrinks the buffer after this look only loses its own connection: a
+/// released socket is shut down.
+fn note_descriptor_passing(sv: &mut Supervisor, request: &Request) {
+    if !matches!(request.nr(), libc::SYS_recvmsg | libc::SYS_recvmmsg) {
+        return;
+    }
+    let Some(tgid) = sv.table.tenants.tgid_of(request.tid()) else {
+        return;
+    };
+    let control_len = request
+        .read_memory(request.arg(1) + 40, 8)
+        .map(|raw| u64::from_ne_bytes(raw[..8].try_into().expect("8 bytes")));
+    if control_len.map_or(true, |len| len > 0) && !sv.table.sockets.is_empty() {
+        sv.table.tenants.mark_opaque(tgid);
     }
 }
 

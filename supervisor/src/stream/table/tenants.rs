@@ -216,7 +216,7 @@ impl Tenants {
     pub fn mark_opaque(&mut self, tgid: libc::pid_t) {
         if let Some(p) = self.processes.get_mut(&tgid) {
             if !p.opaque {
-                tracing::info!(target: "supervise::notify", tgid, "a tenant process duplicated a tracked socket: its descriptors will be read before any socket is released");
+                tracing::info!(target: "supervise::notify", tgid, "a tenant process may hold tracked sockets the cache does not show (dup, F_DUPFD or SCM_RIGHTS): its descriptors will be read before any socket is released");
             }
             p.opaque = true;
         }
