@@ -177,15 +177,13 @@ fn next_connection(
             // full, so what it will need later (its process's pidfd, /proc reads) is
             // there. Otherwise its client is told why, instead of waiting in the
             // backlog while the tenant's accepts fail.
+            // The tenant's accept fails with ECONNABORTED ("a connection was aborted";
+            // servers take it as transient), never parks: a tenant that polled the
+            // listener before a blocking accept (PostgreSQL's postmaster, with its
+            // signals blocked) would otherwise wait in accept for the next client.
             if !sv.table.reserve.refill() {
                 refuse(sv, config, conn, &peer);
-                let nonblocking = flags & libc::SOCK_NONBLOCK != 0
-                    || sv
-                        .table
-                        .copy(listener)
-                        .and_then(|c| sys::is_nonblocking(c).ok())
-                        .unwrap_or(true);
-                return Err(Verdict::would_block(nonblocking, listener, libc::EPOLLIN));
+                return Err(Verdict::Errno(libc::ECONNABORTED));
             }
             (conn, peer)
         }
