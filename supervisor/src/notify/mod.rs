@@ -195,6 +195,13 @@ impl Supervisor {
         epoll.add(signals.as_fd(), libc::EPOLLIN as u32, Token::Signals)?;
         epoll.add(launched.report.as_fd(), libc::EPOLLIN as u32, Token::Report)?;
         epoll.add(ticker.as_fd(), libc::EPOLLIN as u32, Token::Ticker)?;
+        // After the launch: the tenant keeps the limits it was started with.
+        match crate::sys::raise_fd_limit() {
+            Ok(limit) => tracing::debug!(target: "supervise::notify", limit, "supervisor fd limit"),
+            Err(error) => {
+                tracing::warn!(target: "supervise::notify", %error, "cannot raise the supervisor's fd limit")
+            }
+        }
         let placeholder = std::fs::File::open("/dev/null")?.into();
         Ok(Supervisor {
             table: Table::new(launched.tenant_pid),
