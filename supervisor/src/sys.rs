@@ -472,6 +472,26 @@ pub fn read_link(path: &CStr) -> Option<Vec<u8>> {
     }
 }
 
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (each tracked connection
+/// costs the supervisor a descriptor or two); returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }.into())?;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit read by the call.
+        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) }.into())?;
+    }
+    Ok(limit.rlim_max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::SockAddr;
@@ -491,24 +511,4 @@ mod tests {
         assert_eq!(format!("{addr:?}"), "127.0.0.1:8080");
         assert_eq!(addr.port(), Some(8080));
     }
-}
-
-/// Raises this process's soft RLIMIT_NOFILE to its hard limit (each tracked connection
-/// costs the supervisor a descriptor or two); returns the limit now in force.
-pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }.into())?;
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: `raised` is a valid rlimit read by the call.
-        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) }.into())?;
-    }
-    Ok(limit.rlim_max)
 }

@@ -55,12 +55,39 @@ pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pi
 }
 
 /// dup2 / dup3 onto a cached tracked fd.
+///
+/// When `old` is a tracked socket the supervisor performs the call itself (ADDFD with
+/// SETFD installs the same open file description at `new`, atomically replacing what
+/// is there, as dup2 does), so the new holder is cached exactly.
 pub(super) fn dup_over(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
     let (old, new) = (request.fd_arg(0), request.fd_arg(1));
-    if old != new {
-        drop_slot(sv, request, tgid, new, false);
+    if old == new || new < 0 {
+        return continue_untracked(); // dup2: returns new; dup3: EINVAL; EBADF: the kernel says
     }
-    continue_untracked()
+    let inode = match sv.table.lookup(request, old) {
+        Ok(Lookup::Tracked(inode)) => Some(inode),
+        Ok(Lookup::Untracked(_)) => None,
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => None,
+        Err(e) => return super::io::lookup_failed(request, old, &e),
+    };
+    if request.nr() == libc::SYS_dup3 && request.arg(2) as i32 & !libc::O_CLOEXEC != 0 {
+        return Verdict::Errno(libc::EINVAL);
+    }
+    drop_slot(sv, request, tgid, new, false);
+    let Some(inode) = inode else {
+        return continue_untracked();
+    };
+    let cloexec = request.nr() == libc::SYS_dup3 && request.arg(2) as i32 & libc::O_CLOEXEC != 0;
+    let Some(copy) = sv.table.copy(inode) else {
+        return Verdict::Errno(libc::EBADF);
+    };
+    match request.install_fd_at(copy, new, cloexec) {
+        Ok(()) => {
+            sv.table.hold((tgid, new), inode);
+            Verdict::Value(new as i64)
+        }
+        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF)),
+    }
 }
 
 /// dup(fd) and fcntl(fd, F_DUPFD[_CLOEXEC], min): the new number is chosen by the

@@ -260,10 +260,23 @@ fn note_descriptor_passing(sv: &mut Supervisor, request: &Request) {
     let Some(tgid) = sv.table.tenants.tgid_of(request.tid()) else {
         return;
     };
-    let control_len = request
-        .read_memory(request.arg(1) + 40, 8)
-        .map(|raw| u64::from_ne_bytes(raw[..8].try_into().expect("8 bytes")));
-    if control_len.map_or(true, |len| len > 0) && !sv.table.sockets.is_empty() {
+    if sv.table.sockets.is_empty() {
+        return;
+    }
+    // recvmsg: one msghdr; recvmmsg: vlen mmsghdrs (a msghdr and its length, 64 bytes).
+    let (count, stride) = if request.nr() == libc::SYS_recvmmsg {
+        ((request.arg(2) as usize).min(super::request::MAX_IOV), 64)
+    } else {
+        (1, MSGHDR_SIZE as usize)
+    };
+    let room_for_control = request
+        .read_memory(request.arg(1), count * stride)
+        .map(|raw| {
+            raw.chunks(stride)
+                .any(|hdr| hdr.len() >= 48 && hdr[40..48] != [0u8; 8])
+        })
+        .unwrap_or(true);
+    if room_for_control {
         sv.table.tenants.mark_opaque(tgid);
     }
 }

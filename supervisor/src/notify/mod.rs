@@ -204,7 +204,7 @@ impl Supervisor {
         }
         let placeholder = std::fs::File::open("/dev/null")?.into();
         Ok(Supervisor {
-            table: Table::new(launched.tenant_pid),
+            table: Table::new(launched.tenant_pid, launched.stub_pid),
             profile,
             launched,
             epoll,

@@ -64,6 +64,12 @@ fn tracked_listener(
         )
         .map_err(|e| Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
     sv.table.hold((tgid, fd), inode);
+    // A listener is tracked at its first accept, but processes forked since it was
+    // created hold it too (a prefork master that never accepts): find them once.
+    if let Err(error) = sv.table.adopt_holders(inode) {
+        tracing::warn!(target: "supervise::sockets", %error, "cannot read which tenant processes hold a listener; they are treated as opaque");
+        sv.table.tenants.mark_all_opaque();
+    }
     let stream = config.map_or("(labels only)", |c| sv.profile.streams[c].name.as_str());
     tracing::info!(target: "supervise::sockets", stream, port, "tracking listener");
     Ok(inode)

@@ -101,10 +101,11 @@ pub struct Table {
 }
 
 impl Table {
-    /// A registry whose first tenant process is `root` (it starts with no tracked fd).
-    pub fn new(root: libc::pid_t) -> Table {
+    /// A registry whose first tenant process is `root` (it starts with no tracked fd),
+    /// under init stub `reaper`.
+    pub fn new(root: libc::pid_t, reaper: libc::pid_t) -> Table {
         Table {
-            tenants: tenants::Tenants::new(root),
+            tenants: tenants::Tenants::new(root, reaper),
             reserve: Reserve::new(),
             ..Table::default()
         }

@@ -62,6 +62,8 @@ pub enum Learned {
 pub struct Tenants {
     /// The tenant's first process: it starts with no tracked fd, so it is never opaque.
     root: libc::pid_t,
+    /// The init stub (PID 1 of the tenant's namespace): orphans are reparented to it.
+    reaper: libc::pid_t,
     threads: HashMap<libc::pid_t, Thread>,
     processes: HashMap<libc::pid_t, Process>,
     /// By the forking thread's tid.
@@ -106,11 +108,19 @@ fn read_children(tgid: libc::pid_t, tid: libc::pid_t) -> io::Result<Vec<libc::pi
 }
 
 impl Tenants {
-    /// Knowledge of a tenant whose first process is `root`.
-    pub fn new(root: libc::pid_t) -> Tenants {
+    /// Knowledge of a tenant whose first process is `root`, under init stub `reaper`.
+    pub fn new(root: libc::pid_t, reaper: libc::pid_t) -> Tenants {
         Tenants {
             root,
+            reaper,
             ..Tenants::default()
+        }
+    }
+
+    /// Every known process may hold tracked sockets the cache does not show.
+    pub fn mark_all_opaque(&mut self) {
+        for p in self.processes.values_mut() {
+            p.opaque = true;
         }
     }
 
@@ -258,8 +268,11 @@ impl Table {
                 tracing::debug!(target: "supervise::notify", tid, %error, "children of a forking thread not readable yet");
                 return;
             }
-            Err(error) => {
-                tracing::warn!(target: "supervise::notify", tid, %error, "cannot read the children of a thread that forked; a child holding tracked sockets will be read before they are released");
+            Err(_) => {
+                // The forking thread is gone (its process exited right after the fork):
+                // its child was reparented to the init stub. Unknown children there are
+                // learned as opaque, so they are read before any socket is released.
+                self.adopt_orphans();
                 Vec::new()
             }
         };
@@ -285,10 +298,59 @@ impl Table {
         if !found && !settled {
             return;
         }
+        if !found {
+            // The call returned and no child is listed: it failed, the child already
+            // exited, or the parent exited and the child was reparented (a zombie's
+            // list is empty). The last case leaves an orphan to learn.
+            self.adopt_orphans();
+        }
         let fork = self.tenants.forks.remove(&tid).expect("present");
         for (_, inode) in fork.snapshot {
             self.unpin(inode);
         }
+    }
+
+    /// Learns the init stub's children the supervisor does not know (orphans whose
+    /// fork it could not resolve) as opaque processes.
+    fn adopt_orphans(&mut self) {
+        let reaper = self.tenants.reaper;
+        let orphans = match self.reserve.retry(|| read_children(reaper, reaper)) {
+            Ok(children) => children,
+            Err(error) => {
+                tracing::warn!(target: "supervise::notify", %error, "cannot read the init stub's children; a child holding tracked sockets may find them shut down");
+                return;
+            }
+        };
+        for pid in orphans {
+            if self.tenants.processes.contains_key(&pid) {
+                continue;
+            }
+            match self.tenants.learn_process(pid, true, &mut self.reserve) {
+                Ok(()) => {
+                    tracing::info!(target: "supervise::notify", pid, "a reparented tenant process: its descriptors will be read before any socket is released")
+                }
+                Err(error) => {
+                    tracing::warn!(target: "supervise::notify", pid, %error, "cannot follow a reparented tenant process")
+                }
+            }
+        }
+    }
+
+    /// Caches every known tenant process's descriptors referring to `inode` (a socket
+    /// tracked only now, which processes forked earlier may hold). Once per listener.
+    pub fn adopt_holders(&mut self, inode: Inode) -> io::Result<()> {
+        let pids: Vec<libc::pid_t> = self.tenants.processes.keys().copied().collect();
+        for pid in pids {
+            let found = match self.reserve.retry(|| sockets_held_by(pid, &[inode])) {
+                Ok(found) => found,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e),
+            };
+            for (fd, inode) in found {
+                self.hold((pid, fd), inode);
+            }
+        }
+        Ok(())
     }
 
     /// Resolves every fork whose child is already visible.
