@@ -17,10 +17,19 @@
 # (c) what confinement costs: one cluster of the tenant pg-a run bare, under supervise
 #     unconfined and confined (profiles/tenants/pg-a.toml), pgbench -S with kept and
 #     with per-transaction connections (scripts/bench_tenants.sh).
+# (d) the engine under pressure (scripts/bench_pressure.sh, its knobs PR_* are listed
+#     there): 1000 connections opened and drained through the tracked port, supervisor
+#     CPU per connection; pgbench -S -C -c 4, -c 200 and -c 1000 (TPS and connection
+#     time); 2000 threads parked in recv (supervisor CPU while they wait, wake time).
+#     Bare vs profiles/postgres.toml vs profiles/pg-demo.toml (bench/parked.toml for
+#     the parked threads), same run.
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
-#   BENCH_PARTS ["pingpong pgbench tenants"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
+#   BENCH_PARTS ["pingpong pgbench tenants pressure"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
+#   BENCH_BIN_DIR [target/release] where supervise and the testbins are taken from, e.g.
+#     BENCH_BIN_DIR=/work/before-bin BENCH_PARTS=pressure scripts/bench.sh measures a
+#     saved build (it overrides REL and SUPERVISE)
 #   BENCH_SYNC [0]; 1 adds floor and serviced rows run with --sync-wakeup
 #   PP_N [20000] round trips per run   PP_WARMUP [1000]   RUNS [3]
 #   PG_SCALE [10]   PG_SECONDS [15]   PG_ROUNDS [2]   PG_CLIENTS [4]   PG_JOBS [2]
@@ -29,12 +38,19 @@
 #   SUPERVISE_LOG [warn] supervisor log level during measurements
 set -euo pipefail
 
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+    REL=$(cd "$BENCH_BIN_DIR" && pwd) || { echo "error: BENCH_BIN_DIR=$BENCH_BIN_DIR: no such directory" >&2; exit 1; }
+    SUPERVISE=$REL/supervise
+fi
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=scripts/bench_tenants.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_tenants.sh"
+# shellcheck source=scripts/bench_pressure.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_pressure.sh"
 
-BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants}
+BENCH_BIN_DIR=$REL
+BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure}
 BENCH_PIN=${BENCH_PIN:-both}
 BENCH_SYNC=${BENCH_SYNC:-0}
 PP_PORT=7100 # must match bench/pingpong.toml
@@ -261,11 +277,14 @@ bench_pgbench() {
 
 # ---------------------------------------------------------------- main
 hdr "supervise benchmarks: $(uname -r), $(nproc) CPUs, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(date -u +%FT%TZ)"
+printf 'binaries: %s (supervise: %s, modified %s)\n' "$BENCH_BIN_DIR" \
+    "$("$SUPERVISE" --version 2>/dev/null || echo '?')" "$(date -u -r "$SUPERVISE" +%FT%TZ)"
 for part in $BENCH_PARTS; do
     case $part in
     pingpong) bench_pingpong ;;
     pgbench) bench_pgbench ;;
     tenants) bench_tenants ;;
+    pressure) bench_pressure ;;
     *) die "unknown part $part in BENCH_PARTS" ;;
     esac
 done
