@@ -525,6 +525,40 @@ fn pgbench_select_only_under_rules() {
     c.stop();
 }
 
+/// A connection per transaction (`pgbench -C`): the postmaster forks a backend per
+/// connection while earlier backends exit and wait, as zombies, to be reaped. Each
+/// backend must receive its client socket from the fork and keep it after the
+/// postmaster closes its copy (a zombie once took a new fork's descriptors, and the
+/// new backend's connection was shut down: pgbench aborted).
+#[test]
+fn pgbench_connection_per_transaction_under_rules() {
+    let _serial = serial();
+    let c = Cluster::start(SCHEMA);
+    let sock = c.sockdir().to_string_lossy().into_owned();
+    let port = c.port().to_string();
+    c.pgbench(&["-h", &sock, "-p", &port, "-i", "-q"]);
+    let report = c.pgbench(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-S",
+        "-C",
+        "-c",
+        "4",
+        "-j",
+        "2",
+        "-t",
+        "150",
+    ]);
+    eprintln!("pgbench -S -C -c 4 -t 150 under profiles/pg-demo.toml:\n{report}");
+    assert!(
+        report.contains("number of transactions actually processed: 600/600"),
+        "every transaction, on its own connection, must complete:\n{report}"
+    );
+    c.stop();
+}
+
 /// Parses `key: <integer>` from pgbench's report.
 fn pgbench_number(report: &str, key: &str) -> u64 {
     let line = report

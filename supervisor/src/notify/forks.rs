@@ -15,6 +15,7 @@ pub(super) fn create(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) 
     } else {
         0
     };
+    tracing::debug!(target: "supervise::notify", tid = request.tid(), flags, "process creation");
     if flags & libc::CLONE_THREAD as u64 == 0 {
         sv.table.fork_started(request.tid(), tgid);
         sv.arm_ticker();

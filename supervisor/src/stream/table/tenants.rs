@@ -168,6 +168,28 @@ impl Tenants {
         Ok(())
     }
 
+    /// Learns a child found in a children list, unless it has already exited: a
+    /// zombie not yet reaped is still listed (and may be one the supervisor already
+    /// forgot), and holds nothing. `Ok(false)`: it had exited.
+    fn learn_listed_child(
+        &mut self,
+        pid: libc::pid_t,
+        opaque: bool,
+        reserve: &mut Reserve,
+    ) -> io::Result<bool> {
+        let pidfd = match reserve.retry(|| pidfd_open(pid, 0)) {
+            Ok(pidfd) => pidfd,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false), // reaped
+            Err(e) => return Err(e),
+        };
+        if has_exited(pidfd.as_fd()) {
+            return Ok(false);
+        }
+        self.processes.insert(pid, Process { pidfd, opaque });
+        self.newly_learned.push(Learned::Process(pid));
+        Ok(true)
+    }
+
     /// The process of a known thread.
     pub fn tgid_of(&self, tid: libc::pid_t) -> Option<libc::pid_t> {
         self.threads.get(&tid).map(|t| t.tgid)
@@ -276,6 +298,7 @@ impl Table {
                 Vec::new()
             }
         };
+        tracing::debug!(target: "supervise::notify", tid, settled, ?children, "resolving a fork");
         let mut found = false;
         for child in children {
             if self.tenants.processes.contains_key(&child) {
@@ -285,9 +308,16 @@ impl Table {
                 // Its pid was reused before its exit was processed.
                 self.forget_process(child);
             }
-            if let Err(error) = self.tenants.learn_process(child, false, &mut self.reserve) {
-                tracing::warn!(target: "supervise::notify", child, %error, "cannot follow a forked child; its sockets stay pinned until the parent's next call");
-                return;
+            match self
+                .tenants
+                .learn_listed_child(child, false, &mut self.reserve)
+            {
+                Ok(true) => {}
+                Ok(false) => continue, // a zombie: holds nothing
+                Err(error) => {
+                    tracing::warn!(target: "supervise::notify", child, %error, "cannot follow a forked child; its sockets stay pinned until the parent's next call");
+                    return;
+                }
             }
             found = true;
             let snapshot = self.tenants.forks[&tid].snapshot.clone();
@@ -325,10 +355,14 @@ impl Table {
             if self.tenants.processes.contains_key(&pid) {
                 continue;
             }
-            match self.tenants.learn_process(pid, true, &mut self.reserve) {
-                Ok(()) => {
+            match self
+                .tenants
+                .learn_listed_child(pid, true, &mut self.reserve)
+            {
+                Ok(true) => {
                     tracing::info!(target: "supervise::notify", pid, "a reparented tenant process: its descriptors will be read before any socket is released")
                 }
+                Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(target: "supervise::notify", pid, %error, "cannot follow a reparented tenant process")
                 }
