@@ -28,7 +28,9 @@ fn drop_slot(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32,
 
 /// close(fd).
 pub(super) fn close(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
-    drop_slot(sv, request, tgid, request.fd_arg(0), false);
+    let fd = request.fd_arg(0);
+    sv.table.forget_untracked(tgid, fd, fd);
+    drop_slot(sv, request, tgid, fd, false);
     continue_untracked()
 }
 
@@ -42,6 +44,8 @@ pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pi
     if flags & libc::CLOSE_RANGE_CLOEXEC != 0 {
         return continue_untracked(); // only marks close-on-exec; exec handles those
     }
+    let clamp = |v: u32| v.min(i32::MAX as u32) as i32;
+    sv.table.forget_untracked(tgid, clamp(first), clamp(last));
     let fds: Vec<i32> = sv
         .table
         .fds_of(tgid)
@@ -73,6 +77,7 @@ pub(super) fn dup_over(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t
     if request.nr() == libc::SYS_dup3 && request.arg(2) as i32 & !libc::O_CLOEXEC != 0 {
         return Verdict::Errno(libc::EINVAL);
     }
+    sv.table.forget_untracked(tgid, new, new);
     drop_slot(sv, request, tgid, new, false);
     let Some(inode) = inode else {
         return continue_untracked();
@@ -107,6 +112,8 @@ pub(super) fn dup_anywhere(sv: &mut Supervisor, request: &Request, tgid: libc::p
 
 /// execve / execveat: close-on-exec tracked fds go with the old image.
 pub(super) fn exec(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    // The new image starts afresh (close-on-exec fds go, numbers are reused).
+    sv.table.forget_untracked(tgid, i32::MIN, i32::MAX);
     for fd in sv.table.fds_of(tgid) {
         if is_cloexec(request.tid(), fd) {
             // A CLOEXEC placeholder: if exec fails the slot holds /dev/null, not the

@@ -17,7 +17,8 @@ pub(super) fn create(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) 
     };
     tracing::debug!(target: "supervise::notify", tid = request.tid(), flags, "process creation");
     if flags & libc::CLONE_THREAD as u64 == 0 {
-        sv.table.fork_started(request.tid(), tgid);
+        let shares_files = flags & libc::CLONE_FILES as u64 != 0;
+        sv.table.fork_started(request.tid(), tgid, shares_files);
         sv.arm_ticker();
     }
     continue_untracked()

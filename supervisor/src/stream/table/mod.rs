@@ -18,7 +18,7 @@
 mod reserve;
 pub mod tenants;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -91,6 +91,13 @@ pub struct Table {
     pub sockets: HashMap<Inode, Tracked>,
     /// (tgid, fd) → socket; ordered so one process's entries are a range.
     fds: BTreeMap<(libc::pid_t, RawFd), Inode>,
+    /// (tgid, fd) known not to be a socket (a file, a pipe): most notified reads and
+    /// writes are on these, and each would otherwise cost a pidfd_getfd + fstat. A
+    /// number keeps its file until a notified close, close_range, dup2/dup3 or exec
+    /// changes it, which forgets the entry; sockets are never remembered here (an
+    /// untracked socket can become tracked), nor fds of opaque processes or of
+    /// processes sharing an fd table.
+    not_sockets: BTreeSet<(libc::pid_t, RawFd)>,
     /// Tenant threads, processes and forks in flight.
     pub tenants: tenants::Tenants,
     /// Spare descriptors for when the supervisor is at its fd limit.
@@ -141,6 +148,13 @@ impl Table {
         if let Some(&inode) = self.fds.get(&key) {
             return Ok(Lookup::Tracked(inode));
         }
+        let cacheable = self.tenants.may_cache_untracked(tgid);
+        if self.not_sockets.contains(&key) {
+            if cacheable {
+                return Ok(Lookup::Untracked(None));
+            }
+            self.not_sockets.remove(&key);
+        }
         let pidfd = self
             .tenants
             .pidfd_of(request.tid())
@@ -148,6 +162,9 @@ impl Table {
         let copy = self.reserve.retry(|| request.fetch_fd(pidfd, fd))?;
         let (inode, is_socket) = sys::inode_of(copy.as_fd())?;
         if !is_socket {
+            if cacheable {
+                self.not_sockets.insert(key);
+            }
             return Ok(Lookup::Untracked(None));
         }
         if self.sockets.contains_key(&inode) {
@@ -155,6 +172,22 @@ impl Table {
             return Ok(Lookup::Tracked(inode));
         }
         Ok(Lookup::Untracked(Some(copy)))
+    }
+
+    /// Forgets what is known of fds `first..=last` of process `tgid` that are not
+    /// sockets (they were closed or replaced).
+    pub fn forget_untracked(&mut self, tgid: libc::pid_t, first: RawFd, last: RawFd) {
+        if first > last {
+            return;
+        }
+        let gone: Vec<(libc::pid_t, RawFd)> = self
+            .not_sockets
+            .range((tgid, first)..=(tgid, last))
+            .copied()
+            .collect();
+        for key in gone {
+            self.not_sockets.remove(&key);
+        }
     }
 
     /// The cached inode for `(tgid, fd)`, without resolving a miss.

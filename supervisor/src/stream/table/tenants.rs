@@ -39,6 +39,9 @@ struct Process {
     pidfd: OwnedFd,
     /// It may hold tracked sockets the cache does not show.
     opaque: bool,
+    /// It shares its fd table with another process (clone with CLONE_FILES), so what
+    /// a number refers to can change by a call the supervisor files under the other.
+    shares_files: bool,
 }
 
 /// A fork whose child is not known yet: the parent's tracked fds at the time, pinned.
@@ -46,6 +49,8 @@ struct Process {
 struct Fork {
     tgid: libc::pid_t,
     snapshot: Vec<(RawFd, Inode)>,
+    /// CLONE_FILES: the child shares the parent's fd table.
+    shares_files: bool,
 }
 
 /// Something new to watch for exit.
@@ -163,7 +168,14 @@ impl Tenants {
         reserve: &mut Reserve,
     ) -> io::Result<()> {
         let pidfd = reserve.retry(|| pidfd_open(pid, 0))?;
-        self.processes.insert(pid, Process { pidfd, opaque });
+        self.processes.insert(
+            pid,
+            Process {
+                pidfd,
+                opaque,
+                shares_files: false,
+            },
+        );
         self.newly_learned.push(Learned::Process(pid));
         Ok(())
     }
@@ -185,7 +197,14 @@ impl Tenants {
         if has_exited(pidfd.as_fd()) {
             return Ok(false);
         }
-        self.processes.insert(pid, Process { pidfd, opaque });
+        self.processes.insert(
+            pid,
+            Process {
+                pidfd,
+                opaque,
+                shares_files: false,
+            },
+        );
         self.newly_learned.push(Learned::Process(pid));
         Ok(true)
     }
@@ -244,6 +263,22 @@ impl Tenants {
         !self.forks.is_empty()
     }
 
+    /// Whether the supervisor may remember that an fd of process `tgid` is not a
+    /// socket: only while every change to its fd table is a notified call filed under
+    /// it (not opaque, no shared fd table).
+    pub fn may_cache_untracked(&self, tgid: libc::pid_t) -> bool {
+        self.processes
+            .get(&tgid)
+            .is_some_and(|p| !p.opaque && !p.shares_files)
+    }
+
+    /// Process `tgid` shares its fd table with a child.
+    pub fn mark_shares_files(&mut self, tgid: libc::pid_t) {
+        if let Some(p) = self.processes.get_mut(&tgid) {
+            p.shares_files = true;
+        }
+    }
+
     /// Process `tgid` may now hold tracked sockets the cache does not show.
     pub fn mark_opaque(&mut self, tgid: libc::pid_t) {
         if let Some(p) = self.processes.get_mut(&tgid) {
@@ -266,13 +301,23 @@ impl Tenants {
 impl Table {
     /// Thread `tid` of `tgid` is about to create a process: snapshot and pin what it
     /// holds, so nothing it passes on is released before the child is known.
-    pub fn fork_started(&mut self, tid: libc::pid_t, tgid: libc::pid_t) {
+    pub fn fork_started(&mut self, tid: libc::pid_t, tgid: libc::pid_t, shares_files: bool) {
         self.resolve_fork(tid, true);
         let snapshot = self.entries_of(tgid);
         for &(_, inode) in &snapshot {
             self.pin(inode);
         }
-        self.tenants.forks.insert(tid, Fork { tgid, snapshot });
+        if shares_files {
+            self.tenants.mark_shares_files(tgid);
+        }
+        self.tenants.forks.insert(
+            tid,
+            Fork {
+                tgid,
+                snapshot,
+                shares_files,
+            },
+        );
     }
 
     /// Looks for the child of thread `tid`'s fork and gives it the snapshot. `settled`:
@@ -320,6 +365,9 @@ impl Table {
                 }
             }
             found = true;
+            if self.tenants.forks[&tid].shares_files {
+                self.tenants.mark_shares_files(child);
+            }
             let snapshot = self.tenants.forks[&tid].snapshot.clone();
             for (fd, inode) in snapshot {
                 self.hold((child, fd), inode);
@@ -412,6 +460,7 @@ impl Table {
         for fd in self.fds_of(tgid) {
             self.forget(tgid, fd);
         }
+        self.forget_untracked(tgid, RawFd::MIN, RawFd::MAX);
     }
 
     /// Of `candidates` (sockets nothing cached keeps), those that may be released:
