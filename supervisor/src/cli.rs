@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::profile::env::EnvArg;
+
 /// Runs workloads under seccomp user notification and services their socket I/O.
 #[derive(Debug, Parser)]
 #[command(name = "supervise", version, about)]
@@ -22,6 +24,12 @@ pub struct Cli {
 pub enum Command {
     /// Run one tenant in the foreground; exits with its status (128+N if killed by
     /// signal N).
+    ///
+    /// The tenant starts with a clean environment, not the supervisor's: PATH
+    /// (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin), HOME, USER and
+    /// LOGNAME of its account, the supervisor's LANG, LC_*, TZ and TERM if set, then
+    /// the profile's tenant.env, then --env. It inherits stdin, stdout and stderr and no
+    /// other descriptor.
     Run {
         /// Tenant profile (TOML). Without it, the embedded default: track nothing.
         #[arg(long, short)]
@@ -39,6 +47,11 @@ pub enum Command {
         /// timers). 0 = everything on the main thread.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=16))]
         notify_threads: u8,
+        /// Set a variable in the tenant's environment: NAME=VALUE, or NAME to pass the
+        /// supervisor's value (nothing if it has none). Repeatable; overrides the
+        /// profile's tenant.env, which overrides the defaults.
+        #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]", value_parser = parse_env)]
+        env: Vec<EnvArg>,
         /// The tenant's command and arguments (default: the profile's tenant.command).
         #[arg(last = true)]
         command: Vec<OsString>,
@@ -68,4 +81,8 @@ pub enum Command {
         /// Tenant profile (TOML).
         profile: PathBuf,
     },
+}
+
+fn parse_env(arg: &str) -> Result<EnvArg, String> {
+    EnvArg::parse(std::ffi::OsStr::new(arg))
 }

@@ -31,12 +31,14 @@ fn main() -> ExitCode {
             continue_all,
             sync_wakeup,
             notify_threads,
+            env,
             command,
         } => {
             let options = RunOptions {
                 continue_all,
                 sync_wakeup,
                 notify_threads: notify_threads.into(),
+                env,
             };
             run(profile, options, command, &cli.state_dir)
         }
@@ -84,6 +86,8 @@ struct RunOptions {
     continue_all: bool,
     sync_wakeup: bool,
     notify_threads: usize,
+    /// `--env`, in order.
+    env: Vec<profile::env::EnvArg>,
 }
 
 fn run(
@@ -103,6 +107,21 @@ fn run(
     if options.continue_all && profile.confinement.is_some() {
         eprintln!("supervise: --continue-all would let every call through unchecked; it cannot be used with a confined tenant ({})", profile.source);
         return 2;
+    }
+    if profile.confinement.is_some() {
+        let fixed = profile::env::CONFINED_FIXED;
+        if let Some(arg) = options
+            .env
+            .iter()
+            .find(|a| fixed.iter().any(|f| *a.name == **f))
+        {
+            eprintln!(
+                "supervise: --env {}: set by the supervisor for a confined tenant ({})",
+                arg.name.to_string_lossy(),
+                profile.source
+            );
+            return 2;
+        }
     }
     if command.is_empty() && profile.command.is_none() {
         eprintln!(
@@ -147,13 +166,19 @@ fn run(
         .as_ref()
         .zip(profile.confinement.as_ref())
         .map(|(entry, confinement)| launch::ConfinedLaunch { entry, confinement });
-    let prepared = match launch::Prepared::new(&profile, &command, original_mask, confined) {
-        Ok(p) => p,
-        Err(e) => {
-            report(&e);
-            return 127;
+    for arg in options.env.iter().filter(|a| a.value.is_none()) {
+        if std::env::var_os(&arg.name).is_none() {
+            tracing::warn!(target: "supervise", name = %arg.name.to_string_lossy(), "--env: not set in the supervisor's environment; not passed to the tenant");
         }
-    };
+    }
+    let prepared =
+        match launch::Prepared::new(&profile, &command, &options.env, original_mask, confined) {
+            Ok(p) => p,
+            Err(e) => {
+                report(&e);
+                return 127;
+            }
+        };
     let launched = match launch::launch(&prepared, options.sync_wakeup) {
         Ok(l) => l,
         Err(e) => {
@@ -210,11 +235,11 @@ fn confine(
 ) -> Result<label::registry::Entry, setup::SetupError> {
     if confinement.read_only_explicit {
         if let Some(missing) = confinement.read_only.iter().find(|p| !p.exists()) {
-            return Err(setup::SetupError::Profile(format!(
-                "{}: filesystem.read_only: {} does not exist",
-                profile.source,
-                missing.display()
-            )));
+            let error = profile.error(
+                "filesystem.read_only",
+                format!("{} does not exist", missing.display()),
+            );
+            return Err(setup::SetupError::Profile(error.to_string()));
         }
     }
     let entry = setup::claim(profile, confinement, state_dir)?;

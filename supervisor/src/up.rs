@@ -100,10 +100,11 @@ fn load_all(dir: &Path) -> Result<Vec<(PathBuf, Profile)>, String> {
     for path in paths {
         let profile = Profile::load(&path).map_err(|e| e.to_string())?;
         if profile.command.is_none() {
-            return Err(format!(
-                "{}: tenant.command: `up` needs each profile to name its command",
-                path.display()
-            ));
+            let error = profile.error(
+                "tenant.command",
+                "`up` needs each profile to name its command".into(),
+            );
+            return Err(error.to_string());
         }
         if let Some((other, _)) = out.iter().find(|(_, p)| p.tenant == profile.tenant) {
             return Err(format!(
@@ -219,7 +220,10 @@ mod tests {
         assert_eq!(load_all(dir.path()).unwrap().len(), 1);
         profile(dir.path(), "b.toml", "[tenant]\nname = \"b\"\n");
         let err = load_all(dir.path()).unwrap_err();
-        assert!(err.contains("b.toml: tenant.command"), "{err}");
+        assert!(
+            err.contains("b.toml:1: tenant.command: `up` needs"),
+            "{err}"
+        );
         profile(
             dir.path(),
             "b.toml",

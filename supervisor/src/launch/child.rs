@@ -60,6 +60,11 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
         if tenant == 0 {
             exec_tenant(prep, report);
         }
+        // The stub needs only `report` (and stdio, for `die`): whatever else it
+        // inherited from the supervisor (a caller's stray descriptors, the Landlock
+        // ruleset) is closed, so nothing outlives the launch in PID 1 either. A failure
+        // here leaves descriptors open in the stub only, never in the tenant.
+        close_all_but(report);
         let mut handed_over = false;
         loop {
             let mut info: libc::siginfo_t = std::mem::zeroed();
@@ -104,6 +109,29 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
     }
 }
 
+/// Closes every descriptor above 2 except `keep`. Raw syscalls only.
+fn close_all_but(keep: RawFd) {
+    let keep = keep as libc::c_uint;
+    // SAFETY: close_range takes integers; closing descriptors this process does not
+    // use (it uses only `keep` and 0..=2 from here on) cannot invalidate a live object.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                keep - 1,
+                0 as libc::c_uint,
+            );
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            keep.max(2) + 1,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+    }
+}
+
 /// Hands the supervisor a pidfd of the stopped tenant (SCM_RIGHTS).
 ///
 /// # Safety
@@ -145,6 +173,11 @@ unsafe fn send_pidfd(report: RawFd, tenant: libc::pid_t) {
 /// - credentials before the filter, so setuid & co. are not trapped;
 /// - no_new_privs before seccomp, which requires it for an unprivileged caller and keeps
 ///   a setuid binary from regaining what was dropped;
+/// - every descriptor above 2 close-on-exec before the filter (`close_range` is a
+///   notified call once the filter is in, and nobody would answer it yet): the report
+///   socket, the Landlock ruleset and the listener stay usable until `execve`, which
+///   closes them and anything the supervisor's own caller left open, so the tenant
+///   starts with stdin, stdout and stderr only, as under firecracker's jailer;
 /// - the stop after the filter, because from the filter on every notified syscall waits
 ///   for a supervisor that does not have the listener yet: `kill` and the stop are not
 ///   notified, `execve` is, and only runs once the supervisor holds the listener.
@@ -184,6 +217,18 @@ fn exec_tenant(prep: &Prepared, report: RawFd) -> ! {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             die(b"supervise: tenant: PR_SET_NO_NEW_PRIVS failed\n", 126);
         }
+        if libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
+            die(
+                b"supervise: tenant: close_range(3, ~0, CLOSE_RANGE_CLOEXEC) failed\n",
+                126,
+            );
+        }
         let prog = libc::sock_fprog {
             len: prep.filter.len() as u16,
             filter: prep.filter.as_ptr() as *mut libc::sock_filter,
@@ -202,7 +247,8 @@ fn exec_tenant(prep: &Prepared, report: RawFd) -> ! {
                 126,
             );
         }
-        // The listener fd is O_CLOEXEC (set by the kernel): the tenant loses it at exec.
+        // The listener fd is O_CLOEXEC (set by the kernel) like every other above 2:
+        // the tenant loses it at exec.
         libc::kill(libc::getpid(), libc::SIGSTOP);
         libc::execve(
             prep.path.as_ptr(),

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::label::policy::primary_address;
 use crate::label::registry::Entry;
+use crate::profile::account::account_of;
+use crate::profile::env::{self, EnvArg, Identity};
 use crate::profile::{Confinement, Ids, Profile};
 use crate::sys;
 
@@ -25,6 +27,9 @@ pub enum LaunchError {
     /// An argument or environment entry holds a NUL byte.
     #[error("argument or environment entry contains a NUL byte: {0:?}")]
     NulByte(OsString),
+    /// The tenant's environment cannot be built as asked (`--env`).
+    #[error("{0}")]
+    Environment(String),
     /// Creating the handoff socket failed.
     #[error("creating the handoff socket")]
     Socketpair(#[source] io::Error),
@@ -96,17 +101,17 @@ pub struct Launched {
     /// Our end of the stub's report socket: becomes readable with the tenant's wait
     /// status when it exits.
     pub report: OwnedFd,
-    /// Inode of the tenant's PID namespace: membership marks a tenant process.
-    pub pid_ns: u64,
     /// What the tenant reported of its Landlock ruleset (confined tenants only).
     pub landlock: Option<landlock::Enforcement>,
 }
 
 impl Prepared {
-    /// Resolves the command and builds argv, envp and the filter.
+    /// Resolves the command and builds argv, envp (see [`env`]: a clean environment,
+    /// the profile's `tenant.env`, then `cli_env`) and the filter.
     pub(crate) fn new(
         profile: &Profile,
         command: &[OsString],
+        cli_env: &[EnvArg],
         tenant_sigmask: libc::sigset_t,
         confined: Option<ConfinedLaunch<'_>>,
     ) -> Result<Prepared, LaunchError> {
@@ -118,10 +123,8 @@ impl Prepared {
         let cstring =
             |s: &OsString| CString::new(s.as_bytes()).map_err(|_| LaunchError::NulByte(s.clone()));
         let argv = command.iter().map(cstring).collect::<Result<Vec<_>, _>>()?;
-        let overrides = confined.map(tenant_environment).unwrap_or_default();
-        let envp = std::env::vars_os()
-            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
-            .chain(overrides.iter().cloned())
+        let envp = tenant_environment(profile, cli_env, confined)?
+            .into_iter()
             .map(|(k, v)| {
                 let mut kv = k;
                 kv.push("=");
@@ -179,23 +182,60 @@ impl Prepared {
     }
 }
 
-/// What a confined tenant finds in its environment: its home, and its name, label and
-/// address so it can listen on its own range (`listen_addresses=$SUPERVISE_ADDRESS`).
-fn tenant_environment(c: ConfinedLaunch<'_>) -> Vec<(OsString, OsString)> {
-    let e = c.entry;
-    let account = format!("sv-{}", e.name);
-    [
-        ("HOME", e.home.display().to_string()),
-        ("USER", account.clone()),
-        ("LOGNAME", account),
-        ("SUPERVISE_TENANT", e.name.clone()),
-        ("SUPERVISE_LABEL", e.label.to_string()),
-        ("SUPERVISE_ADDRESS", primary_address(e).to_string()),
-        ("SUPERVISE_RANGE", e.address.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.into(), v.into()))
-    .collect()
+/// The tenant's whole environment (never the supervisor's: see [`env`]). Its account
+/// gives HOME, USER and LOGNAME: the profile's uid, or the supervisor's own when the
+/// profile names none. A confined tenant's HOME is its registry home, and it also finds
+/// its name, label and address, so it can listen on its own range
+/// (`listen_addresses=$SUPERVISE_ADDRESS`).
+fn tenant_environment(
+    profile: &Profile,
+    cli_env: &[EnvArg],
+    confined: Option<ConfinedLaunch<'_>>,
+) -> Result<Vec<(OsString, OsString)>, LaunchError> {
+    let (identity, fixed) = match confined {
+        Some(c) => {
+            let e = c.entry;
+            let user = account_of(e.uid).map_or_else(|| format!("sv-{}", e.name), |a| a.name);
+            let identity = Identity {
+                home: e.home.clone(),
+                user: Some(user),
+            };
+            let fixed = [
+                ("SUPERVISE_TENANT", e.name.clone()),
+                ("SUPERVISE_LABEL", e.label.to_string()),
+                ("SUPERVISE_ADDRESS", primary_address(e).to_string()),
+                ("SUPERVISE_RANGE", e.address.to_string()),
+            ];
+            (identity, fixed.map(|(k, v)| (k.to_owned(), v)).to_vec())
+        }
+        None => {
+            // SAFETY: geteuid has no preconditions.
+            let uid = profile
+                .ids
+                .as_ref()
+                .map_or(unsafe { libc::geteuid() }, |i| i.uid);
+            let identity = match account_of(uid) {
+                Some(a) => Identity {
+                    home: a.home,
+                    user: Some(a.name),
+                },
+                None => Identity {
+                    home: "/".into(),
+                    user: None,
+                },
+            };
+            (identity, Vec::new())
+        }
+    };
+    let supervisor: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    env::compose(env::Sources {
+        identity: &identity,
+        supervisor: &supervisor,
+        profile: &profile.env,
+        cli: cli_env,
+        fixed: &fixed,
+    })
+    .map_err(LaunchError::Environment)
 }
 
 /// Finds `program` like `execvp` would, but now, so a typo is reported before fork.
@@ -272,16 +312,12 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
     if sync_wakeup {
         enable_sync_wakeup(&listener);
     }
-    let pid_ns = std::fs::metadata(format!("/proc/{stub_pid}/ns/pid"))
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-        .map_err(|_| LaunchError::EarlyExit)?;
     sys::pidfd_send_signal(tenant_pidfd.as_fd(), libc::SIGCONT).map_err(LaunchError::Resume)?;
     Ok(Launched {
         stub_pid,
         tenant_pid,
         listener,
         report: ours,
-        pid_ns,
         landlock,
     })
 }

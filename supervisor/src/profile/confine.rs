@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::label::policy::{NetRules, Peer};
 use crate::label::Ipv4Net;
@@ -32,19 +31,19 @@ pub const DEFAULT_READ_ONLY: &[&str] = &[
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilesystemSpec {
-    home: Option<Spanned<PathBuf>>,
-    read_only: Option<Vec<Spanned<PathBuf>>>,
+    home: Option<PathBuf>,
+    read_only: Option<Vec<PathBuf>>,
 }
 
 /// `[network]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NetworkSpec {
-    address: Option<Spanned<String>>,
+    address: Option<String>,
     #[serde(default)]
-    allowed_peers: Vec<Spanned<String>>,
-    tcp_bind: Option<Spanned<Vec<u16>>>,
-    tcp_connect: Option<Spanned<Vec<u16>>>,
+    allowed_peers: Vec<String>,
+    tcp_bind: Option<Vec<u16>>,
+    tcp_connect: Option<Vec<u16>>,
 }
 
 /// A validated confinement.
@@ -67,26 +66,26 @@ pub struct Confinement {
     pub net: NetRules,
 }
 
-/// A key and what is wrong with it, at a byte offset of the profile.
-pub(super) type Invalid = (usize, String, String);
+/// The dotted key at fault (`network.allowed_peers[1]`) and what is wrong with it; the
+/// profile finds its line.
+pub(super) type Invalid = (String, String);
 
 /// Validates the confinement tables. `confine` is `tenant.confine`; `ids` the resolved
-/// `tenant.uid`/`gid`/`user`; `at` the `[tenant]` table's offset.
+/// `tenant.uid`/`gid`/`user` and `id_keys` the keys that gave the uid and the gid.
 pub(super) fn validate(
     confine: bool,
     ids: Option<(u32, u32)>,
-    at: usize,
-    filesystem: Option<Spanned<FilesystemSpec>>,
-    network: Option<Spanned<NetworkSpec>>,
+    id_keys: (&str, &str),
+    filesystem: Option<FilesystemSpec>,
+    network: Option<NetworkSpec>,
 ) -> Result<Option<Confinement>, Invalid> {
     if !confine {
-        for (table, span) in [
-            ("filesystem", filesystem.as_ref().map(|s| s.span().start)),
-            ("network", network.as_ref().map(|s| s.span().start)),
+        for (table, present) in [
+            ("filesystem", filesystem.is_some()),
+            ("network", network.is_some()),
         ] {
-            if let Some(offset) = span {
+            if present {
                 return Err((
-                    offset,
                     table.into(),
                     format!("[{table}] applies to confined tenants: set tenant.confine = true"),
                 ));
@@ -96,32 +95,33 @@ pub(super) fn validate(
     }
     let (uid, gid) = (ids.map(|i| i.0), ids.map(|i| i.1));
     if uid == Some(0) || gid == Some(0) {
+        let key = if uid == Some(0) { id_keys.0 } else { id_keys.1 };
         return Err((
-            at,
-            "tenant.uid".into(),
+            key.into(),
             "a confined tenant cannot be root (uid or gid 0)".into(),
         ));
     }
-    let (home, read_only, read_only_explicit) = match filesystem.map(Spanned::into_inner) {
+    let (home, read_only, read_only_explicit) = match filesystem {
         None => (None, defaults(), false),
         Some(fs) => {
             let home = fs
                 .home
-                .map(|h| absolute(h, "filesystem.home"))
+                .map(|h| absolute(h, "filesystem.home".into()))
                 .transpose()?;
             match fs.read_only {
                 None => (home, defaults(), false),
                 Some(list) => {
                     let paths = list
                         .into_iter()
-                        .map(|p| absolute(p, "filesystem.read_only"))
+                        .enumerate()
+                        .map(|(i, p)| absolute(p, format!("filesystem.read_only[{i}]")))
                         .collect::<Result<Vec<_>, _>>()?;
                     (home, paths, true)
                 }
             }
         }
     };
-    let net = match network.map(Spanned::into_inner) {
+    let net = match network {
         None => (None, NetRules::default()),
         Some(spec) => network_rules(spec)?,
     };
@@ -140,25 +140,15 @@ fn defaults() -> Vec<PathBuf> {
     DEFAULT_READ_ONLY.iter().map(PathBuf::from).collect()
 }
 
-fn absolute(path: Spanned<PathBuf>, key: &str) -> Result<PathBuf, Invalid> {
-    let at = path.span().start;
-    let path = path.into_inner();
+fn absolute(path: PathBuf, key: String) -> Result<PathBuf, Invalid> {
     if !path.is_absolute() {
-        return Err((
-            at,
-            key.into(),
-            format!("{} must be absolute", path.display()),
-        ));
+        return Err((key, format!("{} must be absolute", path.display())));
     }
     if path
         .components()
         .any(|c| c == std::path::Component::ParentDir)
     {
-        return Err((
-            at,
-            key.into(),
-            format!("{} must not contain `..`", path.display()),
-        ));
+        return Err((key, format!("{} must not contain `..`", path.display())));
     }
     Ok(path)
 }
@@ -167,16 +157,11 @@ fn network_rules(spec: NetworkSpec) -> Result<(Option<Ipv4Net>, NetRules), Inval
     let address = match spec.address {
         None => None,
         Some(text) => {
-            let at = text.span().start;
             let net: Ipv4Net = text
-                .into_inner()
                 .parse()
-                .map_err(|e: crate::label::NetError| {
-                    (at, "network.address".into(), e.to_string())
-                })?;
+                .map_err(|e: crate::label::NetError| ("network.address".into(), e.to_string()))?;
             if net.prefix() > 30 {
                 return Err((
-                    at,
                     "network.address".into(),
                     format!("{net} is too small: a tenant range needs at least a /30"),
                 ));
@@ -185,20 +170,20 @@ fn network_rules(spec: NetworkSpec) -> Result<(Option<Ipv4Net>, NetRules), Inval
         }
     };
     let mut allowed_peers = Vec::new();
-    for (i, peer) in spec.allowed_peers.into_iter().enumerate() {
-        let at = peer.span().start;
-        let parsed = Peer::parse(peer.get_ref())
-            .map_err(|m| (at, format!("network.allowed_peers[{i}]"), m))?;
+    for (i, peer) in spec.allowed_peers.iter().enumerate() {
+        let parsed = Peer::parse(peer).map_err(|m| (format!("network.allowed_peers[{i}]"), m))?;
         allowed_peers.push(parsed);
     }
-    let ports = |list: Option<Spanned<Vec<u16>>>, key: &str| match list {
+    let ports = |list: Option<Vec<u16>>, key: &str| match list {
         None => Ok(None),
-        Some(list) if list.get_ref().contains(&0) && key == "network.tcp_connect" => Err((
-            list.span().start,
-            key.to_string(),
-            "port 0 cannot be connected to".to_string(),
-        )),
-        Some(list) => Ok(Some(list.into_inner())),
+        Some(list) if key == "network.tcp_connect" && list.contains(&0) => {
+            let i = list.iter().position(|&p| p == 0).unwrap_or(0);
+            Err((
+                format!("{key}[{i}]"),
+                "port 0 cannot be connected to".to_string(),
+            ))
+        }
+        Some(list) => Ok(Some(list)),
     };
     Ok((
         address,
@@ -265,19 +250,27 @@ mod tests {
             ),
             (
                 "[tenant]\nname = \"a\"\nconfine = true\n[filesystem]\nread_only = [\"/usr\", \"/a/../etc\"]\n",
-                "t.toml:5: filesystem.read_only: /a/../etc must not contain `..`",
+                "t.toml:5: filesystem.read_only[1]: /a/../etc must not contain `..`",
             ),
             (
                 "[tenant]\nname = \"a\"\nconfine = true\n[network]\ntcp_connect = [0]\n",
-                "t.toml:5: network.tcp_connect: port 0",
+                "t.toml:5: network.tcp_connect[0]: port 0",
             ),
             (
                 "[tenant]\nname = \"a\"\nconfine = true\nuid = 0\n",
-                "t.toml:1: tenant.uid: a confined tenant cannot be root",
+                "t.toml:4: tenant.uid: a confined tenant cannot be root",
+            ),
+            (
+                "[tenant]\nname = \"a\"\nconfine = true\nuid = 5\ngid = 0\n",
+                "t.toml:5: tenant.gid: a confined tenant cannot be root",
+            ),
+            (
+                "[tenant]\nname = \"a\"\nconfine = true\nuser = \"root\"\n",
+                "t.toml:4: tenant.user: a confined tenant cannot be root",
             ),
             (
                 "[tenant]\nname = \"a\"\nconfine = true\n[network]\nadress = \"x\"\n",
-                "t.toml:5:",
+                "t.toml:5: network.adress: unknown key (expected one of `address`",
             ),
         ];
         for (text, want) in cases {

@@ -4,11 +4,18 @@
 //! PostgreSQL rules (`rewrite`, `mask`, `deny`, `drop-session`) need `framer =
 //! "postgres"`; all of a stream's PostgreSQL rules run in one session engine that sees
 //! both directions.
+//!
+//! Directions: the engine calls the chain with its own (seen from the tenant). A
+//! generic rule's `direction` key is in those terms. The session engine speaks the
+//! protocol's (client → server is `Inbound`); on a stream where the tenant is the
+//! client it runs behind [`TenantIsClient`], which maps one to the other.
 
 use serde::Deserialize;
 use transforms::pg::session::{Condition, PgRule, PgSession};
 use transforms::pg::sql::PredicateRewrite;
-use transforms::{Direction, OneDirection, Rule, UppercaseRule, WrapRule};
+use transforms::{
+    Direction, FrameError, OneDirection, Output, Rule, RuleError, UppercaseRule, WrapRule,
+};
 
 use super::FramerKind;
 
@@ -71,18 +78,18 @@ pub(super) enum RuleConfig {
     Postgres(PgRule),
 }
 
-/// The key at fault and what is wrong with it.
-type Invalid = (&'static str, String);
+/// The key at fault (inside the rule: `objects[1]`) and what is wrong with it.
+type Invalid = (String, String);
 
 fn required(value: Option<String>, key: &'static str, kind: &str) -> Result<String, Invalid> {
     match value {
         Some(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err((key, format!("kind = \"{kind}\" needs {key}"))),
+        _ => Err((key.into(), format!("kind = \"{kind}\" needs {key}"))),
     }
 }
 
 /// SQL names are matched lower-cased on their last part (`public.employee` → `employee`).
-fn object_name(name: &str, key: &'static str) -> Result<String, Invalid> {
+fn object_name(name: &str, key: impl Into<String>) -> Result<String, Invalid> {
     let last = name
         .rsplit('.')
         .next()
@@ -90,7 +97,10 @@ fn object_name(name: &str, key: &'static str) -> Result<String, Invalid> {
         .trim()
         .trim_matches('"');
     if last.is_empty() || !last.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        return Err((key, format!("{name:?} is not a table or column name")));
+        return Err((
+            key.into(),
+            format!("{name:?} is not a table or column name"),
+        ));
     }
     Ok(last.to_lowercase())
 }
@@ -106,18 +116,18 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
             || spec.when.is_some()
         {
             return Err((
-                "kind",
+                "kind".into(),
                 format!("kind = \"{kind_name}\" takes only direction (and prefix/suffix for wrap)"),
             ));
         }
         let direction = spec.direction.ok_or((
-            "direction",
+            "direction".into(),
             "generic rules need direction = \"inbound\", \"outbound\" or \"both\"".to_owned(),
         ))?;
         if spec.kind == RuleKind::Uppercase {
             if spec.prefix.is_some() || spec.suffix.is_some() {
                 return Err((
-                    "prefix",
+                    "prefix".into(),
                     "prefix/suffix only apply to kind = \"wrap\"".into(),
                 ));
             }
@@ -125,7 +135,7 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
         }
         if spec.prefix.is_none() && spec.suffix.is_none() {
             return Err((
-                "prefix",
+                "prefix".into(),
                 "kind = \"wrap\" needs a prefix or a suffix".into(),
             ));
         }
@@ -137,13 +147,13 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
     }
     if framer != FramerKind::Postgres {
         return Err((
-            "kind",
+            "kind".into(),
             format!("kind = \"{kind_name}\" needs framer = \"postgres\""),
         ));
     }
     if spec.direction.is_some() || spec.prefix.is_some() || spec.suffix.is_some() {
         return Err((
-            "direction",
+            "direction".into(),
             "PostgreSQL rules see both directions; direction/prefix/suffix do not apply".into(),
         ));
     }
@@ -158,16 +168,22 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
     let objects = |spec_objects: Option<Vec<String>>| -> Result<Vec<String>, Invalid> {
         let list = spec_objects.unwrap_or_default();
         if list.is_empty() {
-            return Err(("objects", "needs a non-empty list of table names".into()));
+            return Err((
+                "objects".into(),
+                "needs a non-empty list of table names".into(),
+            ));
         }
-        list.iter().map(|o| object_name(o, "objects")).collect()
+        list.iter()
+            .enumerate()
+            .map(|(i, o)| object_name(o, format!("objects[{i}]")))
+            .collect()
     };
     let has_table_or_column = spec.table.is_some() || spec.column.is_some();
     if spec.kind != RuleKind::Allow
         && (spec.functions.is_some() || spec.replication_users.is_some())
     {
         return Err((
-            "functions",
+            "functions".into(),
             format!("kind = \"{kind_name}\" takes no functions or replication_users (those are kind = \"allow\")"),
         ));
     }
@@ -198,7 +214,7 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
         RuleKind::Allow => {
             if has_table_or_column || spec.objects.is_some() || spec.replacement.is_some() {
                 return Err((
-                    "kind",
+                    "kind".into(),
                     "kind = \"allow\" takes functions and/or replication_users only".into(),
                 ));
             }
@@ -206,12 +222,13 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
                 .functions
                 .unwrap_or_default()
                 .iter()
-                .map(|f| object_name(f, "functions"))
+                .enumerate()
+                .map(|(i, f)| object_name(f, format!("functions[{i}]")))
                 .collect::<Result<Vec<_>, _>>()?;
             let replication_users = spec.replication_users.unwrap_or_default();
             if functions.is_empty() && replication_users.is_empty() {
                 return Err((
-                    "functions",
+                    "functions".into(),
                     "kind = \"allow\" needs functions or replication_users".into(),
                 ));
             }
@@ -225,7 +242,7 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
     };
     if matches!(rule, PgRule::Deny { .. } | PgRule::DropSession { .. }) && has_table_or_column {
         return Err((
-            "table",
+            "table".into(),
             format!("kind = \"{kind_name}\" takes objects, not table/column"),
         ));
     }
@@ -235,7 +252,15 @@ pub(super) fn validate(spec: RuleSpec, framer: FramerKind) -> Result<RuleConfig,
 /// Builds a connection's rule chain: generic rules in order, then, on a PostgreSQL
 /// stream, one session engine holding every PostgreSQL rule (even none: it still
 /// declines TLS so the stream stays readable).
-pub(super) fn instantiate(configs: &[RuleConfig], framer: FramerKind) -> Vec<Box<dyn Rule>> {
+///
+/// `tenant_is_client`: the tenant makes the connections (a `remote_port` stream), so
+/// the session engine, written for a tenant that is the server, sees its directions
+/// swapped.
+pub(super) fn instantiate(
+    configs: &[RuleConfig],
+    framer: FramerKind,
+    tenant_is_client: bool,
+) -> Vec<Box<dyn Rule>> {
     let mut chain: Vec<Box<dyn Rule>> = Vec::new();
     let mut pg_rules = Vec::new();
     for config in configs {
@@ -261,9 +286,40 @@ pub(super) fn instantiate(configs: &[RuleConfig], framer: FramerKind) -> Vec<Box
         });
     }
     if framer == FramerKind::Postgres {
-        chain.push(Box::new(PgSession::new(pg_rules)));
+        let session = Box::new(PgSession::new(pg_rules));
+        chain.push(if tenant_is_client {
+            Box::new(TenantIsClient(session))
+        } else {
+            session
+        });
     }
     chain
+}
+
+/// A protocol rule written for a tenant that is the server, on a stream where the
+/// tenant is the client: the engine's `Inbound` (peer → tenant) is the server's bytes,
+/// which the rule knows as `Outbound`, and the other way round. `onward` and `back`
+/// are relative to the message, so its output needs no mapping.
+#[derive(Debug)]
+struct TenantIsClient(Box<dyn Rule>);
+
+impl Rule for TenantIsClient {
+    fn apply(
+        &mut self,
+        direction: Direction,
+        message: &[u8],
+        out: &mut Output,
+    ) -> Result<(), RuleError> {
+        self.0.apply(direction.reverse(), message, out)
+    }
+
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn on_framing_error(&mut self, direction: Direction, error: &FrameError, out: &mut Output) {
+        self.0.on_framing_error(direction.reverse(), error, out);
+    }
 }
 
 #[cfg(test)]
@@ -338,7 +394,7 @@ mod tests {
             (
                 "kind = \"deny\"\nobjects = [\"a b\"]\n",
                 "postgres",
-                "stream[0].rule[0].objects: \"a b\" is not a table or column name",
+                "stream[0].rule[0].objects[0]: \"a b\" is not a table or column name",
             ),
             (
                 "kind = \"rewrite\"\ntable = \"e\"\ncolumn = \"d\"\nfrom = \"1\"\n",
@@ -358,7 +414,7 @@ mod tests {
             (
                 "kind = \"deny\"\nobjects = [\"x\"]\nwhen = { host = \"h\" }\n",
                 "postgres",
-                "unknown field `host`",
+                "t.toml:10: stream[0].rule[0].when.host: unknown key (expected one of `user`, `database`, `application_name`)",
             ),
             (
                 "kind = \"allow\"\n",
@@ -378,7 +434,7 @@ mod tests {
             (
                 "kind = \"allow\"\nfunctions = [\"a b\"]\n",
                 "postgres",
-                "stream[0].rule[0].functions: \"a b\" is not a table or column name",
+                "stream[0].rule[0].functions[0]: \"a b\" is not a table or column name",
             ),
         ];
         for (rule, framer, expected) in cases {

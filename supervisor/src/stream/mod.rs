@@ -4,6 +4,12 @@
 //! a whole message (`spool`), and the transformed bytes waiting for the other side
 //! (`ready`). It makes no syscalls: the notify handlers move bytes between the kernel,
 //! the tenant and these queues.
+//!
+//! Directions here are the engine's, seen from the tenant (`Inbound`: peer → tenant),
+//! whichever end of the protocol the tenant is. The framers and rules come from the
+//! stream's [`StreamConfig`], which maps them to the protocol's roles where a
+//! protocol has them ([`StreamConfig::protocol_direction`]: on a `remote_port`
+//! stream the tenant is the client).
 
 mod queue;
 pub mod table;
@@ -324,6 +330,39 @@ mod tests {
         s.push(Direction::Inbound, b"ab\ncd");
         assert_eq!(s.end(Direction::Inbound), 2);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\n");
+    }
+
+    #[test]
+    fn remote_port_postgres_stream_has_the_tenant_as_client() {
+        let cfg = {
+            let text = "[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nremote_port = 5432\n\
+                        framer = \"postgres\"\n";
+            Profile::parse(text, Path::new("t.toml"))
+                .unwrap()
+                .streams
+                .remove(0)
+        };
+        let mut s = Stream::new(&cfg);
+        // The tenant (client) asks for TLS: declined back to it, nothing to the server.
+        let fx = s.push(Direction::Outbound, &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+        assert!(fx.back_queued && !fx.close);
+        assert_eq!(s.inbound.ready.as_slice(), b"N");
+        assert!(s.outbound.ready.is_empty());
+        s.inbound.delivered(1);
+        // Its StartupMessage (untyped), written in two pieces, goes to the server whole.
+        let mut startup = vec![0, 0, 0, 0, 0, 3, 0, 0];
+        startup.extend_from_slice(b"user\0postgres\0\0");
+        let len = (startup.len() as u32).to_be_bytes();
+        startup[..4].copy_from_slice(&len);
+        let fx = s.push(Direction::Outbound, &startup[..5]);
+        assert!(!fx.close && s.outbound.ready.is_empty());
+        s.push(Direction::Outbound, &startup[5..]);
+        assert_eq!(s.outbound.ready.as_slice(), &startup[..]);
+        // The server's typed reply reaches the tenant.
+        let auth_ok = [b'R', 0, 0, 0, 8, 0, 0, 0, 0];
+        let fx = s.push(Direction::Inbound, &auth_ok);
+        assert!(!fx.close, "{fx:?}");
+        assert_eq!(s.inbound.ready.as_slice(), &auth_ok[..]);
     }
 
     #[test]
