@@ -125,7 +125,7 @@ impl Table {
         if let Some(tgid) = self.tenants.tgid_of(tid) {
             return Ok(tgid);
         }
-        if self.tenants.forks_pending() {
+        if self.tenants.forks_pending() && !self.tenants.is_process(tid) {
             self.resolve_forks();
         }
         self.tenants.learn_thread(tid, &mut self.reserve)

@@ -104,11 +104,25 @@ fn read_tgid(tid: libc::pid_t) -> io::Result<libc::pid_t> {
         .ok_or_else(|| io::Error::other("no Tgid in /proc status"))
 }
 
+/// The children of one thread. Read in as few read(2) calls as possible: each call
+/// restarts the kernel's walk of the list from its beginning, and a postmaster has a
+/// child per connection.
 fn read_children(tgid: libc::pid_t, tid: libc::pid_t) -> io::Result<Vec<libc::pid_t>> {
-    let list = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/children"))?;
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{tgid}/task/{tid}/children"))?;
+    let mut list = Vec::with_capacity(64 * 1024);
+    loop {
+        let start = list.len();
+        list.resize(start + 64 * 1024, 0);
+        let n = file.read(&mut list[start..])?;
+        list.truncate(start + n);
+        if n == 0 {
+            break;
+        }
+    }
     Ok(list
-        .split_ascii_whitespace()
-        .filter_map(|p| p.parse().ok())
+        .split(|b| b.is_ascii_whitespace())
+        .filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok())
         .collect())
 }
 
@@ -253,6 +267,11 @@ impl Tenants {
             .is_none_or(|p| has_exited(p.pidfd.as_fd()))
     }
 
+    /// Whether `pid` is a known process (its leader thread may not be known yet).
+    pub fn is_process(&self, pid: libc::pid_t) -> bool {
+        self.processes.contains_key(&pid)
+    }
+
     /// Whether a fork of thread `tid` waits to be resolved.
     pub fn forking(&self, tid: libc::pid_t) -> bool {
         self.forks.contains_key(&tid)
@@ -347,11 +366,9 @@ impl Table {
         let mut found = false;
         for child in children {
             if self.tenants.processes.contains_key(&child) {
-                if !self.tenants.process_exited(child) {
-                    continue; // known already
-                }
-                // Its pid was reused before its exit was processed.
-                self.forget_process(child);
+                // Known already. (A pid is reused only after the kernel has cycled
+                // through pid_max; its exit is processed long before.)
+                continue;
             }
             match self
                 .tenants
