@@ -12,7 +12,7 @@
 //!   that many parked calls each is checked every tick (10 ms, as before); a
 //!   process-directed signal to a process with many parked threads is seen within a
 //!   tick (any of them shows it); a signal for one thread among thousands parked may
-//!   take seconds. The supervisor's idle CPU stays flat (at most 800 small
+//!   take seconds. The supervisor's idle CPU stays flat (at most 400 small
 //!   `/proc` reads a second) instead of growing with the number parked.
 //!
 //! Calls are indexed by socket and by deadline, so waking the calls of one socket costs
@@ -29,7 +29,7 @@ use crate::stream::table::{Inode, SocketKind};
 use crate::sys;
 
 /// Per-thread signal checks per tick (each reads one `/proc` status file).
-pub const SIGNAL_CHECKS_PER_TICK: usize = 8;
+pub const SIGNAL_CHECKS_PER_TICK: usize = 4;
 /// The ticker's period while anything waits.
 pub const TICK_MS: i64 = 10;
 

@@ -113,10 +113,13 @@ fn read_children(tgid: libc::pid_t, tid: libc::pid_t) -> io::Result<Vec<libc::pi
     let mut list = Vec::with_capacity(64 * 1024);
     loop {
         let start = list.len();
-        list.resize(start + 64 * 1024, 0);
+        let want = 64 * 1024;
+        list.resize(start + want, 0);
         let n = file.read(&mut list[start..])?;
         list.truncate(start + n);
-        if n == 0 {
+        // A seq_file read fills the buffer unless the list ended: a short read is the
+        // end (asking again for the 0-byte EOF would walk the list once more).
+        if n < want {
             break;
         }
     }
