@@ -104,22 +104,20 @@ fn read_tgid(tid: libc::pid_t) -> io::Result<libc::pid_t> {
         .ok_or_else(|| io::Error::other("no Tgid in /proc status"))
 }
 
-/// The children of one thread. Read in as few read(2) calls as possible: each call
-/// restarts the kernel's walk of the list from its beginning, and a postmaster has a
-/// child per connection.
+/// The children of one thread, read with a large buffer (each read(2) restarts the
+/// kernel's walk of the list, and a postmaster has a child per connection).
 fn read_children(tgid: libc::pid_t, tid: libc::pid_t) -> io::Result<Vec<libc::pid_t>> {
     use std::io::Read;
     let mut file = std::fs::File::open(format!("/proc/{tgid}/task/{tid}/children"))?;
     let mut list = Vec::with_capacity(64 * 1024);
+    // A seq_file read returns at most about a page at a time, short of the end: read
+    // until the 0-byte EOF (a list cut short would miss the newest child).
     loop {
         let start = list.len();
-        let want = 64 * 1024;
-        list.resize(start + want, 0);
+        list.resize(start + 64 * 1024, 0);
         let n = file.read(&mut list[start..])?;
         list.truncate(start + n);
-        // A seq_file read fills the buffer unless the list ended: a short read is the
-        // end (asking again for the 0-byte EOF would walk the list once more).
-        if n < want {
+        if n == 0 {
             break;
         }
     }
