@@ -762,7 +762,9 @@ fn prefork_second_worker_accepts_on_parents_listener_bare() {
 
 // ---- 6. many forks: a child per connection, the parent closes each -----------------
 
-const MANY: usize = 50;
+/// More children than one page of `/proc/<pid>/task/<tid>/children` lists (about 680
+/// pids of 5 digits): the newest child, at the end of the list, must still be found.
+const MANY: usize = 800;
 
 fn many_forks(under: Under) {
     let conns = MANY.to_string();
