@@ -177,26 +177,7 @@ pub fn expand_command(command: &[String], entry: Option<&Entry>) -> Vec<OsString
 }
 
 fn user_name(uid: u32) -> Option<String> {
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buf = vec![0u8; 16384];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: `pwd`, `buf` and `result` are valid for writes for the call; the name is
-    // copied out of `buf` before it is dropped.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so `pwd` is initialised and pw_name points into `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.assume_init().pw_name) };
-    Some(name.to_string_lossy().into_owned())
+    crate::profile::account::account_of(uid).map(|a| a.name)
 }
 
 fn user_name_exists(name: &str) -> bool {
