@@ -50,7 +50,6 @@ impl Supervisor {
                 self.arm_ticker();
             }
         }
-        self.watch_learned();
     }
 
     /// No tenant process holds `inode` any more: apply the partial-message policy,

@@ -182,11 +182,10 @@ fn next_connection(
             // Admission: a connection is handed over only while the reserve stays
             // full, so what it will need later (its process's pidfd, /proc reads) is
             // there. Otherwise its client is told why, instead of waiting in the
-            // backlog while the tenant's accepts fail.
-            // The tenant's accept fails with ECONNABORTED ("a connection was aborted";
-            // servers take it as transient), never parks: a tenant that polled the
-            // listener before a blocking accept (PostgreSQL's postmaster, with its
-            // signals blocked) would otherwise wait in accept for the next client.
+            // backlog while the tenant's accepts fail; the tenant's accept fails with
+            // ECONNABORTED (servers take it as transient) and never parks: a tenant
+            // that polled before a blocking accept (PostgreSQL's postmaster, signals
+            // blocked) would otherwise wait in accept for the next client.
             if !sv.table.reserve.refill() {
                 refuse(sv, config, conn, &peer);
                 return Err(Verdict::Errno(libc::ECONNABORTED));

@@ -183,6 +183,11 @@ impl Tenants {
         reserve: &mut Reserve,
     ) -> io::Result<()> {
         let pidfd = reserve.retry(|| pidfd_open(pid, 0))?;
+        self.insert_process(pid, pidfd, opaque);
+        Ok(())
+    }
+
+    fn insert_process(&mut self, pid: libc::pid_t, pidfd: OwnedFd, opaque: bool) {
         self.processes.insert(
             pid,
             Process {
@@ -192,7 +197,6 @@ impl Tenants {
             },
         );
         self.newly_learned.push(Learned::Process(pid));
-        Ok(())
     }
 
     /// Learns a child found in a children list, unless it has already exited: a
@@ -212,15 +216,7 @@ impl Tenants {
         if has_exited(pidfd.as_fd()) {
             return Ok(false);
         }
-        self.processes.insert(
-            pid,
-            Process {
-                pidfd,
-                opaque,
-                shares_files: false,
-            },
-        );
-        self.newly_learned.push(Learned::Process(pid));
+        self.insert_process(pid, pidfd, opaque);
         Ok(true)
     }
 
