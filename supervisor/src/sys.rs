@@ -33,6 +33,15 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// `pidfd_send_signal(pidfd, sig)`.
+/// Whether processes (or threads) `a` and `b` use the same fd table (`kcmp` with
+/// KCMP_FILES: the kernel compares the tables themselves).
+pub fn same_fd_table(a: libc::pid_t, b: libc::pid_t) -> io::Result<bool> {
+    const KCMP_FILES: libc::c_long = 2;
+    // SAFETY: integer arguments only.
+    let r = check(unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) })?;
+    Ok(r == 0)
+}
+
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: a null siginfo asks the kernel to build one; other arguments are integers.
     check(unsafe {

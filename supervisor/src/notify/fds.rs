@@ -17,19 +17,20 @@ use crate::stream::table::Lookup;
 /// Takes a cached tracked fd out of the tenant's table (placeholder swap) and forgets
 /// it (the loop releases the socket if that was its last holder).
 fn drop_slot(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32, cloexec: bool) {
-    if sv.table.cached(tgid, fd).is_none() {
+    let files = sv.table.files(tgid);
+    if sv.table.cached(files, fd).is_none() {
         return;
     }
     if let Err(error) = request.install_fd_at(sv.placeholder.as_fd(), fd, cloexec) {
         tracing::debug!(target: "supervise::fds", fd, %error, "placeholder swap failed (tenant gone?)");
     }
-    sv.table.forget(tgid, fd);
+    sv.table.forget(files, fd);
 }
 
 /// close(fd).
 pub(super) fn close(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
     let fd = request.fd_arg(0);
-    sv.table.forget_untracked(tgid, fd, fd);
+    sv.table.forget_untracked(sv.table.files(tgid), fd, fd);
     drop_slot(sv, request, tgid, fd, false);
     continue_untracked()
 }
@@ -45,10 +46,11 @@ pub(super) fn close_range(sv: &mut Supervisor, request: &Request, tgid: libc::pi
         return continue_untracked(); // only marks close-on-exec; exec handles those
     }
     let clamp = |v: u32| v.min(i32::MAX as u32) as i32;
-    sv.table.forget_untracked(tgid, clamp(first), clamp(last));
+    let files = sv.table.files(tgid);
+    sv.table.forget_untracked(files, clamp(first), clamp(last));
     let fds: Vec<i32> = sv
         .table
-        .fds_of(tgid)
+        .fds_of(files)
         .into_iter()
         .filter(|&fd| (first..=last).contains(&(fd as u32)))
         .collect();
@@ -77,7 +79,7 @@ pub(super) fn dup_over(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t
     if request.nr() == libc::SYS_dup3 && request.arg(2) as i32 & !libc::O_CLOEXEC != 0 {
         return Verdict::Errno(libc::EINVAL);
     }
-    sv.table.forget_untracked(tgid, new, new);
+    sv.table.forget_untracked(sv.table.files(tgid), new, new);
     drop_slot(sv, request, tgid, new, false);
     let Some(inode) = inode else {
         return continue_untracked();
@@ -88,7 +90,7 @@ pub(super) fn dup_over(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t
     };
     match request.install_fd_at(copy, new, cloexec) {
         Ok(()) => {
-            sv.table.hold((tgid, new), inode);
+            sv.table.hold((sv.table.files(tgid), new), inode);
             Verdict::Value(new as i64)
         }
         Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF)),
@@ -112,9 +114,17 @@ pub(super) fn dup_anywhere(sv: &mut Supervisor, request: &Request, tgid: libc::p
 
 /// execve / execveat: close-on-exec tracked fds go with the old image.
 pub(super) fn exec(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
+    let files = sv.table.files(tgid);
+    if sv.table.tenants.is_shared(files) {
+        // The kernel gives the process a private copy of the table; the other sharers
+        // keep theirs whole, so no placeholder goes into the shared one.
+        let tid = request.tid();
+        sv.table.exec_unshare(tgid, |fd| is_cloexec(tid, fd));
+        return continue_untracked();
+    }
     // The new image starts afresh (close-on-exec fds go, numbers are reused).
-    sv.table.forget_untracked(tgid, i32::MIN, i32::MAX);
-    for fd in sv.table.fds_of(tgid) {
+    sv.table.forget_untracked(files, i32::MIN, i32::MAX);
+    for fd in sv.table.fds_of(files) {
         if is_cloexec(request.tid(), fd) {
             // A CLOEXEC placeholder: if exec fails the slot holds /dev/null, not the
             // socket (the common fork+exec child exits on failure anyway).

@@ -455,7 +455,7 @@ impl Supervisor {
                 };
                 match request.respond(Answer::InjectFd { fd: copy, cloexec }) {
                     Ok(fd) => {
-                        self.table.hold((tgid, fd as i32), inode);
+                        self.table.hold((self.table.files(tgid), fd as i32), inode);
                         self.arm(inode);
                         tracing::debug!(target: "supervise::notify", tgid, fd, inode, ?peer, "accepted connection handed to tenant");
                         return;

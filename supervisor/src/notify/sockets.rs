@@ -63,7 +63,7 @@ fn tracked_listener(
             },
         )
         .map_err(|e| Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    sv.table.hold((tgid, fd), inode);
+    sv.table.hold((sv.table.files(tgid), fd), inode);
     // A listener is tracked at its first accept, but processes forked since it was
     // created hold it too (a prefork master that never accepts): find them once.
     if let Err(error) = sv.table.adopt_holders(inode) {
@@ -376,7 +376,7 @@ fn track_connection(
         tracing::info!(target: "supervise::sockets", stream = %stream.name, tid = request.tid(), "tracking outgoing connection");
         if let Ok(own) = copy.try_clone() {
             if let Ok(inode) = sv.table.track(own, SocketKind::Stream(Box::new(stream))) {
-                sv.table.hold((tgid, fd), inode);
+                sv.table.hold((sv.table.files(tgid), fd), inode);
             }
         }
     }

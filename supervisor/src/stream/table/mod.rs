@@ -1,6 +1,6 @@
 //! Which tenant descriptors refer to tracked sockets.
 //!
-//! Sockets are identified by inode; fd numbers are only a per-process cache of that
+//! Sockets are identified by inode; fd numbers are only a per-fd-table cache of that
 //! identity, kept from the notified calls: accept and connect add entries, close,
 //! close_range, dup2, dup3 and execve remove them, and a fork gives the child a copy of
 //! its parent's entries (see [`tenants`]). The supervisor holds one copy of each
@@ -23,7 +23,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 pub use reserve::Reserve;
-pub use tenants::Learned;
+pub use tenants::{Files, Learned};
 
 use crate::notify::Request;
 use crate::stream::Stream;
@@ -89,15 +89,14 @@ pub enum Lookup {
 pub struct Table {
     /// Tracked sockets by inode.
     pub sockets: HashMap<Inode, Tracked>,
-    /// (tgid, fd) → socket; ordered so one process's entries are a range.
-    fds: BTreeMap<(libc::pid_t, RawFd), Inode>,
-    /// (tgid, fd) known not to be a socket (a file, a pipe): most notified reads and
+    /// (fd table, fd) → socket; ordered so one table's entries are a range.
+    fds: BTreeMap<(Files, RawFd), Inode>,
+    /// (fd table, fd) known not to be a socket (a file, a pipe): most notified reads and
     /// writes are on these, and each would otherwise cost a pidfd_getfd + fstat. A
     /// number keeps its file until a notified close, close_range, dup2/dup3 or exec
     /// changes it, which forgets the entry; sockets are never remembered here (an
-    /// untracked socket can become tracked), nor fds of opaque processes or of
-    /// processes sharing an fd table.
-    not_sockets: BTreeSet<(libc::pid_t, RawFd)>,
+    /// untracked socket can become tracked), nor fds of opaque processes.
+    not_sockets: BTreeSet<(Files, RawFd)>,
     /// Tenant threads, processes and forks in flight.
     pub tenants: tenants::Tenants,
     /// Spare descriptors for when the supervisor is at its fd limit.
@@ -123,6 +122,9 @@ impl Table {
     /// so it gets its parent's descriptors rather than being taken for opaque.
     pub fn learn_thread(&mut self, tid: libc::pid_t) -> io::Result<libc::pid_t> {
         if let Some(tgid) = self.tenants.tgid_of(tid) {
+            if self.tenants.execs_pending() {
+                self.settle_exec(tgid);
+            }
             return Ok(tgid);
         }
         if self.tenants.forks_pending() && !self.tenants.is_process(tid) {
@@ -144,7 +146,7 @@ impl Table {
             .tenants
             .tgid_of(request.tid())
             .ok_or_else(|| io::Error::other("unknown thread"))?;
-        let key = (tgid, fd);
+        let key = (self.tenants.files_of(tgid), fd);
         if let Some(&inode) = self.fds.get(&key) {
             return Ok(Lookup::Tracked(inode));
         }
@@ -174,15 +176,15 @@ impl Table {
         Ok(Lookup::Untracked(Some(copy)))
     }
 
-    /// Forgets what is known of fds `first..=last` of process `tgid` that are not
+    /// Forgets what is known of fds `first..=last` of table `files` that are not
     /// sockets (they were closed or replaced).
-    pub fn forget_untracked(&mut self, tgid: libc::pid_t, first: RawFd, last: RawFd) {
+    pub fn forget_untracked(&mut self, files: Files, first: RawFd, last: RawFd) {
         if first > last {
             return;
         }
-        let gone: Vec<(libc::pid_t, RawFd)> = self
+        let gone: Vec<(Files, RawFd)> = self
             .not_sockets
-            .range((tgid, first)..=(tgid, last))
+            .range((files, first)..=(files, last))
             .copied()
             .collect();
         for key in gone {
@@ -190,9 +192,14 @@ impl Table {
         }
     }
 
-    /// The cached inode for `(tgid, fd)`, without resolving a miss.
-    pub fn cached(&self, tgid: libc::pid_t, fd: RawFd) -> Option<Inode> {
-        self.fds.get(&(tgid, fd)).copied()
+    /// The fd table process `tgid` uses.
+    pub fn files(&self, tgid: libc::pid_t) -> Files {
+        self.tenants.files_of(tgid)
+    }
+
+    /// The cached inode for `(files, fd)`, without resolving a miss.
+    pub fn cached(&self, files: Files, fd: RawFd) -> Option<Inode> {
+        self.fds.get(&(files, fd)).copied()
     }
 
     /// Starts tracking a socket the supervisor created or classified.
@@ -212,8 +219,8 @@ impl Table {
         Ok(inode)
     }
 
-    /// Records that the tenant's `(tgid, fd)` refers to `inode`.
-    pub fn hold(&mut self, key: (libc::pid_t, RawFd), inode: Inode) {
+    /// Records that the tenant's `(files, fd)` refers to `inode`.
+    pub fn hold(&mut self, key: (Files, RawFd), inode: Inode) {
         if let Some(old) = self.fds.insert(key, inode) {
             self.release_one(old);
         }
@@ -222,9 +229,9 @@ impl Table {
         }
     }
 
-    /// Forgets `(tgid, fd)`; `false` if it was not cached.
-    pub fn forget(&mut self, tgid: libc::pid_t, fd: RawFd) -> bool {
-        match self.fds.remove(&(tgid, fd)) {
+    /// Forgets `(files, fd)`; `false` if it was not cached.
+    pub fn forget(&mut self, files: Files, fd: RawFd) -> bool {
+        match self.fds.remove(&(files, fd)) {
             Some(inode) => {
                 self.release_one(inode);
                 true
@@ -233,17 +240,17 @@ impl Table {
         }
     }
 
-    /// Cached fds of process `tgid` that refer to tracked sockets, with their sockets.
-    pub fn entries_of(&self, tgid: libc::pid_t) -> Vec<(RawFd, Inode)> {
+    /// Cached fds of table `files` that refer to tracked sockets, with their sockets.
+    pub fn entries_of(&self, files: Files) -> Vec<(RawFd, Inode)> {
         self.fds
-            .range((tgid, RawFd::MIN)..=(tgid, RawFd::MAX))
+            .range((files, RawFd::MIN)..=(files, RawFd::MAX))
             .map(|(&(_, fd), &inode)| (fd, inode))
             .collect()
     }
 
-    /// Cached fds of process `tgid` that refer to tracked sockets.
-    pub fn fds_of(&self, tgid: libc::pid_t) -> Vec<RawFd> {
-        self.entries_of(tgid)
+    /// Cached fds of table `files` that refer to tracked sockets.
+    pub fn fds_of(&self, files: Files) -> Vec<RawFd> {
+        self.entries_of(files)
             .into_iter()
             .map(|(fd, _)| fd)
             .collect()

@@ -13,6 +13,12 @@
 //! process, was created where the supervisor could not follow (its parent exited before
 //! the fork was resolved, or it was reparented); it is *opaque*: its descriptors are
 //! read from `/proc/<pid>/fd` before any socket is released.
+//!
+//! The fd cache is keyed by fd table ([`Files`]), not by process: the threads of a
+//! process share one (the filter refuses a thread with a private table), a process
+//! created with CLONE_FILES shares its parent's, and exec gives a process that shared
+//! one a private copy. A process first seen without a resolved fork is matched to a
+//! known table with `kcmp(KCMP_FILES)`, so a close in one sharer is a close for all.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -33,15 +39,28 @@ pub struct Thread {
     pidfd: Option<OwnedFd>,
 }
 
+/// An fd table, as the kernel shares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Files(u32);
+
+impl Files {
+    /// A table no cache entry is filed under (a process the supervisor does not know):
+    /// every lookup in it misses and is resolved from the tenant's real table.
+    pub const UNKNOWN: Files = Files(u32::MAX);
+}
+
 #[derive(Debug)]
 struct Process {
     /// `pidfd_open(tgid, 0)`: readable once the whole thread group has exited.
     pidfd: OwnedFd,
     /// It may hold tracked sockets the cache does not show.
     opaque: bool,
-    /// It shares its fd table with another process (clone with CLONE_FILES), so what
-    /// a number refers to can change by a call the supervisor files under the other.
-    shares_files: bool,
+    /// Its fd table.
+    files: Files,
+    /// It called exec while sharing `Files` with another process: filed under a
+    /// private copy, to be checked at its next call (a failed exec keeps the shared
+    /// table).
+    exec_from: Option<Files>,
 }
 
 /// A fork whose child is not known yet: the parent's tracked fds at the time, pinned.
@@ -51,6 +70,15 @@ struct Fork {
     snapshot: Vec<(RawFd, Inode)>,
     /// CLONE_FILES: the child shares the parent's fd table.
     shares_files: bool,
+}
+
+/// What became of a process's fd table when it exited or left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Another process still uses the table: its entries stay.
+    Shared(Files),
+    /// It was the last user: the table's entries are gone.
+    Last(Files),
 }
 
 /// Something new to watch for exit.
@@ -73,6 +101,11 @@ pub struct Tenants {
     processes: HashMap<libc::pid_t, Process>,
     /// By the forking thread's tid.
     forks: HashMap<libc::pid_t, Fork>,
+    /// Processes using each fd table.
+    tables: HashMap<Files, u32>,
+    next_files: u32,
+    /// Processes with an exec to check ([`Process::exec_from`]).
+    execs_pending: usize,
     /// Threads and processes learned since the loop last looked, whose exit it must
     /// start watching.
     pub newly_learned: Vec<Learned>,
@@ -160,7 +193,12 @@ impl Tenants {
         };
         if !self.processes.contains_key(&tgid) {
             let opaque = tgid != self.root;
-            self.learn_process(tgid, opaque, reserve)?;
+            let files = if opaque {
+                self.identify_files(tgid)
+            } else {
+                None
+            };
+            self.learn_process(tgid, opaque, files, reserve)?;
             if opaque {
                 tracing::info!(target: "supervise::notify", tgid, "a tenant process appeared without a fork the supervisor resolved: its descriptors will be read before any socket is released");
             }
@@ -180,23 +218,85 @@ impl Tenants {
         &mut self,
         pid: libc::pid_t,
         opaque: bool,
+        files: Option<Files>,
         reserve: &mut Reserve,
     ) -> io::Result<()> {
         let pidfd = reserve.retry(|| pidfd_open(pid, 0))?;
-        self.insert_process(pid, pidfd, opaque);
+        self.insert_process(pid, pidfd, opaque, files);
         Ok(())
     }
 
-    fn insert_process(&mut self, pid: libc::pid_t, pidfd: OwnedFd, opaque: bool) {
+    /// Registers a process using `files` (`None`: a table of its own).
+    fn insert_process(
+        &mut self,
+        pid: libc::pid_t,
+        pidfd: OwnedFd,
+        opaque: bool,
+        files: Option<Files>,
+    ) -> Files {
+        let files = files.unwrap_or_else(|| self.new_files());
+        *self.tables.entry(files).or_default() += 1;
         self.processes.insert(
             pid,
             Process {
                 pidfd,
                 opaque,
-                shares_files: false,
+                files,
+                exec_from: None,
             },
         );
         self.newly_learned.push(Learned::Process(pid));
+        files
+    }
+
+    fn new_files(&mut self) -> Files {
+        self.next_files += 1;
+        Files(self.next_files)
+    }
+
+    /// The known fd table process `pid` uses, asked of the kernel (`kcmp`): for a
+    /// process whose creation the supervisor did not see.
+    fn identify_files(&self, pid: libc::pid_t) -> Option<Files> {
+        let mut different = std::collections::HashSet::new();
+        for (&other, p) in &self.processes {
+            if other == pid || different.contains(&p.files) {
+                continue;
+            }
+            match sys::same_fd_table(pid, other) {
+                Ok(true) => return Some(p.files),
+                Ok(false) => {
+                    different.insert(p.files);
+                }
+                Err(_) => {} // `other` is gone: ask another member of its table
+            }
+        }
+        None
+    }
+
+    /// The fd table of process `tgid` ([`Files::UNKNOWN`] if it is not known).
+    pub fn files_of(&self, tgid: libc::pid_t) -> Files {
+        self.processes
+            .get(&tgid)
+            .map_or(Files::UNKNOWN, |p| p.files)
+    }
+
+    /// Whether more than one process uses `files`.
+    pub fn is_shared(&self, files: Files) -> bool {
+        self.tables.get(&files).is_some_and(|&n| n > 1)
+    }
+
+    /// Takes process `tgid` off its table; says whether others still use it.
+    fn leave_files(&mut self, files: Files) -> Left {
+        match self.tables.get_mut(&files) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                Left::Shared(files)
+            }
+            _ => {
+                self.tables.remove(&files);
+                Left::Last(files)
+            }
+        }
     }
 
     /// Learns a child found in a children list, unless it has already exited: a
@@ -206,18 +306,18 @@ impl Tenants {
         &mut self,
         pid: libc::pid_t,
         opaque: bool,
+        files: Option<Files>,
         reserve: &mut Reserve,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Option<Files>> {
         let pidfd = match reserve.retry(|| pidfd_open(pid, 0)) {
             Ok(pidfd) => pidfd,
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false), // reaped
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None), // reaped
             Err(e) => return Err(e),
         };
         if has_exited(pidfd.as_fd()) {
-            return Ok(false);
+            return Ok(None);
         }
-        self.insert_process(pid, pidfd, opaque);
-        Ok(true)
+        Ok(Some(self.insert_process(pid, pidfd, opaque, files)))
     }
 
     /// The process of a known thread.
@@ -280,19 +380,16 @@ impl Tenants {
     }
 
     /// Whether the supervisor may remember that an fd of process `tgid` is not a
-    /// socket: only while every change to its fd table is a notified call filed under
-    /// it (not opaque, no shared fd table).
+    /// socket: every change to its table is a notified call filed under the table,
+    /// whichever process sharing it makes it; not for an opaque process (what it holds
+    /// came in ways the cache does not follow).
     pub fn may_cache_untracked(&self, tgid: libc::pid_t) -> bool {
-        self.processes
-            .get(&tgid)
-            .is_some_and(|p| !p.opaque && !p.shares_files)
+        self.processes.get(&tgid).is_some_and(|p| !p.opaque)
     }
 
-    /// Process `tgid` shares its fd table with a child.
-    pub fn mark_shares_files(&mut self, tgid: libc::pid_t) {
-        if let Some(p) = self.processes.get_mut(&tgid) {
-            p.shares_files = true;
-        }
+    /// Whether some process's exec waits to be checked.
+    pub fn execs_pending(&self) -> bool {
+        self.execs_pending > 0
     }
 
     /// Process `tgid` may now hold tracked sockets the cache does not show.
@@ -319,12 +416,9 @@ impl Table {
     /// holds, so nothing it passes on is released before the child is known.
     pub fn fork_started(&mut self, tid: libc::pid_t, tgid: libc::pid_t, shares_files: bool) {
         self.resolve_fork(tid, true);
-        let snapshot = self.entries_of(tgid);
+        let snapshot = self.entries_of(self.tenants.files_of(tgid));
         for &(_, inode) in &snapshot {
             self.pin(inode);
-        }
-        if shares_files {
-            self.tenants.mark_shares_files(tgid);
         }
         self.tenants.forks.insert(
             tid,
@@ -361,30 +455,33 @@ impl Table {
         };
         tracing::debug!(target: "supervise::notify", tid, settled, ?children, "resolving a fork");
         let mut found = false;
+        let parent_files = self.tenants.files_of(tgid);
+        let shares_files = self.tenants.forks[&tid].shares_files;
         for child in children {
             if self.tenants.processes.contains_key(&child) {
                 // Known already. (A pid is reused only after the kernel has cycled
                 // through pid_max; its exit is processed long before.)
                 continue;
             }
-            match self
+            let shared = shares_files.then_some(parent_files);
+            let files = match self
                 .tenants
-                .learn_listed_child(child, false, &mut self.reserve)
+                .learn_listed_child(child, false, shared, &mut self.reserve)
             {
-                Ok(true) => {}
-                Ok(false) => continue, // a zombie: holds nothing
+                Ok(Some(files)) => files,
+                Ok(None) => continue, // a zombie: holds nothing
                 Err(error) => {
                     tracing::warn!(target: "supervise::notify", child, %error, "cannot follow a forked child; its sockets stay pinned until the parent's next call");
                     return;
                 }
-            }
+            };
             found = true;
-            if self.tenants.forks[&tid].shares_files {
-                self.tenants.mark_shares_files(child);
+            if shares_files {
+                continue; // the same table: its entries are the child's already
             }
             let snapshot = self.tenants.forks[&tid].snapshot.clone();
             for (fd, inode) in snapshot {
-                self.hold((child, fd), inode);
+                self.hold((files, fd), inode);
             }
         }
         if !found && !settled {
@@ -417,14 +514,15 @@ impl Table {
             if self.tenants.processes.contains_key(&pid) {
                 continue;
             }
+            let files = self.tenants.identify_files(pid);
             match self
                 .tenants
-                .learn_listed_child(pid, true, &mut self.reserve)
+                .learn_listed_child(pid, true, files, &mut self.reserve)
             {
-                Ok(true) => {
+                Ok(Some(_)) => {
                     tracing::info!(target: "supervise::notify", pid, "a reparented tenant process: its descriptors will be read before any socket is released")
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(target: "supervise::notify", pid, %error, "cannot follow a reparented tenant process")
                 }
@@ -442,8 +540,9 @@ impl Table {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(e),
             };
+            let files = self.tenants.files_of(pid);
             for (fd, inode) in found {
-                self.hold((pid, fd), inode);
+                self.hold((files, fd), inode);
             }
         }
         Ok(())
@@ -457,10 +556,16 @@ impl Table {
         }
     }
 
-    /// Forgets everything about a process that exited.
+    /// Forgets everything about a process that exited; its fd table's entries go with
+    /// the table's last user.
     pub fn forget_process(&mut self, tgid: libc::pid_t) {
         self.tenants.threads.retain(|_, t| t.tgid != tgid);
-        self.tenants.processes.remove(&tgid);
+        let Some(process) = self.tenants.processes.remove(&tgid) else {
+            return;
+        };
+        if process.exec_from.is_some() {
+            self.tenants.execs_pending -= 1;
+        }
         let forks: Vec<libc::pid_t> = self
             .tenants
             .forks
@@ -471,10 +576,72 @@ impl Table {
         for tid in forks {
             self.resolve_fork(tid, true);
         }
-        for fd in self.fds_of(tgid) {
-            self.forget(tgid, fd);
+        if let Left::Last(files) = self.tenants.leave_files(process.files) {
+            self.forget_table(files);
         }
-        self.forget_untracked(tgid, RawFd::MIN, RawFd::MAX);
+    }
+
+    /// Drops every entry filed under `files` (no process uses it any more).
+    fn forget_table(&mut self, files: Files) {
+        for fd in self.fds_of(files) {
+            self.forget(files, fd);
+        }
+        self.forget_untracked(files, RawFd::MIN, RawFd::MAX);
+    }
+
+    /// Process `tgid`, which shares its fd table, is calling exec: the kernel gives it
+    /// a private copy without the close-on-exec descriptors (`closes(fd)`) and leaves
+    /// the shared table as it is for the others. Filed under a new table, checked at
+    /// the process's next call ([`Table::settle_exec`]).
+    pub fn exec_unshare(&mut self, tgid: libc::pid_t, closes: impl Fn(RawFd) -> bool) {
+        let old = self.tenants.files_of(tgid);
+        let new = self.tenants.new_files();
+        let kept: Vec<(RawFd, Inode)> = self
+            .entries_of(old)
+            .into_iter()
+            .filter(|&(fd, _)| !closes(fd))
+            .collect();
+        for (fd, inode) in kept {
+            self.hold((new, fd), inode);
+        }
+        self.tenants.leave_files(old);
+        self.tenants.tables.insert(new, 1);
+        let process = self.tenants.processes.get_mut(&tgid).expect("known");
+        process.files = new;
+        if process.exec_from.replace(old).is_none() {
+            self.tenants.execs_pending += 1;
+        }
+    }
+
+    /// Checks the exec of process `tgid`, if one is pending: a process still sharing
+    /// its old table (the exec failed) goes back to it.
+    pub fn settle_exec(&mut self, tgid: libc::pid_t) {
+        let Some(process) = self.tenants.processes.get_mut(&tgid) else {
+            return;
+        };
+        let Some(old) = process.exec_from.take() else {
+            return;
+        };
+        self.tenants.execs_pending -= 1;
+        let members: Vec<libc::pid_t> = self
+            .tenants
+            .processes
+            .iter()
+            .filter(|(&pid, p)| pid != tgid && p.files == old)
+            .map(|(&pid, _)| pid)
+            .collect();
+        let still_shared = members
+            .iter()
+            .any(|&pid| sys::same_fd_table(tgid, pid).unwrap_or(false));
+        if !still_shared {
+            return;
+        }
+        tracing::debug!(target: "supervise::notify", tgid, "exec failed: the process still shares its fd table");
+        let new = self.tenants.files_of(tgid);
+        self.forget_table(new);
+        self.tenants.tables.remove(&new);
+        *self.tenants.tables.entry(old).or_default() += 1;
+        self.tenants.processes.get_mut(&tgid).expect("known").files = old;
     }
 
     /// Of `candidates` (sockets nothing cached keeps), those that may be released:
@@ -497,8 +664,9 @@ impl Table {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue, // exited
                 Err(e) => return Err(e),
             };
+            let files = self.tenants.files_of(pid);
             for (fd, inode) in found {
-                self.hold((pid, fd), inode);
+                self.hold((files, fd), inode);
             }
         }
         unheld.retain(|i| self.sockets.get(i).is_some_and(|t| t.is_unheld()));
