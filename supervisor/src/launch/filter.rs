@@ -151,6 +151,56 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
+/// One instruction of a block assembled with labels ([`assemble`]).
+enum Ins {
+    Op(sock_filter),
+    /// A conditional jump to labels; `None` falls through.
+    Jump {
+        code: u16,
+        k: u32,
+        jt: Option<u8>,
+        jf: Option<u8>,
+    },
+    /// Marks the position of a label (emits nothing).
+    Label(u8),
+}
+
+fn jump_to(code: u16, k: u32, jt: Option<u8>, jf: Option<u8>) -> Ins {
+    Ins::Jump { code, k, jt, jf }
+}
+
+/// Resolves a block's labels into classic BPF's forward offsets. Panics on a backward
+/// or missing label: a programming error caught by the unit tests.
+fn assemble(block: &[Ins]) -> Vec<sock_filter> {
+    let mut at = std::collections::HashMap::new();
+    let mut pos = 0usize;
+    for ins in block {
+        match ins {
+            Ins::Label(l) => {
+                at.insert(*l, pos);
+            }
+            _ => pos += 1,
+        }
+    }
+    let mut out = Vec::with_capacity(pos);
+    for ins in block {
+        let here = out.len();
+        let offset = |label: Option<u8>| -> u8 {
+            label.map_or(0, |l| {
+                let target = at[&l];
+                assert!(target > here, "backward jump to label {l}");
+                u8::try_from(target - here - 1).expect("jump too far")
+            })
+        };
+        match ins {
+            Ins::Op(op) => out.push(*op),
+            Ins::Jump { code, k, jt, jf } => out.push(jump(*code, *k, offset(*jt), offset(*jf))),
+            Ins::Label(_) => {}
+        }
+    }
+    out
+}
+
 fn ret_errno(errno: i32) -> sock_filter {
     stmt(
         BPF_RET_K,
@@ -177,6 +227,9 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
         ret_errno(libc::ENOSYS),
     ];
+    if confined {
+        prog.extend(refuse_fast_open());
+    }
     for &(nr, _) in NOTIFIED {
         prog.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
         prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
@@ -203,14 +256,18 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
         jump(BPF_JEQ_K, TCP_ZEROCOPY_RECEIVE, 0, 1),
         ret_errno(libc::EPERM),
         stmt(BPF_LD_W_ABS, OFF_NR),
-        jump(BPF_JEQ_K, libc::SYS_clone as u32, 0, 6),
+        jump(BPF_JEQ_K, libc::SYS_clone as u32, 0, 8),
         stmt(BPF_LD_W_ABS, off_arg_low(0)),
         jump(BPF_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
         ret_errno(libc::EPERM),
-        // A thread joins a known process (learned at its first notified call); a new
-        // process is notified so the supervisor learns what it inherits.
-        jump(BPF_JSET_K, libc::CLONE_THREAD as u32, 0, 1),
+        // A thread joins a known process (learned at its first notified call) and
+        // shares its fd table; a thread with a private table (no CLONE_FILES, which no
+        // libc asks for) is refused, so the fd cache never needs a table per thread. A
+        // new process is notified so the supervisor learns what it inherits.
+        jump(BPF_JSET_K, libc::CLONE_THREAD as u32, 0, 3),
+        jump(BPF_JSET_K, libc::CLONE_FILES as u32, 0, 1),
         stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
+        ret_errno(libc::EPERM),
         stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
         stmt(BPF_LD_W_ABS, OFF_NR),
         jump(BPF_JEQ_K, libc::SYS_fcntl as u32, 0, 4),
@@ -220,24 +277,127 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
         stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
     ]);
     if confined {
-        let allow = stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW);
-        prog.extend([
-            stmt(BPF_LD_W_ABS, OFF_NR),
-            jump(BPF_JEQ_K, libc::SYS_socket as u32, 0, 10),
-            stmt(BPF_LD_W_ABS, off_arg_low(0)),
-            jump(BPF_JEQ_K, libc::AF_INET as u32, 4, 0),
-            jump(BPF_JEQ_K, libc::AF_INET6 as u32, 3, 0),
-            jump(BPF_JEQ_K, libc::AF_UNIX as u32, 5, 0),
-            jump(BPF_JEQ_K, libc::AF_NETLINK as u32, 4, 0),
-            ret_errno(libc::EAFNOSUPPORT),
-            stmt(BPF_LD_W_ABS, off_arg_low(2)),
-            jump(BPF_JEQ_K, libc::IPPROTO_SCTP as u32, 0, 1),
-            ret_errno(libc::EPROTONOSUPPORT),
-            allow,
-        ]);
+        prog.extend(confined_sockets());
+        prog.extend(confined_socket_options());
     }
     prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
     prog
+}
+
+/// MSG_FASTOPEN makes a send an implicit connect the supervisor would not see as one:
+/// refused from the flags register, before any notification.
+fn refuse_fast_open() -> Vec<sock_filter> {
+    let mut block = Vec::new();
+    for (nr, flags_arg) in [
+        (libc::SYS_sendto, 3),
+        (libc::SYS_sendmsg, 2),
+        (libc::SYS_sendmmsg, 3),
+    ] {
+        block.extend([
+            Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
+            jump_to(BPF_JEQ_K, nr as u32, None, Some(0)),
+            Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(flags_arg))),
+            jump_to(BPF_JSET_K, libc::MSG_FASTOPEN as u32, None, Some(0)),
+            Ins::Op(ret_errno(libc::EOPNOTSUPP)),
+            Ins::Label(0),
+        ]);
+        // Each triple's label 0 is its own end: assemble per triple.
+    }
+    block
+        .split_inclusive(|i| matches!(i, Ins::Label(_)))
+        .flat_map(assemble)
+        .collect()
+}
+
+/// A confined tenant may create unix, IP and NETLINK_ROUTE sockets only: no SCTP (its
+/// associations are made by setsockopt and sendmsg, around the checked connect and
+/// bind), no NETLINK_SOCK_DIAG (it lists every socket on the host with its uid) nor
+/// other netlink families, no AF_VSOCK & co. (they reach services no label covers).
+fn confined_sockets() -> Vec<sock_filter> {
+    const END: u8 = 0;
+    const IP: u8 = 1;
+    const NETLINK: u8 = 2;
+    const REFUSE: u8 = 3;
+    const ALLOW: u8 = 4;
+    assemble(&[
+        Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
+        jump_to(BPF_JEQ_K, libc::SYS_socket as u32, None, Some(END)),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(0))),
+        jump_to(BPF_JEQ_K, libc::AF_INET as u32, Some(IP), None),
+        jump_to(BPF_JEQ_K, libc::AF_INET6 as u32, Some(IP), None),
+        jump_to(BPF_JEQ_K, libc::AF_UNIX as u32, Some(ALLOW), None),
+        jump_to(BPF_JEQ_K, libc::AF_NETLINK as u32, Some(NETLINK), None),
+        Ins::Op(ret_errno(libc::EAFNOSUPPORT)),
+        Ins::Label(IP),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
+        jump_to(BPF_JEQ_K, libc::IPPROTO_SCTP as u32, Some(REFUSE), Some(ALLOW)),
+        Ins::Label(NETLINK),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
+        jump_to(BPF_JEQ_K, libc::NETLINK_ROUTE as u32, Some(ALLOW), Some(REFUSE)),
+        Ins::Label(REFUSE),
+        Ins::Op(ret_errno(libc::EPROTONOSUPPORT)),
+        Ins::Label(ALLOW),
+        Ins::Op(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW)),
+        Ins::Label(END),
+    ])
+}
+
+const TCP_FASTOPEN_CONNECT: u32 = 30;
+const IPV6_2292PKTINFO: u32 = 2;
+const IPV6_2292RTHDR: u32 = 5;
+
+/// Socket options that would choose a confined tenant's peer or source address around
+/// the supervisor's checks: TCP_FASTOPEN_CONNECT (the connect happens at the first
+/// write), IP options (source routing, recorded routes) and IPv6 routing headers, and
+/// a sticky IPV6_PKTINFO (a source address for every later send). EPERM.
+fn confined_socket_options() -> Vec<sock_filter> {
+    const END: u8 = 0;
+    const TCP: u8 = 1;
+    const IP: u8 = 2;
+    const IPV6: u8 = 3;
+    const REFUSE: u8 = 4;
+    let refused_ip = [libc::IP_OPTIONS as u32, libc::IP_RETOPTS as u32];
+    let refused_ipv6 = [
+        libc::IPV6_PKTINFO as u32,
+        IPV6_2292PKTINFO,
+        libc::IPV6_RTHDR as u32,
+        IPV6_2292RTHDR,
+    ];
+    let mut block = vec![
+        Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
+        jump_to(BPF_JEQ_K, libc::SYS_setsockopt as u32, None, Some(END)),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(1))),
+        jump_to(BPF_JEQ_K, libc::IPPROTO_TCP as u32, Some(TCP), None),
+        jump_to(BPF_JEQ_K, libc::IPPROTO_IP as u32, Some(IP), None),
+        jump_to(BPF_JEQ_K, libc::IPPROTO_IPV6 as u32, Some(IPV6), Some(END)),
+        Ins::Label(TCP),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
+        jump_to(BPF_JEQ_K, TCP_FASTOPEN_CONNECT, Some(REFUSE), Some(END)),
+        Ins::Label(IP),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
+    ];
+    block.extend(
+        refused_ip
+            .iter()
+            .map(|&opt| jump_to(BPF_JEQ_K, opt, Some(REFUSE), None)),
+    );
+    block.extend([
+        Ins::Op(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW)),
+        Ins::Label(IPV6),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
+    ]);
+    block.extend(
+        refused_ipv6
+            .iter()
+            .map(|&opt| jump_to(BPF_JEQ_K, opt, Some(REFUSE), None)),
+    );
+    block.extend([
+        Ins::Op(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW)),
+        Ins::Label(REFUSE),
+        Ins::Op(ret_errno(libc::EPERM)),
+        Ins::Label(END),
+    ]);
+    assemble(&block)
 }
 
 /// The name of a notified syscall number, for logs.
@@ -271,6 +431,10 @@ mod tests {
             let at = 16 + 8 * i;
             data[at..at + 4].copy_from_slice(&arg.to_ne_bytes());
         }
+        interpret(prog, &data)
+    }
+
+    fn interpret(prog: &[sock_filter], data: &[u8; 64]) -> u32 {
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
             let ins = prog[pc];
@@ -394,6 +558,73 @@ mod tests {
     }
 
     #[test]
+    fn confined_tenants_cannot_choose_peers_around_the_supervisor() {
+        let confined = compile_for(true);
+        let open = compile();
+        let errno = |e: i32| libc::SECCOMP_RET_ERRNO | e as u32;
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let fast_open = libc::MSG_FASTOPEN as u32;
+        // sendto and sendmmsg carry their flags in arg 3, sendmsg in arg 2.
+        let mut data = [0u32; 4];
+        data[3] = fast_open;
+        assert_eq!(run4(&confined, libc::SYS_sendto as u32, data), errno(libc::EOPNOTSUPP));
+        assert_eq!(run4(&confined, libc::SYS_sendmmsg as u32, data), errno(libc::EOPNOTSUPP));
+        assert_eq!(run4(&open, libc::SYS_sendto as u32, data), notify);
+        assert_eq!(
+            run_args(&confined, libc::SYS_sendmsg as u32, [3, 0, fast_open]),
+            errno(libc::EOPNOTSUPP)
+        );
+        assert_eq!(run_args(&confined, libc::SYS_sendmsg as u32, [3, 0, 0]), notify);
+        let socket = libc::SYS_socket as u32;
+        let netlink = |proto: i32| [libc::AF_NETLINK as u32, libc::SOCK_RAW as u32, proto as u32];
+        assert_eq!(run_args(&confined, socket, netlink(libc::NETLINK_ROUTE)), allow);
+        assert_eq!(
+            run_args(&confined, socket, netlink(libc::NETLINK_SOCK_DIAG)),
+            errno(libc::EPROTONOSUPPORT)
+        );
+        assert_eq!(
+            run_args(&confined, socket, netlink(libc::NETLINK_AUDIT)),
+            errno(libc::EPROTONOSUPPORT)
+        );
+        assert_eq!(run_args(&open, socket, netlink(libc::NETLINK_SOCK_DIAG)), allow);
+        let setsockopt = libc::SYS_setsockopt as u32;
+        let opt = |level: i32, name: u32| [3, level as u32, name];
+        for (level, name) in [
+            (libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT),
+            (libc::IPPROTO_IP, libc::IP_OPTIONS as u32),
+            (libc::IPPROTO_IP, libc::IP_RETOPTS as u32),
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO as u32),
+            (libc::IPPROTO_IPV6, IPV6_2292PKTINFO),
+            (libc::IPPROTO_IPV6, libc::IPV6_RTHDR as u32),
+        ] {
+            let got = run_args(&confined, setsockopt, opt(level, name));
+            assert_eq!(got, errno(libc::EPERM), "level {level} option {name}");
+            assert_eq!(run_args(&open, setsockopt, opt(level, name)), allow);
+        }
+        for (level, name) in [
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY as u32),
+            (libc::IPPROTO_IP, libc::IP_TOS as u32),
+            (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY as u32),
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR as u32),
+        ] {
+            let got = run_args(&confined, setsockopt, opt(level, name));
+            assert_eq!(got, allow, "level {level} option {name}");
+        }
+    }
+
+    fn run4(prog: &[sock_filter], nr: u32, args: [u32; 4]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&X86.to_ne_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            let at = 16 + 8 * i;
+            data[at..at + 4].copy_from_slice(&arg.to_ne_bytes());
+        }
+        interpret(prog, &data)
+    }
+
+    #[test]
     fn ordinary_calls_pass_and_foreign_arches_die() {
         let prog = compile();
         let allow = libc::SECCOMP_RET_ALLOW;
@@ -404,6 +635,16 @@ mod tests {
         );
         let thread_flags = (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_THREAD) as u32;
         assert_eq!(run(&prog, X86, libc::SYS_clone as u32, thread_flags), allow);
+        let private_table = (libc::CLONE_VM | libc::CLONE_SIGHAND | libc::CLONE_THREAD) as u32;
+        assert_eq!(
+            run(&prog, X86, libc::SYS_clone as u32, private_table),
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32
+        );
+        let shared_table_child = (libc::CLONE_FILES | libc::SIGCHLD) as u32;
+        assert_eq!(
+            run(&prog, X86, libc::SYS_clone as u32, shared_table_child),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
         let notify = libc::SECCOMP_RET_USER_NOTIF;
         let fork_flags = libc::SIGCHLD as u32;
         assert_eq!(run(&prog, X86, libc::SYS_clone as u32, fork_flags), notify);
