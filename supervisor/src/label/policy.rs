@@ -7,9 +7,15 @@
 //! tenant's label. Addresses of the node network's first /16 (`127.0.0.0/16` on
 //! loopback, the host's own `127.0.0.1`) and addresses outside the node network are
 //! unlabeled: operators' clients and the outside world.
+//!
+//! An IPv6 address means what the kernel will do with it: the v4-mapped form reaches
+//! the IPv4 address it carries and is judged as that; the other forms that carry an
+//! IPv4 address (IPv4-compatible `::a.b.c.d`, NAT64, 6to4, Teredo, IPv4-translated)
+//! are routed as IPv6 to wherever a gateway sends them, so they are refused; IPv6
+//! proper is refused unless an `allowed_peers` network holds it.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::registry::Entry;
 use super::Ipv4Net;
@@ -21,11 +27,16 @@ pub enum Peer {
     Tenant(String),
     /// Every address in this network.
     Net(Ipv4Net),
+    /// Every address in this IPv6 network (address, prefix length).
+    Net6(Ipv6Addr, u8),
 }
 
 impl Peer {
     /// `pg-b` (a tenant), `127.3.0.0/24` (a network) or `127.3.0.7` (one address).
     pub fn parse(text: &str) -> Result<Peer, String> {
+        if text.contains(':') {
+            return parse_net6(text);
+        }
         if text.contains('/') {
             return text
                 .parse()
@@ -43,10 +54,79 @@ impl Peer {
             Ok(Peer::Tenant(text.to_string()))
         } else {
             Err(format!(
-                "{text:?} is neither a tenant name, an IPv4 address nor a CIDR network"
+                "{text:?} is neither a tenant name, an IP address nor a CIDR network"
             ))
         }
     }
+}
+
+/// `2001:db8::/32` or `2001:db8::1`; an address that carries an IPv4 address is refused
+/// (write the IPv4 address instead).
+fn parse_net6(text: &str) -> Result<Peer, String> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((addr, prefix)) => {
+            let prefix = prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 128)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0..=128"))?;
+            (addr, prefix)
+        }
+        None => (text, 128),
+    };
+    let addr: Ipv6Addr = addr
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IPv6 address or network"))?;
+    if let Reach::V4(_) | Reach::Embedded(_) = reach(IpAddr::V6(addr)) {
+        if !addr.is_unspecified() {
+            return Err(format!(
+                "{text:?} carries an IPv4 address: name the IPv4 address or network instead"
+            ));
+        }
+    }
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    Ok(Peer::Net6(Ipv6Addr::from(u128::from(addr) & mask), prefix))
+}
+
+fn net6_contains(net: Ipv6Addr, prefix: u8, ip: Ipv6Addr) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(net)
+}
+
+/// Where an IP address leads, as the kernel routes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// An IPv4 address (or the v4-mapped form of one).
+    V4(Ipv4Addr),
+    /// An IPv6 form carrying an IPv4 address that is routed as IPv6 (named here).
+    Embedded(&'static str),
+    /// IPv6 proper.
+    V6(Ipv6Addr),
+}
+
+/// Classifies `ip` by what the kernel will do with it.
+pub fn reach(ip: IpAddr) -> Reach {
+    let v6 = match ip {
+        IpAddr::V4(v4) => return Reach::V4(v4),
+        IpAddr::V6(v6) => v6,
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Reach::V4(v4);
+    }
+    if v6.is_unspecified() || v6.is_loopback() {
+        return Reach::V6(v6);
+    }
+    let s = v6.segments();
+    let form = match s {
+        [0, 0, 0, 0, 0, 0, _, _] => "IPv4-compatible (::a.b.c.d)",
+        [0, 0, 0, 0, 0xffff, 0, _, _] => "IPv4-translated (::ffff:0:a.b.c.d)",
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => "NAT64 (64:ff9b::/96)",
+        [0x64, 0xff9b, 1, ..] => "local NAT64 (64:ff9b:1::/48)",
+        [0x2002, ..] => "6to4 (2002::/16)",
+        [0x2001, 0, ..] => "Teredo (2001::/32)",
+        _ => return Reach::V6(v6),
+    };
+    Reach::Embedded(form)
 }
 
 /// A confined tenant's network rules, from its profile.
@@ -89,6 +169,13 @@ pub enum Denial {
         /// `net.ipv4.ip_unprivileged_port_start`.
         start: u16,
     },
+    /// An IPv6 form carrying an IPv4 address, routed as IPv6 (not to that address).
+    EmbeddedV4 {
+        /// Which form.
+        form: &'static str,
+    },
+    /// IPv6 proper, and no `allowed_peers` network holds it.
+    Ipv6,
 }
 
 impl Denial {
@@ -114,6 +201,14 @@ impl fmt::Display for Denial {
             Denial::Privileged { port, start } => write!(
                 f,
                 "port {port} is privileged (below ip_unprivileged_port_start = {start})"
+            ),
+            Denial::EmbeddedV4 { form } => write!(
+                f,
+                "address is an IPv6 {form} address: it carries an IPv4 address but is routed as IPv6"
+            ),
+            Denial::Ipv6 => write!(
+                f,
+                "address is IPv6 and no network.allowed_peers network holds it"
             ),
         }
     }
@@ -179,14 +274,25 @@ impl Policy<'_> {
         self.rules.allowed_peers.iter().any(|peer| match peer {
             Peer::Net(net) => net.contains(ip),
             Peer::Tenant(name) => entry.is_some_and(|e| &e.name == name),
+            Peer::Net6(..) => false,
+        })
+    }
+
+    fn allowed_v6(&self, ip: Ipv6Addr) -> bool {
+        self.rules.allowed_peers.iter().any(|peer| match peer {
+            Peer::Net6(net, prefix) => net6_contains(*net, *prefix, ip),
+            _ => false,
         })
     }
 
     /// The label rule shared by connect, sendto and accept: another tenant's address
     /// (or an unassigned one) only if the profile allows it as a peer.
     fn check_peer(&self, ip: IpAddr) -> Result<(), Denial> {
-        let Some(v4) = as_v4(ip) else {
-            return Ok(()); // IPv6 proper: never in a tenant range
+        let v4 = match reach(ip) {
+            Reach::V4(v4) => v4,
+            Reach::Embedded(form) => return Err(Denial::EmbeddedV4 { form }),
+            Reach::V6(v6) if self.allowed_v6(v6) => return Ok(()),
+            Reach::V6(_) => return Err(Denial::Ipv6),
         };
         match self.holder(v4) {
             Holder::Own | Holder::Unlabeled => Ok(()),
@@ -293,17 +399,56 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_peers_only_by_an_allowed_network() {
+        let rules = NetRules {
+            allowed_peers: vec![Peer::parse("2001:db8::/32").unwrap()],
+            ..NetRules::default()
+        };
+        check(rules, |p| {
+            assert_eq!(p.check_connect(ip("2001:db8:1::5"), 443, true), Ok(()));
+            assert_eq!(p.check_connect(ip("2001:db9::5"), 443, true), Err(Denial::Ipv6));
+            assert_eq!(p.check_connect(ip("::1"), 443, true), Err(Denial::Ipv6));
+        });
+        assert_eq!(
+            Peer::parse("2001:db8::1"),
+            Ok(Peer::Net6("2001:db8::1".parse().unwrap(), 128))
+        );
+        assert!(Peer::parse("::/0").is_ok());
+        for bad in ["2001:db8::/129", "::ffff:127.1.0.1", "64:ff9b::1.2.3.4", "2001:zz::"] {
+            assert!(Peer::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn connect_across_labels_needs_an_allowed_peer() {
         check(NetRules::default(), |p| {
             assert_eq!(p.check_connect(ip("127.1.0.9"), 80, true), Ok(()));
             assert_eq!(p.check_connect(ip("127.0.0.1"), 5432, true), Ok(()));
             assert_eq!(p.check_connect(ip("10.1.2.3"), 443, true), Ok(()));
-            assert_eq!(p.check_connect(ip("::1"), 443, true), Ok(()));
+            assert_eq!(p.check_connect(ip("::1"), 443, true), Err(Denial::Ipv6));
             let denied = p.check_connect(ip("127.1.1.1"), 5432, true).unwrap_err();
             assert_eq!(denied.peer_label(), Some("s0:c0,c2"));
             assert!(denied.to_string().contains("tenant \"b\""), "{denied}");
             // The v4-mapped form of b's address is b's address.
             assert!(p.check_connect(ip("::ffff:127.1.1.1"), 1, true).is_err());
+            // Other forms carrying it are routed as IPv6: refused, whatever they carry.
+            for form in [
+                "::127.1.1.1",
+                "::127.0.0.1",
+                "::ffff:0:127.1.1.1",
+                "64:ff9b::127.1.1.1",
+                "64:ff9b:1::7f01:101",
+                "2002:7f01:101::1",
+                "2001:0:7f01:101::1",
+            ] {
+                let denied = p.check_connect(ip(form), 1, false).unwrap_err();
+                assert!(matches!(denied, Denial::EmbeddedV4 { .. }), "{form}: {denied}");
+                assert!(p.check_bind(ip(form), 1, false).is_err(), "{form}");
+            }
+            // IPv6 proper: refused without an allowed IPv6 network.
+            for v6 in ["::1", "::", "2001:db8::1", "fe80::1"] {
+                assert_eq!(p.check_connect(ip(v6), 1, false), Err(Denial::Ipv6), "{v6}");
+            }
             assert_eq!(
                 p.check_connect(ip("127.9.9.9"), 1, false),
                 Err(Denial::Unassigned)
