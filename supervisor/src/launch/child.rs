@@ -16,11 +16,20 @@ pub(super) fn die(msg: &[u8], code: libc::c_int) -> ! {
     }
 }
 
+/// The raw ends of the agent's channel, inherited through the forks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AgentFds {
+    /// The agent's end.
+    pub agent: RawFd,
+    /// The supervisor's end (closed in the stub, the tenant and the agent).
+    pub supervisor: RawFd,
+}
+
 /// PID 1 of the tenant's PID namespace: forks the tenant, forwards the supervisor's
 /// signals to it, reaps every orphan, and reports the tenant's wait status over
 /// `report`. When it exits (or is killed because the supervisor died), the kernel
 /// kills every process left in the namespace: no tenant outlives its supervisor.
-pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
+pub(super) fn run_init_stub(prep: &Prepared, report: RawFd, agent: Option<AgentFds>) -> ! {
     // SAFETY: (whole block) raw syscalls on integers and on stack buffers that outlive
     // each call; this process is single-threaded (fresh fork of a single-threaded
     // parent), so no lock or allocator state can be inconsistent.
@@ -49,8 +58,11 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
         // A confined tenant's own System V IPC and POSIX message queues: shared memory
         // segments of other tenants are not even visible. Done here, as root, because
         // unshare(CLONE_NEWIPC) in the supervisor would move the supervisor itself.
-        if prep.new_ipc && libc::unshare(libc::CLONE_NEWIPC) != 0 {
+        if prep.confined && libc::unshare(libc::CLONE_NEWIPC) != 0 {
             die(b"supervise: init stub: unshare(CLONE_NEWIPC) failed\n", 125);
+        }
+        if prep.confined {
+            own_proc();
         }
 
         let tenant = libc::fork();
@@ -58,7 +70,7 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
             die(b"supervise: init stub: fork failed\n", 125);
         }
         if tenant == 0 {
-            exec_tenant(prep, report);
+            exec_tenant(prep, report, agent);
         }
         // The stub needs only `report` (and stdio, for `die`): whatever else it
         // inherited from the supervisor (a caller's stray descriptors, the Landlock
@@ -105,6 +117,35 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd) -> ! {
                 // reached the tenant directly through its process group.
                 libc::kill(tenant, sig);
             }
+        }
+    }
+}
+
+/// A confined tenant's own mount namespace (mounts made later on the host still reach
+/// it: a slave of `/`) with a /proc of its PID namespace, `hidepid=invisible`: other
+/// tenants' and the host's processes, their cmdlines, environments and fds do not
+/// exist there, nor do the init stub's and the agent's (not ptrace-readable).
+/// Raw syscalls, as root, before the tenant is forked.
+fn own_proc() {
+    // SAFETY: (whole block) NUL-terminated literals and integer flags.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            die(b"supervise: init stub: unshare(CLONE_NEWNS) failed\n", 125);
+        }
+        let none = std::ptr::null::<libc::c_char>();
+        if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+            die(b"supervise: init stub: making / a slave mount failed\n", 125);
+        }
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            flags,
+            c"hidepid=invisible".as_ptr().cast(),
+        ) != 0
+        {
+            die(b"supervise: init stub: mounting the tenant's /proc failed\n", 125);
         }
     }
 }
@@ -181,7 +222,7 @@ unsafe fn send_pidfd(report: RawFd, tenant: libc::pid_t) {
 /// - the stop after the filter, because from the filter on every notified syscall waits
 ///   for a supervisor that does not have the listener yet: `kill` and the stop are not
 ///   notified, `execve` is, and only runs once the supervisor holds the listener.
-fn exec_tenant(prep: &Prepared, report: RawFd) -> ! {
+fn exec_tenant(prep: &Prepared, report: RawFd, agent: Option<AgentFds>) -> ! {
     // SAFETY: (whole block) raw syscalls whose pointer arguments point into `prep`,
     // which the parent built before fork and which stays alive (this process's copy)
     // until execve replaces the image. Single-threaded fresh fork.
@@ -211,8 +252,18 @@ fn exec_tenant(prep: &Prepared, report: RawFd) -> ! {
         }
         // After the credentials (the ruleset confines the tenant's uid, not root's
         // setup), before the filter (landlock_restrict_self is not notified anyway).
+        if let Some(rule) = &prep.proc_rule {
+            super::landlock::allow_own_proc(rule);
+        }
         if let Some(ruleset) = &prep.landlock {
             super::landlock::restrict_in_child(ruleset, report);
+        }
+        // In the tenant's domain and namespaces, before its filter: the agent that
+        // performs its unix-socket calls (see `agent`).
+        if let Some(fds) = agent {
+            super::agent::spawn(fds.agent, fds.supervisor);
+            libc::close(fds.agent);
+            libc::close(fds.supervisor);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             die(b"supervise: tenant: PR_SET_NO_NEW_PRIVS failed\n", 126);

@@ -15,7 +15,7 @@
 //! swapped for a TCP socket between the supervisor's decision and a CONTINUE.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -53,8 +53,61 @@ pub enum LandlockError {
 pub struct Plan {
     /// Consumed by the tenant's `restrict_self` (a `try_clone` in the child).
     pub ruleset: RulesetCreated,
+    /// A second descriptor of the same ruleset and the read rights, for the rule the
+    /// tenant adds itself on the `/proc` of its own PID namespace (mounted after fork,
+    /// so no path opened here can name it). `None` when `/proc` is not read-only.
+    pub proc_rule: Option<ProcRule>,
     /// One line: what the rules cover.
     pub summary: String,
+}
+
+/// See [`Plan::proc_rule`].
+#[derive(Debug)]
+pub struct ProcRule {
+    ruleset: OwnedFd,
+    access: u64,
+}
+
+/// `struct landlock_path_beneath_attr` (packed in the uapi header).
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// In the tenant after fork, in its mount namespace: read rights on its own `/proc`.
+/// Raw syscalls only; a failure ends the tenant.
+pub(super) fn allow_own_proc(rule: &ProcRule) {
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_long = 1;
+    // SAFETY: a NUL-terminated literal path; integer flags.
+    let proc = unsafe {
+        libc::open(
+            c"/proc".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if proc < 0 {
+        super::child::die(b"supervise: tenant: cannot open its /proc\n", 126);
+    }
+    let attr = PathBeneathAttr {
+        allowed_access: rule.access,
+        parent_fd: proc,
+    };
+    // SAFETY: `attr` lives across the call; the ruleset fd is ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            rule.ruleset.as_raw_fd(),
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0,
+        )
+    };
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(proc) };
+    if r != 0 {
+        super::child::die(b"supervise: tenant: landlock rule for its /proc failed\n", 126);
+    }
 }
 
 /// Builds the tenant's ruleset. `read_only` paths that do not exist are an error when
@@ -74,7 +127,24 @@ pub fn build(
     let mut created = ruleset.create()?;
     created = created.add_rule(beneath(home, AccessFs::from_all(abi))?)?;
     let mut read_count = 0;
+    let mut proc_rule = None;
     for path in read_only.iter().map(PathBuf::as_path).chain([program]) {
+        if path == Path::new("/proc") {
+            // The tenant gets a /proc of its own PID namespace, mounted after fork.
+            let ruleset: Option<OwnedFd> = created
+                .try_clone()
+                .map_err(|e| LandlockError::Path {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+                .into();
+            proc_rule = ruleset.map(|ruleset| ProcRule {
+                ruleset,
+                access: AccessFs::from_read(abi).bits(),
+            });
+            read_count += 1;
+            continue;
+        }
         if !explicit && !path.exists() && path != program {
             tracing::debug!(target: "supervise::landlock", path = %path.display(), "default read-only path absent on this host");
             continue;
@@ -92,6 +162,7 @@ pub fn build(
     };
     Ok(Plan {
         ruleset: created,
+        proc_rule,
         summary: format!(
             "rw {}, ro {read_count} paths, no direct tcp bind/connect (the supervisor performs bind {} connect {}), scoped signals and abstract unix sockets",
             home.display(),

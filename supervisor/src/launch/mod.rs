@@ -1,6 +1,7 @@
 //! Starting a tenant: validate and prepare everything in the parent, then one linear
 //! fork sequence (see [`launch`]).
 
+pub mod agent;
 mod child;
 pub mod filter;
 pub mod landlock;
@@ -75,7 +76,11 @@ pub(crate) struct Prepared {
     tenant_sigmask: libc::sigset_t,
     chdir: Option<CString>,
     landlock: Option<::landlock::RulesetCreated>,
-    new_ipc: bool,
+    /// The rule the tenant adds for its own /proc (see `landlock::Plan::proc_rule`).
+    proc_rule: Option<landlock::ProcRule>,
+    /// A confined tenant: its own IPC and mount namespaces (with a /proc of its PID
+    /// namespace) and an agent for its unix-socket calls.
+    confined: bool,
     /// What the Landlock rules cover, for the start-up report.
     pub landlock_summary: Option<String>,
 }
@@ -103,6 +108,8 @@ pub struct Launched {
     pub report: OwnedFd,
     /// What the tenant reported of its Landlock ruleset (confined tenants only).
     pub landlock: Option<landlock::Enforcement>,
+    /// The channel to the tenant's agent (confined tenants only; see [`agent`]).
+    pub agent: Option<OwnedFd>,
 }
 
 impl Prepared {
@@ -164,10 +171,15 @@ impl Prepared {
             None => profile.ids.clone(),
         };
         let landlock_summary = plan.as_ref().map(|p| p.summary.clone());
+        let (landlock, proc_rule) = match plan {
+            Some(p) => (Some(p.ruleset), p.proc_rule),
+            None => (None, None),
+        };
         Ok(Prepared {
             chdir,
-            landlock: plan.map(|p| p.ruleset),
-            new_ipc: confined.is_some(),
+            landlock,
+            proc_rule,
+            confined: confined.is_some(),
             landlock_summary,
             path: CString::new(path.as_os_str().as_bytes())
                 .map_err(|_| LaunchError::NulByte(path.into()))?,
@@ -278,6 +290,17 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
     }
     // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    let agent = if prep.confined {
+        Some(seqpacket_pair().map_err(LaunchError::Socketpair)?)
+    } else {
+        None
+    };
+    let agent_fds = agent
+        .as_ref()
+        .map(|(sup, theirs)| child::AgentFds {
+            agent: theirs.as_raw_fd(),
+            supervisor: sup.as_raw_fd(),
+        });
     // Our own namespace, to switch back to after the fork: while pid_for_children
     // differs from our namespace the kernel refuses to create threads (EINVAL).
     let own_ns = std::fs::File::open("/proc/self/ns/pid").map_err(LaunchError::PidNamespace)?;
@@ -293,9 +316,10 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
     }
     if stub_pid == 0 {
         drop(ours);
-        child::run_init_stub(prep, theirs.as_raw_fd());
+        child::run_init_stub(prep, theirs.as_raw_fd(), agent_fds);
     }
     drop(theirs);
+    let agent = agent.map(|(sup, _theirs)| sup);
     // SAFETY: setns takes an fd we own and a flag; it resets pid_for_children only.
     if unsafe { libc::setns(own_ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
         return Err(LaunchError::PidNamespace(io::Error::last_os_error()));
@@ -319,7 +343,27 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
         listener,
         report: ours,
         landlock,
+        agent,
     })
+}
+
+/// A connected SOCK_SEQPACKET pair, close-on-exec.
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [0 as RawFd; 2];
+    // SAFETY: `pair` is writable for two ints.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
 }
 
 /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`: the kernel wakes the supervisor on the
