@@ -29,9 +29,10 @@ pub(super) enum Socket {
         family: i32,
         stream: bool,
     },
-    /// Any other family (unix, netlink): no address label applies; the kernel decides
-    /// with the tenant's own rights (Landlock, permissions).
-    Other,
+    /// Any other family (unix, netlink): no address label applies; the tenant's agent
+    /// performs the call on this copy with the tenant's own rights (Landlock,
+    /// permissions, credentials).
+    Other(OwnedFd),
 }
 
 /// Classifies the tenant's `fd`, failing closed: not open → its errno, not a socket →
@@ -55,7 +56,7 @@ pub(super) fn socket_of(
         return Err(Verdict::Errno(libc::EBADF));
     };
     if family != libc::AF_INET && family != libc::AF_INET6 {
-        return Ok(Socket::Other);
+        return Ok(Socket::Other(copy));
     }
     Ok(Socket::Inet {
         copy,
@@ -95,7 +96,7 @@ pub(super) fn bind(sv: &mut Supervisor, request: &Request) -> Verdict {
     }
     let (copy, stream) = match socket_of(sv, request, request.fd_arg(0)) {
         Ok(Socket::Inet { copy, stream, .. }) => (copy, stream),
-        Ok(Socket::Other) => return continue_untracked(),
+        Ok(Socket::Other(copy)) => return super::agent::bind(sv, request, copy),
         Err(verdict) => return verdict,
     };
     let addr = match read_sockaddr(request, request.arg(1), request.arg(2)) {
@@ -126,7 +127,7 @@ pub(super) fn listen(sv: &mut Supervisor, request: &Request) -> Verdict {
     let own = primary_address(guard.entry());
     let (copy, family) = match socket_of(sv, request, request.fd_arg(0)) {
         Ok(Socket::Inet { copy, family, .. }) => (copy, family),
-        Ok(Socket::Other) => return continue_untracked(),
+        Ok(Socket::Other(copy)) => return super::agent::listen(sv, request, copy),
         Err(verdict) => return verdict,
     };
     let unbound = sys::local_addr(copy.as_fd())
@@ -162,14 +163,18 @@ pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict 
             tracing::warn!(target: "supervise::label", "TCP Fast Open refused for a confined tenant: its implicit connect would skip the label check");
             return Verdict::Errno(libc::EOPNOTSUPP);
         }
-        Ok(Socket::Inet { stream: true, .. }) | Ok(Socket::Other) => return continue_untracked(),
+        Ok(Socket::Inet {
+            copy, stream: true, ..
+        }) => return send_stream(sv, request, copy, flags),
+        Ok(Socket::Other(copy)) => return super::agent::send(sv, request, copy),
         Ok(Socket::Inet { copy, .. }) => copy,
         Err(verdict) => return verdict,
     };
     if nr == libc::SYS_sendmmsg && request.arg(2) == 0 {
         return Verdict::Value(0);
     }
-    let message = match Datagram::read(request, &mut sv.scratch) {
+    let message = match Datagram::read(request, &mut sv.scratch, Limit::Whole(MAX_DATAGRAM), false)
+    {
         Ok(m) => m,
         Err(errno) => return Verdict::Errno(errno),
     };
@@ -196,14 +201,68 @@ pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict 
     }
 }
 
-/// One datagram read out of the tenant: its destination and its payload (in scratch).
-struct Datagram {
-    dest: Option<SockAddr>,
-    len: usize,
+/// A send with a msghdr on a confined tenant's TCP socket: performed on the copy (the
+/// kernel would re-read the msghdr, and the fd, after any decision). The destination
+/// is ignored, as TCP does; control data is refused (IP_PKTINFO & co.). A send larger
+/// than one chunk may be short, as a stream send may be.
+fn send_stream(sv: &mut Supervisor, request: &Request, copy: OwnedFd, flags: i32) -> Verdict {
+    let nr = request.nr();
+    let limit = Limit::Prefix(super::WRITE_CHUNK);
+    let message = match Datagram::read(request, &mut sv.scratch, limit, false) {
+        Ok(m) => m,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let payload = &sv.scratch[..message.len];
+    let verdict = match perform_send(copy, payload, flags, None) {
+        Verdict::Errno(libc::EPIPE) if flags & libc::MSG_NOSIGNAL == 0 => {
+            if let Some(tgid) = sv.table.tenants.tgid_of(request.tid()) {
+                let _ = sys::tgkill(tgid, request.tid(), libc::SIGPIPE);
+            }
+            Verdict::Errno(libc::EPIPE)
+        }
+        other => other,
+    };
+    match verdict {
+        Verdict::Value(n) if nr == libc::SYS_sendmmsg => {
+            let slot = request.arg(1) + super::io::MSGHDR_SIZE;
+            match request.write_value(slot, &(n as u32).to_ne_bytes()) {
+                Ok(()) => Verdict::Value(1),
+                Err(e) => Verdict::Errno(e.errno()),
+            }
+        }
+        other => other,
+    }
+}
+
+/// How much of a message the supervisor takes from the tenant.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Limit {
+    /// A datagram: all of it, or EMSGSIZE past this many bytes.
+    Whole(usize),
+    /// A stream: at most this many bytes (the send may be short).
+    Prefix(usize),
+}
+
+/// Largest control data taken from a tenant's unix-socket sendmsg.
+const MAX_CONTROL_IN: usize = 4096;
+
+/// One message read out of the tenant (sendto, sendmsg, or the first of a sendmmsg):
+/// its destination, its control data if `with_control` (else control is refused),
+/// and its payload (in scratch). Read once: the decision and the call use this copy.
+pub(super) struct Datagram {
+    pub dest: Option<SockAddr>,
+    pub len: usize,
+    pub control: Vec<u8>,
 }
 
 impl Datagram {
-    fn read(request: &Request, scratch: &mut [u8]) -> Result<Datagram, i32> {
+    pub(super) fn read(
+        request: &Request,
+        scratch: &mut [u8],
+        limit: Limit,
+        with_control: bool,
+    ) -> Result<Datagram, i32> {
+        let mut control = Vec::new();
         let (dest, iovs) = if request.nr() == libc::SYS_sendto {
             let dest = read_sockaddr(request, request.arg(4), request.arg(5))?;
             let iov = libc::iovec {
@@ -217,9 +276,16 @@ impl Datagram {
                 .map_err(|e| e.errno())?;
             let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8"));
             if field(40) != 0 {
-                // IP_PKTINFO & co. could forge the source address; refused outright.
-                tracing::warn!(target: "supervise::label", "control data on a confined tenant's datagram send refused");
-                return Err(libc::EOPNOTSUPP);
+                if !with_control {
+                    // IP_PKTINFO & co. could forge the source address; refused outright.
+                    tracing::warn!(target: "supervise::label", "control data on a confined tenant's IP send refused");
+                    return Err(libc::EOPNOTSUPP);
+                }
+                let len = field(40) as usize;
+                if len > MAX_CONTROL_IN {
+                    return Err(libc::ENOBUFS);
+                }
+                control = request.read_memory(field(32), len).map_err(|e| e.errno())?;
             }
             // The kernel clamps an oversized name length for sendmsg.
             let name_len =
@@ -235,16 +301,18 @@ impl Datagram {
             .iter()
             .map(|v| v.iov_len)
             .fold(0usize, usize::saturating_add);
-        if total > MAX_DATAGRAM {
-            return Err(libc::EMSGSIZE);
-        }
+        let total = match limit {
+            Limit::Whole(max) if total > max => return Err(libc::EMSGSIZE),
+            Limit::Whole(_) => total,
+            Limit::Prefix(max) => total.min(max),
+        };
         let len = request
             .read_memory_into(&iovs, &mut scratch[..total])
             .map_err(|e| e.errno())?;
         if len != total {
             return Err(libc::EFAULT);
         }
-        Ok(Datagram { dest, len })
+        Ok(Datagram { dest, len, control })
     }
 }
 

@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod addresses;
+mod agent;
 mod events;
 mod fds;
 mod forks;
@@ -130,6 +131,8 @@ pub enum Resume {
     ReplyAfterFlush(usize),
     /// A connect is in progress on the target; answer with its outcome.
     ConnectResult,
+    /// The tenant's agent performs the call; the target is its answer.
+    Agent(agent::Pending),
 }
 
 /// The one place that answers CONTINUE.
@@ -174,13 +177,15 @@ pub struct Supervisor {
     exit_code: Option<i32>,
     /// Labels and network rules of a confined tenant; `None`: no address checks.
     guard: Option<crate::label::guard::Guard>,
+    /// A confined tenant's agent, for its unix-socket calls.
+    agent: Option<agent::Agent>,
 }
 
 impl Supervisor {
     /// Sets up the loop's event sources for a launched tenant.
     pub fn new(
         profile: Profile,
-        launched: Launched,
+        mut launched: Launched,
         continue_all: bool,
         guard: Option<crate::label::guard::Guard>,
     ) -> std::io::Result<Supervisor> {
@@ -203,6 +208,7 @@ impl Supervisor {
             }
         }
         let placeholder = std::fs::File::open("/dev/null")?.into();
+        let agent = launched.agent.take().map(agent::Agent::new);
         Ok(Supervisor {
             table: Table::new(launched.tenant_pid, launched.stub_pid),
             profile,
@@ -219,6 +225,7 @@ impl Supervisor {
             continue_all,
             exit_code: None,
             guard,
+            agent,
         })
     }
 

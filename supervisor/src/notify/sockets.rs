@@ -44,15 +44,16 @@ fn tracked_listener(
     let listening = option(libc::SO_ACCEPTCONN).is_some_and(|v| v != 0);
     let port = sys::local_addr(copy.as_fd()).ok().and_then(|a| a.port());
     let config = port.and_then(|p| sv.profile.stream_for_listen_port(p));
-    if !inet || !listening || (config.is_none() && !confined) {
-        // A confined tenant's inet socket that is not listening: what the kernel says.
-        return Err(if confined && inet {
+    if !listening || (!confined && (!inet || config.is_none())) {
+        // A confined tenant's socket that is not listening: what the kernel says.
+        return Err(if confined {
             Verdict::Errno(libc::EINVAL)
         } else {
             undecided()
         });
     }
-    // A confined tenant's every inet listener is ours: its peers are checked.
+    // A confined tenant's every listener is ours: its inet peers are checked, and no
+    // accept is CONTINUEd (a second thread could put another listener at the number).
     let inode = sv
         .table
         .track(
@@ -262,6 +263,9 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
     };
     let domain = sys::sockopt_int(copy.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
     if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        if sv.guard.is_some() {
+            return super::agent::connect(sv, request, copy);
+        }
         return continue_untracked();
     }
     let len = request.arg(2) as usize;

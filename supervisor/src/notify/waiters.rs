@@ -257,6 +257,11 @@ impl Supervisor {
             self.epoll.remove(fd.as_fd());
         }
         let verdict = match (park.resume, why) {
+            // Sent to the agent: the call may have happened; only its answer ends it.
+            (Resume::Agent(pending), Wake::Ready) => {
+                super::agent::reply(self, &request, tgid, &park, pending)
+            }
+            (Resume::Agent(_), Wake::Signal | Wake::Timeout) => Verdict::Park(park),
             (Resume::ReplyAfterFlush(n), Wake::Signal | Wake::Timeout) => Verdict::Value(n as i64),
             (Resume::ReplyAfterFlush(n), Wake::Ready) => match &park.target {
                 ParkTarget::Socket(inode) if io::outbound_pending(self, *inode) => {

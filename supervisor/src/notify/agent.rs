@@ -1,0 +1,485 @@
+//! A confined tenant's connect, bind, listen and sends on unix and netlink sockets:
+//! read once from the tenant, performed by its agent (`launch::agent`) on the
+//! supervisor's copy of the socket, so the kernel judges paths, permissions and
+//! credentials as the tenant's and no second tenant thread can change what the call
+//! acts on after the supervisor looked (the fd number or the msghdr). Never CONTINUE.
+//!
+//! The agent answers on a socket made for each request; the call is parked on it, so
+//! the loop never waits for the agent. Once a request is sent the call may happen, so
+//! a signal or a timeout does not end the wait: only the agent's answer does (a fatal
+//! signal still kills the tenant thread).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::addresses::{Datagram, Limit};
+use super::request::Request;
+use super::{Park, ParkTarget, Resume, Supervisor, Verdict};
+use crate::launch::agent::{Header, Op, HAS_CWD, HEADER, MAX_CONTROL, MAX_PASSED, MAX_PAYLOAD};
+use crate::sys;
+
+/// The supervisor's end of the agent's channel.
+#[derive(Debug)]
+pub struct Agent {
+    channel: OwnedFd,
+}
+
+/// What a parked agent call does with the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    op: Op,
+    /// The tenant's call may wait (no O_NONBLOCK, no MSG_DONTWAIT).
+    blocking: bool,
+    /// EPIPE raises SIGPIPE (no MSG_NOSIGNAL).
+    sigpipe: bool,
+    /// sendmmsg: answer 1 and write the first message's length.
+    mmsg: bool,
+}
+
+impl Agent {
+    /// Wraps the channel the launch set up.
+    pub fn new(channel: OwnedFd) -> Agent {
+        Agent { channel }
+    }
+
+    /// Sends one request with `fds` (socket, [cwd], passed…) after the reply socket;
+    /// returns our end of the reply socket.
+    fn submit(&self, packet: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<OwnedFd> {
+        let (ours, theirs) = seqpacket_pair()?;
+        let mut raw: Vec<RawFd> = Vec::with_capacity(fds.len() + 1);
+        raw.push(theirs.as_raw_fd());
+        raw.extend(fds.iter().map(|f| f.as_raw_fd()));
+        send_with_fds(self.channel.as_fd(), packet, &raw)?;
+        Ok(ours)
+    }
+}
+
+/// Why a request could not go to the agent: the tenant sees EIO (its agent is gone or
+/// not keeping up), and it is logged.
+fn unavailable(error: &io::Error) -> Verdict {
+    tracing::warn!(target: "supervise::label", %error, "the tenant's agent cannot take a unix-socket call (killed or stopped by the tenant?): EIO");
+    Verdict::Errno(libc::EIO)
+}
+
+/// The tenant's working directory, when a unix path in `addr` is relative.
+fn cwd_for(request: &Request, addr: &[u8]) -> io::Result<Option<OwnedFd>> {
+    let family = addr.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]));
+    let relative = family == Some(libc::AF_UNIX as u16)
+        && addr.get(2).is_some_and(|&b| b != 0 && b != b'/');
+    if !relative {
+        return Ok(None);
+    }
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(format!("/proc/{}/cwd", request.tid()))?;
+    Ok(Some(dir.into()))
+}
+
+/// The tenant thread's umask (for the socket file a bind creates).
+fn umask_of(tid: libc::pid_t) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+fn header(op: Op) -> Header {
+    Header {
+        op,
+        flags: 0,
+        backlog: 0,
+        umask: 0o022,
+        bits: 0,
+        addr_len: 0,
+        addr: [0; 128],
+        control_len: 0,
+    }
+}
+
+/// Sends a request and parks the call on its answer.
+fn call(
+    sv: &mut Supervisor,
+    mut head: Header,
+    addr: &[u8],
+    body: (&[u8], &[u8]),
+    fds: (&OwnedFd, Option<&OwnedFd>, &[OwnedFd]),
+    pending: Pending,
+) -> Verdict {
+    let Some(agent) = sv.agent.as_ref() else {
+        return Verdict::Errno(libc::EIO);
+    };
+    head.addr_len = addr.len() as u32;
+    head.addr[..addr.len()].copy_from_slice(addr);
+    let (control, payload) = body;
+    head.control_len = control.len() as u32;
+    let (socket, cwd, passed) = fds;
+    if cwd.is_some() {
+        head.bits |= HAS_CWD;
+    }
+    let mut packet = vec![0u8; HEADER + control.len() + payload.len()];
+    head.encode(&mut packet);
+    packet[HEADER..HEADER + control.len()].copy_from_slice(control);
+    packet[HEADER + control.len()..].copy_from_slice(payload);
+    let mut all: Vec<BorrowedFd<'_>> = vec![socket.as_fd()];
+    all.extend(cwd.map(|c| c.as_fd()));
+    all.extend(passed.iter().map(|p| p.as_fd()));
+    match agent.submit(&packet, &all) {
+        Ok(reply) => Verdict::Park(Park {
+            target: ParkTarget::Own(reply),
+            interest: libc::EPOLLIN as u32,
+            resume: Resume::Agent(pending),
+        }),
+        Err(error) => unavailable(&error),
+    }
+}
+
+/// Reads a sockaddr the tenant passed, as raw bytes (at most sockaddr_storage).
+fn read_addr(request: &Request, ptr: u64, len: u64) -> Result<Vec<u8>, i32> {
+    if len as usize > 128 {
+        return Err(libc::EINVAL);
+    }
+    request.read_memory(ptr, len as usize).map_err(|e| e.errno())
+}
+
+/// bind on a unix or netlink socket.
+pub(super) fn bind(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> Verdict {
+    let addr = match read_addr(request, request.arg(1), request.arg(2)) {
+        Ok(a) => a,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let cwd = match cwd_for(request, &addr) {
+        Ok(c) => c,
+        Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    let mut head = header(Op::Bind);
+    head.umask = umask_of(request.tid());
+    let pending = Pending {
+        op: Op::Bind,
+        blocking: false,
+        sigpipe: false,
+        mmsg: false,
+    };
+    call(sv, head, &addr, (&[], &[]), (&socket, cwd.as_ref(), &[]), pending)
+}
+
+/// listen on a unix socket (its credentials become the ones clients see).
+pub(super) fn listen(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> Verdict {
+    let mut head = header(Op::Listen);
+    head.backlog = request.arg(1) as i32;
+    let pending = Pending {
+        op: Op::Listen,
+        blocking: false,
+        sigpipe: false,
+        mmsg: false,
+    };
+    call(sv, head, &[], (&[], &[]), (&socket, None, &[]), pending)
+}
+
+/// connect on a unix or netlink socket.
+pub(super) fn connect(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> Verdict {
+    let addr = match read_addr(request, request.arg(1), request.arg(2)) {
+        Ok(a) => a,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let cwd = match cwd_for(request, &addr) {
+        Ok(c) => c,
+        Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    let pending = Pending {
+        op: Op::Connect,
+        blocking: !sys::is_nonblocking(socket.as_fd()).unwrap_or(true),
+        sigpipe: false,
+        mmsg: false,
+    };
+    let head = header(Op::Connect);
+    call(sv, head, &addr, (&[], &[]), (&socket, cwd.as_ref(), &[]), pending)
+}
+
+/// sendto with an address, sendmsg, sendmmsg (its first message) on a unix or netlink
+/// socket: payload, address and control read once; descriptors passed with
+/// SCM_RIGHTS are taken from the tenant's table and passed on by the agent.
+pub(super) fn send(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> Verdict {
+    let nr = request.nr();
+    let flags = request.arg(if nr == libc::SYS_sendmsg { 2 } else { 3 }) as i32;
+    if nr == libc::SYS_sendmmsg && request.arg(2) == 0 {
+        return Verdict::Value(0);
+    }
+    let stream = sys::sockopt_int(socket.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)
+        .is_ok_and(|t| t == libc::SOCK_STREAM);
+    let limit = if stream {
+        Limit::Prefix(MAX_PAYLOAD)
+    } else {
+        Limit::Whole(MAX_PAYLOAD)
+    };
+    let message = match Datagram::read(request, &mut sv.scratch, limit, true) {
+        Ok(m) => m,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let (forwarded, wanted) = match split_control(&message.control) {
+        Ok(split) => split,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let mut passed = Vec::with_capacity(wanted.len());
+    if !wanted.is_empty() {
+        let Some(pidfd) = sv.table.tenants.pidfd_of(request.tid()) else {
+            return Verdict::Errno(libc::EBADF);
+        };
+        for fd in wanted {
+            match request.fetch_fd(pidfd, fd) {
+                Ok(copy) => passed.push(copy),
+                Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF)),
+            }
+        }
+    }
+    let addr = message
+        .dest
+        .as_ref()
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_default();
+    let cwd = match cwd_for(request, &addr) {
+        Ok(c) => c,
+        Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    let mut head = header(Op::Send);
+    head.flags = flags & !(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    let pending = Pending {
+        op: Op::Send,
+        blocking: flags & libc::MSG_DONTWAIT == 0
+            && !sys::is_nonblocking(socket.as_fd()).unwrap_or(true),
+        sigpipe: flags & libc::MSG_NOSIGNAL == 0,
+        mmsg: nr == libc::SYS_sendmmsg,
+    };
+    let payload = sv.scratch[..message.len].to_vec();
+    call(
+        sv,
+        head,
+        &addr,
+        (&forwarded, &payload),
+        (&socket, cwd.as_ref(), &passed),
+        pending,
+    )
+}
+
+/// Splits a tenant's control data into the messages forwarded as they are
+/// (SCM_CREDENTIALS: the kernel checks them against the agent, which has the tenant's
+/// uid and gid) and the descriptors of its SCM_RIGHTS. Anything else: EINVAL.
+fn split_control(control: &[u8]) -> Result<(Vec<u8>, Vec<RawFd>), i32> {
+    const HDR: usize = std::mem::size_of::<libc::cmsghdr>();
+    let align = |n: usize| (n + 7) & !7;
+    let (mut forwarded, mut fds) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at + HDR <= control.len() {
+        let len = usize::from_ne_bytes(control[at..at + 8].try_into().expect("8"));
+        let level = i32::from_ne_bytes(control[at + 8..at + 12].try_into().expect("4"));
+        let kind = i32::from_ne_bytes(control[at + 12..at + 16].try_into().expect("4"));
+        if len < HDR || at + len > control.len() {
+            return Err(libc::EINVAL);
+        }
+        let data = &control[at + HDR..at + len];
+        match (level, kind) {
+            (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                fds.extend(
+                    data.chunks_exact(4)
+                        .map(|c| RawFd::from_ne_bytes(c.try_into().expect("4"))),
+                );
+            }
+            (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
+                forwarded.extend_from_slice(&control[at..at + len]);
+                forwarded.resize(align(forwarded.len()), 0);
+            }
+            _ => return Err(libc::EINVAL),
+        }
+        at += align(len);
+    }
+    if fds.len() > MAX_PASSED {
+        return Err(libc::ETOOMANYREFS);
+    }
+    if forwarded.len() > MAX_CONTROL {
+        return Err(libc::ENOBUFS);
+    }
+    Ok((forwarded, fds))
+}
+
+/// The agent answered (or its reply socket closed): the tenant's result.
+pub(super) fn reply(
+    sv: &mut Supervisor,
+    request: &Request,
+    tgid: libc::pid_t,
+    park: &Park,
+    pending: Pending,
+) -> Verdict {
+    let ParkTarget::Own(reply) = &park.target else {
+        return Verdict::Errno(libc::EIO);
+    };
+    let mut bytes = [0u8; 8];
+    let result = match sys::recv(reply.as_fd(), &mut bytes, libc::MSG_DONTWAIT) {
+        Ok(8) => i64::from_ne_bytes(bytes),
+        Ok(_) | Err(_) => {
+            return unavailable(&io::Error::other("no answer (the agent exited)"));
+        }
+    };
+    if result >= 0 {
+        if pending.mmsg {
+            let slot = request.arg(1) + super::io::MSGHDR_SIZE;
+            return match request.write_value(slot, &(result as u32).to_ne_bytes()) {
+                Ok(()) => Verdict::Value(1),
+                Err(e) => Verdict::Errno(e.errno()),
+            };
+        }
+        return Verdict::Value(result);
+    }
+    let errno = (-result) as i32;
+    if errno == libc::EAGAIN && pending.blocking {
+        return retry_later(sv, request, pending.op);
+    }
+    if errno == libc::EPIPE && pending.sigpipe {
+        let _ = sys::tgkill(tgid, request.tid(), libc::SIGPIPE);
+    }
+    Verdict::Errno(errno)
+}
+
+/// A blocking caller whose send found the socket full, or whose connect found the
+/// listener's backlog full: the call runs again (from the start, deciding afresh) when
+/// the socket is writable, or after a short pause for a connect (a client cannot wait
+/// for room in a listener's backlog).
+fn retry_later(sv: &mut Supervisor, request: &Request, op: Op) -> Verdict {
+    let target = if op == Op::Send {
+        let copy = sv
+            .table
+            .tenants
+            .pidfd_of(request.tid())
+            .map(|pidfd| request.fetch_fd(pidfd, request.fd_arg(0)));
+        match copy {
+            Some(Ok(copy)) => (copy, libc::EPOLLOUT),
+            Some(Err(e)) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF)),
+            None => return Verdict::Errno(libc::EBADF),
+        }
+    } else {
+        match pause(10) {
+            Ok(timer) => (timer, libc::EPOLLIN),
+            Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EAGAIN)),
+        }
+    };
+    Verdict::Park(Park {
+        target: ParkTarget::Own(target.0),
+        interest: target.1 as u32,
+        resume: Resume::Rerun,
+    })
+}
+
+/// A one-shot timer that becomes readable after `ms` milliseconds.
+fn pause(ms: i64) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments.
+    let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: timerfd_create returned a new descriptor that nothing else owns.
+    let timer = unsafe { OwnedFd::from_raw_fd(fd) };
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+        it_value: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: ms * 1_000_000,
+        },
+    };
+    // SAFETY: `spec` lives across the call; a null old-value pointer is allowed.
+    if unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(timer)
+}
+
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [0 as RawFd; 2];
+    // SAFETY: `pair` is writable for two ints.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded: both descriptors are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
+}
+
+/// One packet with `fds` in SCM_RIGHTS, without blocking (a full channel means the
+/// agent is not reading: EAGAIN, reported as unavailable).
+fn send_with_fds(channel: BorrowedFd<'_>, packet: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let payload = fds.len() * 4;
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: packet.as_ptr() as *mut libc::c_void,
+        iov_len: packet.len(),
+    };
+    // SAFETY: msghdr points at `iov`, `packet` and `control`, alive for the call;
+    // CMSG_* write inside `control`, sized by CMSG_SPACE for `fds`.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
+        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+        for (i, fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(data.add(i), *fd);
+        }
+        libc::sendmsg(
+            channel.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_control;
+
+    fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+        let len = 16 + data.len();
+        let mut out = Vec::new();
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(&level.to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(data);
+        out.resize((out.len() + 7) & !7, 0);
+        out
+    }
+
+    #[test]
+    fn control_splits_into_forwarded_credentials_and_passed_fds() {
+        let mut control = cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[3, 0, 0, 0, 9, 0, 0, 0]);
+        let creds = cmsg(libc::SOL_SOCKET, libc::SCM_CREDENTIALS, &[0; 12]);
+        control.extend_from_slice(&creds);
+        let (forwarded, fds) = split_control(&control).unwrap();
+        assert_eq!(fds, vec![3, 9]);
+        assert_eq!(forwarded, creds);
+        let pktinfo = cmsg(libc::IPPROTO_IP, libc::IP_PKTINFO, &[0; 12]);
+        assert_eq!(split_control(&pktinfo), Err(libc::EINVAL));
+        let mut cut = cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[3, 0, 0, 0]);
+        cut[0] = 200; // longer than the buffer
+        assert_eq!(split_control(&cut), Err(libc::EINVAL));
+    }
+}
