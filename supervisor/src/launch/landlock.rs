@@ -11,8 +11,8 @@
 //! for is performed by the supervisor on its copy of the socket (Landlock judges the
 //! caller, so those run under the supervisor's checks — labels, own range, the
 //! profile's port lists — not under this ruleset). What this ruleset stops is a bind or
-//! connect the kernel would run for the tenant itself: a call whose descriptor was
-//! swapped for a TCP socket between the supervisor's decision and a CONTINUE.
+//! connect the kernel would run for the tenant itself: none should (no such call is
+//! CONTINUEd for a confined tenant), so it is the second wall, not the first.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

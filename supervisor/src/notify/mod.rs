@@ -137,13 +137,17 @@ pub enum Resume {
 
 /// The one place that answers CONTINUE.
 ///
-/// CONTINUE lets the kernel re-read the tenant's arguments, so it is only used where no
-/// decision rests on them: calls on descriptors no stream tracks (the fd number is a
-/// register, not memory, and the supervisor's cache of tracked fds is exact), calls on
-/// sockets whose family makes the decision moot (an AF_UNIX socket can only connect to
-/// AF_UNIX addresses), fd-table calls whose tracked slots were already swapped out, and
+/// CONTINUE lets the kernel re-read the tenant's arguments and look its fd up again, so
+/// it is only used where no decision rests on either: calls on descriptors no stream
+/// tracks (the fd number is a register, not memory, and the supervisor's cache of
+/// tracked fds is exact), fd-table calls whose tracked slots were already swapped out,
 /// process creation noted for the fd cache (its flags were checked in the filter, on
-/// registers). A descriptor the supervisor could not look up is never taken for
+/// registers), and for an unconfined tenant, calls on sockets whose family makes the
+/// decision moot. For a confined tenant nothing that names an address or changes who
+/// it can reach is continued, whatever the fd is now (a second thread could swap it):
+/// those are performed on the supervisor's copy (`addresses`, `sockets`, `agent`);
+/// what is left (sendto without an address, write, recv) reaches no one new on any
+/// kind of socket. A descriptor the supervisor could not look up is never taken for
 /// untracked: only EBADF (not open) is, and the kernel then says EBADF itself.
 pub fn continue_untracked() -> Verdict {
     Verdict::Continue
