@@ -4,6 +4,7 @@
 mod cli;
 mod label;
 mod launch;
+mod limits;
 mod notify;
 mod profile;
 mod setup;
@@ -134,9 +135,9 @@ fn run(
         eprintln!("supervise: must run as root (it creates a PID namespace, drops the tenant's credentials and reads tenant memory)");
         return 2;
     }
-    let entry = match &profile.confinement {
+    let (entry, home_fs) = match &profile.confinement {
         Some(confinement) => match confine(&profile, confinement, state_dir) {
-            Ok(entry) => Some(entry),
+            Ok((entry, home_fs)) => (Some(entry), home_fs),
             Err(e) => {
                 report(&e);
                 return 2;
@@ -144,7 +145,7 @@ fn run(
         },
         None => {
             tracing::warn!(target: "supervise", tenant = %profile.tenant, "tenant is not confined (tenant.confine = false): no label, no Landlock, no address checks");
-            None
+            (None, None)
         }
     };
     let command = if command.is_empty() {
@@ -179,6 +180,17 @@ fn run(
                 return 127;
             }
         };
+    // The tenant's cgroup exists, with its limits, before the tenant does.
+    let mut limits = match (&entry, &profile.limits) {
+        (Some(entry), Some(l)) => match limits::Enforcement::create(&entry.name, l, home_fs) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                report(&e);
+                return 2;
+            }
+        },
+        _ => None,
+    };
     let launched = match launch::launch(&prepared, options.sync_wakeup) {
         Ok(l) => l,
         Err(e) => {
@@ -186,6 +198,18 @@ fn run(
             return 125;
         }
     };
+    // The tenant waits in its notified execve until the loop below starts: placed now,
+    // it runs its command, and forks everything else, inside the cgroup. Failing closed:
+    // returning drops the listener, so that execve fails and the tenant never runs.
+    if let Some(limits) = &mut limits {
+        if let Err(e) = limits.place(launched.stub_pid, launched.tenant_pid) {
+            report(&e);
+            return 125;
+        }
+        if let Err(error) = limits.watch() {
+            tracing::warn!(target: "supervise::limits", %error, "cannot start the limits thread; limit hits are logged when the tenant ends");
+        }
+    }
     tracing::info!(target: "supervise", tenant = %profile.tenant, pid = launched.tenant_pid, profile = %profile.source, streams = profile.streams.len(), "tenant started under seccomp user notification");
     let mut relabeler = None;
     let mut guard = None;
@@ -198,7 +222,10 @@ fn run(
             tracing::warn!(target: "supervise::landlock", tenant = %entry.name, "landlock {landlock}: {rules}");
         }
         tracing::info!(target: "supervise::label", tenant = %entry.name, uid = entry.uid, label = %entry.label, home = %entry.home.display(), range = %entry.address, "labels enforced on connect, bind, sendto and accept");
-        relabeler = match label::watch::spawn(entry.home.clone(), entry.label.to_string()) {
+        let cap = profile::limits::DEFAULT_HOME_WATCHES;
+        let watches = profile.limits.map_or(cap, |l| l.home_watches);
+        let home = entry.home.clone();
+        relabeler = match label::watch::spawn(home, entry.label.to_string(), watches) {
             Ok(r) => Some(r),
             Err(error) => {
                 tracing::warn!(target: "supervise::label", %error, "cannot watch the home; new files are labeled at the next start only");
@@ -224,15 +251,19 @@ fn run(
         tracing::info!(target: "supervise::label", files = relabeler.relabeled(), "home watcher stopped");
         relabeler.stop();
     }
+    // Last limit hits logged, cgroup removed once the tenant's processes are gone, home
+    // unmounted.
+    drop(limits);
     code
 }
 
-/// Registry entry, account and labeled home of a confined tenant.
+/// Registry entry, account and labeled home of a confined tenant, and the home's own
+/// filesystem when `limits.home_size` asks for one.
 fn confine(
     profile: &Profile,
     confinement: &profile::Confinement,
     state_dir: &std::path::Path,
-) -> Result<label::registry::Entry, setup::SetupError> {
+) -> Result<(label::registry::Entry, Option<limits::home_fs::HomeFs>), setup::SetupError> {
     if confinement.read_only_explicit {
         if let Some(missing) = confinement.read_only.iter().find(|p| !p.exists()) {
             let error = profile.error(
@@ -244,8 +275,20 @@ fn confine(
     }
     let entry = setup::claim(profile, confinement, state_dir)?;
     setup::ensure_account(&entry)?;
+    // Validates the home's path and makes the directory (the mount point, if any).
     setup::prepare_home(&entry)?;
-    Ok(entry)
+    let home_fs = match profile.limits.and_then(|l| l.home_size) {
+        Some(size) => {
+            let (name, owner) = (&entry.name, (entry.uid, entry.gid));
+            let fs = limits::home_fs::HomeFs::mount(name, &entry.home, size, state_dir, owner);
+            let fs = fs.map_err(limits::LimitsError::from)?;
+            // The mounted filesystem's root: owned, 0700 and labeled like the home.
+            setup::prepare_home(&entry)?;
+            Some(fs)
+        }
+        None => None,
+    };
+    Ok((entry, home_fs))
 }
 
 /// `supervise label`: the registry as a table, or audits.
@@ -309,6 +352,9 @@ fn check(path: &std::path::Path) -> i32 {
                     c.net.tcp_connect,
                 ),
                 None => println!("  not confined (tenant.confine = false)"),
+            }
+            if let Some(limits) = &p.limits {
+                println!("  limits: {limits}");
             }
             0
         }

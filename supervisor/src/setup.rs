@@ -35,6 +35,9 @@ pub enum SetupError {
     /// The home could not be created or labeled.
     #[error(transparent)]
     Home(#[from] HomeError),
+    /// The home's own filesystem (`limits.home_size`) could not be set up.
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimitsError),
     /// A directory above the home is closed to the tenant's uid.
     #[error("tenant {tenant:?}: {dir} (mode {mode:o}) is not searchable by uid {uid}, so its home {home} is unreachable")]
     HomeUnreachable {

@@ -22,6 +22,21 @@
 //! away or replaced with a symlink is skipped rather than followed. A directory moved
 //! within the tree raises its own `IN_MOVED_TO`, whose walk records its new path. This
 //! holds three descriptors however large the tree is, not one per directory.
+//!
+//! # The cap on watches
+//!
+//! Watches are a kernel resource of the watching user — root, whose
+//! `fs.inotify.max_user_watches` every supervisor and root daemon on the node shares — so
+//! a tenant must not grow their number by making directories. At most `max_watches`
+//! directories of a home are watched (`[limits] home_watches`). A directory met past the
+//! cap (or when the kernel refuses a watch with ENOSPC) is labeled like any other but not
+//! watched, and recorded as the top of an *unwatched subtree*; its subtree is walked
+//! again periodically, labeling what appeared there and watching directories again as
+//! watches free up (a watched directory removed). Rescans start every
+//! [`MIN_RESCAN_EVERY`] and are spaced to ten times their own duration, so a huge
+//! unwatched tree costs at most about a tenth of a core. The cap being hit is logged
+//! once. At most [`MAX_UNWATCHED`] subtree tops are remembered; past that the next
+//! rescan walks the whole home (which records them again), so memory stays bounded too.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -32,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::xattr::walk::{at_path, c_path, open_dir_at, stat_at, via_fd, walk, Visit};
 use super::xattr::{apply, Outcome};
@@ -42,6 +58,10 @@ const WATCH_MASK: u32 = libc::IN_CREATE
     | libc::IN_DONT_FOLLOW
     | libc::IN_EXCL_UNLINK;
 const EVENT_HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+/// Shortest interval between two rescans of unwatched subtrees.
+pub const MIN_RESCAN_EVERY: Duration = Duration::from_secs(2);
+/// Unwatched subtree tops remembered before the next rescan walks the whole home.
+pub const MAX_UNWATCHED: usize = 4096;
 
 /// The relabeling thread; stopping it (or dropping this) ends and joins the thread.
 #[derive(Debug)]
@@ -52,13 +72,16 @@ pub struct Relabeler {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Watches `root` and labels every file that appears below it with `label`.
+/// Watches `root` and labels every file that appears below it with `label`, holding at
+/// most `max_watches` inotify watches (see the module docs for directories past it).
 ///
-/// Before returning, every existing directory is watched and the tree labeled once (a
-/// no-op after `prepare_home`), so nothing created after `spawn` returns is missed.
-/// Errors during that first pass are returned; later ones are logged and skipped.
-pub fn spawn(root: PathBuf, label: String) -> io::Result<Relabeler> {
+/// Before returning, every existing directory is watched (up to the cap) and the tree
+/// labeled once (a no-op after `prepare_home`), so nothing created after `spawn` returns
+/// is missed. Errors during that first pass are returned; later ones are logged and
+/// skipped.
+pub fn spawn(root: PathBuf, label: String, max_watches: u32) -> io::Result<Relabeler> {
     let mut watcher = Watcher::new(root, label)?;
+    watcher.max_watches = usize::try_from(max_watches).unwrap_or(usize::MAX).max(1);
     // SAFETY: eventfd takes an initial value and flags only; `owned` checks the result.
     let stop = owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
     let wake = stop.try_clone()?;
@@ -132,6 +155,15 @@ struct Watched {
     ino: u64,
 }
 
+/// Why a directory is not watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unwatched {
+    /// `max_watches` reached.
+    Cap,
+    /// The kernel refused the watch (ENOSPC: `fs.inotify.max_user_watches`).
+    Kernel,
+}
+
 #[derive(Debug)]
 struct Watcher {
     inotify: OwnedFd,
@@ -140,6 +172,23 @@ struct Watcher {
     dev: u64,
     label: String,
     dirs: HashMap<libc::c_int, Watched>,
+    /// Inode → watch, to tell a directory watched already (a re-walk after a rename)
+    /// from one that would take a new watch.
+    by_ino: HashMap<u64, libc::c_int>,
+    max_watches: usize,
+    /// Tops of unwatched subtrees: path relative to the root → inode.
+    unwatched: HashMap<PathBuf, u64>,
+    /// [`MAX_UNWATCHED`] (smaller in tests).
+    max_unwatched: usize,
+    /// More tops than [`MAX_UNWATCHED`] were met: the next rescan walks everything.
+    rescan_all: bool,
+    /// During a walk, the unwatched subtree being walked (its directories are not
+    /// recorded again: walks are depth-first, each directory before its entries).
+    in_unwatched: Option<PathBuf>,
+    next_rescan: Option<Instant>,
+    rescan_every: Duration,
+    /// Whether the cap, and the kernel's refusal, were logged already (once each).
+    logged: (bool, bool),
     stopping: Arc<AtomicBool>,
     relabeled: Arc<AtomicU64>,
 }
@@ -157,6 +206,15 @@ impl Watcher {
             dev,
             label,
             dirs: HashMap::new(),
+            by_ino: HashMap::new(),
+            max_watches: usize::MAX,
+            unwatched: HashMap::new(),
+            max_unwatched: MAX_UNWATCHED,
+            rescan_all: false,
+            in_unwatched: None,
+            next_rescan: None,
+            rescan_every: MIN_RESCAN_EVERY,
+            logged: (false, false),
             stopping: Arc::default(),
             relabeled: Arc::default(),
         })
@@ -170,8 +228,12 @@ impl Watcher {
                 events: libc::POLLIN,
                 revents: 0,
             });
+            let timeout = self.next_rescan.map_or(-1, |at| {
+                let left = at.saturating_duration_since(Instant::now()).as_millis();
+                libc::c_int::try_from(left).unwrap_or(libc::c_int::MAX)
+            });
             // SAFETY: `fds` is an array of two initialized pollfd the kernel may write to.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
             if rc < 0 {
                 let error = io::Error::last_os_error();
                 if error.kind() == io::ErrorKind::Interrupted {
@@ -185,6 +247,9 @@ impl Watcher {
             }
             if fds[0].revents != 0 && !self.drain(&mut buf) {
                 return;
+            }
+            if self.next_rescan.is_some_and(|at| Instant::now() >= at) {
+                self.rescan_unwatched();
             }
         }
     }
@@ -223,7 +288,11 @@ impl Watcher {
             return;
         }
         if event.mask & libc::IN_IGNORED != 0 {
-            self.dirs.remove(&event.wd);
+            if let Some(gone) = self.dirs.remove(&event.wd) {
+                if self.by_ino.get(&gone.ino) == Some(&event.wd) {
+                    self.by_ino.remove(&gone.ino);
+                }
+            }
             return;
         }
         if event.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) == 0 || name.is_empty() {
@@ -238,6 +307,7 @@ impl Watcher {
                 Ok(child) => child,
                 Err(error) => return gone_or_warn(&path, &error, "opening a new directory"),
             };
+            self.in_unwatched = None;
             if let Err(error) = walk(child, path.clone(), self.dev, &mut |v| self.visit(v, false)) {
                 gone_or_warn(&path, &error, "labeling a new directory");
             }
@@ -258,22 +328,74 @@ impl Watcher {
     fn open_watched(&self, wd: libc::c_int) -> Option<(OwnedFd, PathBuf)> {
         let watched = self.dirs.get(&wd)?;
         let path = self.root.join(&watched.rel);
-        let mut dir = open_dir_at(Some(self.root_fd.as_fd()), Path::new("."));
-        for component in watched.rel.components() {
-            dir = dir.and_then(|d| open_dir_at(Some(d.as_fd()), component.as_ref()));
-        }
-        let dir = dir.map_err(|error| gone_or_warn(&path, &error, "reopening a watched directory"));
-        let dir = dir.ok()?;
-        let st = stat_at(dir.as_fd(), OsStr::new("")).ok()?;
-        (st.st_ino == watched.ino && st.st_dev == self.dev).then_some((dir, path))
+        let dir = self.reopen(&watched.rel, watched.ino, "reopening a watched directory")?;
+        Some((dir, path))
     }
 
-    /// Walks the whole tree: watches every directory and labels every file. `strict`
-    /// returns the first error; otherwise errors are logged and the walk goes on.
+    /// Opens `rel` from the root one `O_NOFOLLOW` component at a time; `None` unless it
+    /// is still directory `ino` of the home's filesystem.
+    fn reopen(&self, rel: &Path, ino: u64, what: &str) -> Option<OwnedFd> {
+        let mut dir = open_dir_at(Some(self.root_fd.as_fd()), Path::new("."));
+        for component in rel.components() {
+            dir = dir.and_then(|d| open_dir_at(Some(d.as_fd()), component.as_ref()));
+        }
+        let path = self.root.join(rel);
+        let dir = dir
+            .map_err(|error| gone_or_warn(&path, &error, what))
+            .ok()?;
+        let st = stat_at(dir.as_fd(), OsStr::new("")).ok()?;
+        (st.st_ino == ino && st.st_dev == self.dev).then_some(dir)
+    }
+
+    /// Walks the whole tree: watches every directory (up to the cap) and labels every
+    /// file. `strict` returns the first error; otherwise errors are logged and the walk
+    /// goes on. The unwatched subtrees it meets are recorded afresh.
     fn rescan(&mut self, strict: bool) -> io::Result<()> {
         let root = open_dir_at(Some(self.root_fd.as_fd()), Path::new("."))?;
         let (path, dev) = (self.root.clone(), self.dev);
-        walk(root, path, dev, &mut |v| self.visit(v, strict))
+        self.unwatched.clear();
+        self.rescan_all = false;
+        self.in_unwatched = None;
+        let result = walk(root, path, dev, &mut |v| self.visit(v, strict));
+        self.schedule(Duration::ZERO);
+        result
+    }
+
+    /// Walks the unwatched subtrees again (or the whole home, past [`MAX_UNWATCHED`]):
+    /// labels what appeared there, and watches their directories if watches freed up.
+    fn rescan_unwatched(&mut self) {
+        let started = Instant::now();
+        if self.rescan_all {
+            if let Err(error) = self.rescan(false) {
+                gone_or_warn(&self.root, &error, "rescanning the home");
+            }
+        } else {
+            let tops: Vec<(PathBuf, u64)> = self.unwatched.drain().collect();
+            for (rel, ino) in tops {
+                if self.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                // Gone or moved: a move within the home walked it under its new name.
+                let Some(dir) = self.reopen(&rel, ino, "reopening an unwatched directory") else {
+                    continue;
+                };
+                let path = self.root.join(&rel);
+                self.in_unwatched = None;
+                if let Err(error) = walk(dir, path.clone(), self.dev, &mut |v| self.visit(v, false))
+                {
+                    gone_or_warn(&path, &error, "rescanning an unwatched directory");
+                }
+            }
+        }
+        self.schedule(started.elapsed());
+    }
+
+    /// Sets the next rescan, if anything is unwatched: [`MIN_RESCAN_EVERY`] or ten times
+    /// the last rescan's duration, whichever is longer.
+    fn schedule(&mut self, last_took: Duration) {
+        self.rescan_every = MIN_RESCAN_EVERY.max(last_took.saturating_mul(10));
+        let pending = self.rescan_all || !self.unwatched.is_empty();
+        self.next_rescan = pending.then(|| Instant::now() + self.rescan_every);
     }
 
     fn visit(&mut self, v: &Visit<'_>, strict: bool) -> io::Result<()> {
@@ -291,22 +413,76 @@ impl Watcher {
 
     fn watch_and_label(&mut self, v: &Visit<'_>) -> io::Result<()> {
         if v.is_dir {
-            let c = c_path(v.access)?;
-            // SAFETY: `c` is NUL-terminated and outlives the call; the inotify descriptor
-            // is open for the life of `self`.
-            let wd = unsafe {
-                libc::inotify_add_watch(self.inotify.as_raw_fd(), c.as_ptr(), WATCH_MASK)
-            };
-            if wd < 0 {
-                return Err(at_path("watching", v.path, io::Error::last_os_error()));
-            }
-            let rel = v.path.strip_prefix(&self.root).unwrap_or(Path::new(""));
-            let rel = rel.to_path_buf();
-            self.dirs.insert(wd, Watched { rel, ino: v.ino });
+            self.watch(v)?;
         }
         let outcome = apply(v.access, &self.label).map_err(|e| at_path("labeling", v.path, e))?;
         self.count(outcome);
         Ok(())
+    }
+
+    /// Watches directory `v`, unless it is past the cap (see the module docs).
+    fn watch(&mut self, v: &Visit<'_>) -> io::Result<()> {
+        match &self.in_unwatched {
+            Some(top) if v.path.starts_with(top) => return Ok(()),
+            Some(_) => self.in_unwatched = None,
+            None => {}
+        }
+        let rel = v.path.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        let rel = rel.to_path_buf();
+        if !self.by_ino.contains_key(&v.ino) && self.dirs.len() >= self.max_watches {
+            self.leave_unwatched(v, rel, Unwatched::Cap);
+            return Ok(());
+        }
+        let c = c_path(v.access)?;
+        // SAFETY: `c` is NUL-terminated and outlives the call; the inotify descriptor
+        // is open for the life of `self`.
+        let wd =
+            unsafe { libc::inotify_add_watch(self.inotify.as_raw_fd(), c.as_ptr(), WATCH_MASK) };
+        if wd < 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::ENOSPC) {
+                self.leave_unwatched(v, rel, Unwatched::Kernel);
+                return Ok(());
+            }
+            return Err(at_path("watching", v.path, error));
+        }
+        if let Some(old) = self.dirs.insert(wd, Watched { rel, ino: v.ino }) {
+            if old.ino != v.ino && self.by_ino.get(&old.ino) == Some(&wd) {
+                self.by_ino.remove(&old.ino);
+            }
+        }
+        self.by_ino.insert(v.ino, wd);
+        Ok(())
+    }
+
+    /// Records `v` as the top of an unwatched subtree, to be rescanned; logs the first
+    /// time for each cause.
+    fn leave_unwatched(&mut self, v: &Visit<'_>, rel: PathBuf, why: Unwatched) {
+        self.in_unwatched = Some(v.path.to_path_buf());
+        if !self.rescan_all {
+            if self.unwatched.len() >= self.max_unwatched {
+                self.unwatched.clear();
+                self.rescan_all = true;
+            } else {
+                self.unwatched.insert(rel, v.ino);
+            }
+        }
+        if self.next_rescan.is_none() {
+            self.next_rescan = Some(Instant::now() + self.rescan_every);
+        }
+        let (root, cap) = (self.root.display().to_string(), self.max_watches);
+        let every = MIN_RESCAN_EVERY.as_secs();
+        match why {
+            Unwatched::Cap if !self.logged.0 => {
+                self.logged.0 = true;
+                tracing::warn!(target: "supervise::label", home = %root, watches = cap, "home watch cap reached: {cap} directories are watched (limits.home_watches); directories past the cap are labeled by rescans every {every} s or more instead of as files appear");
+            }
+            Unwatched::Kernel if !self.logged.1 => {
+                self.logged.1 = true;
+                tracing::warn!(target: "supervise::label", home = %root, watches = self.dirs.len(), "the kernel refused an inotify watch (ENOSPC: fs.inotify.max_user_watches, shared by every root process, is reached); directories past it are labeled by rescans every {every} s or more");
+            }
+            _ => {}
+        }
     }
 
     fn count(&self, outcome: Outcome) {

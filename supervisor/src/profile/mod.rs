@@ -13,6 +13,7 @@ use serde::Deserialize;
 pub mod account;
 pub mod confine;
 pub mod env;
+pub mod limits;
 mod rules;
 mod spans;
 #[cfg(test)]
@@ -74,6 +75,7 @@ struct ProfileFile {
     tenant: TenantSpec,
     filesystem: Option<confine::FilesystemSpec>,
     network: Option<confine::NetworkSpec>,
+    limits: Option<limits::LimitsSpec>,
     #[serde(default)]
     stream: Vec<StreamSpec>,
 }
@@ -156,6 +158,8 @@ pub struct Profile {
     pub streams: Vec<StreamConfig>,
     /// Labels, Landlock and address checks (`tenant.confine = true`).
     pub confinement: Option<Confinement>,
+    /// `[limits]` of a confined tenant (defaults when absent); `None` when unconfined.
+    pub limits: Option<limits::Limits>,
     /// The tenant's command (`tenant.command`), for `supervise up` and a `run` without
     /// `-- CMD`. `{home}`, `{address}` and `{name}` are expanded at launch.
     pub command: Option<Vec<String>>,
@@ -310,6 +314,8 @@ impl Profile {
             file.network,
         )
         .map_err(|(key, message)| invalid(k(&key), message))?;
+        let limits = limits::validate(confinement.is_some(), file.limits)
+            .map_err(|(key, message)| invalid(k(&key), message))?;
         if let Some(command) = &tenant.command {
             if command.is_empty() || command[0].is_empty() {
                 return Err(invalid(
@@ -399,6 +405,7 @@ impl Profile {
             ids,
             streams,
             confinement,
+            limits,
             command: tenant.command,
             env: tenant.env.into_iter().collect(),
             spans: spans.map(std::sync::Arc::new),

@@ -45,7 +45,7 @@ fn labels_files_and_trees_created_after_spawn() {
     fs::create_dir(&root).unwrap();
     let outside = dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
-    let relabeler = spawn(root.clone(), A.into()).unwrap();
+    let relabeler = spawn(root.clone(), A.into(), u32::MAX).unwrap();
     assert!(labeled(&root), "spawn's first pass labels the root");
 
     fs::write(root.join("f"), "x").unwrap();
@@ -77,7 +77,7 @@ fn moved_in_and_renamed_directories() {
     let staged = dir.path().join("staged");
     fs::create_dir_all(staged.join("deep")).unwrap();
     fs::write(staged.join("deep/file"), "x").unwrap();
-    let relabeler = spawn(root.clone(), A.into()).unwrap();
+    let relabeler = spawn(root.clone(), A.into(), u32::MAX).unwrap();
 
     fs::rename(&staged, root.join("moved")).unwrap();
     eventually("a moved-in tree's labels", || {
@@ -173,4 +173,126 @@ fn events_are_parsed_with_bounds_checks() {
     assert!(next_event(&buf, end).is_none());
     // A name running past the buffer is not read.
     assert!(next_event(&buf[..next - 1], 0).is_none());
+}
+
+/// The watches `inotify` holds, as the kernel counts them (`/proc/self/fdinfo`).
+fn kernel_watches(inotify: &OwnedFd) -> usize {
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", inotify.as_raw_fd())).unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("inotify wd:"))
+        .count()
+}
+
+/// `n` directories `d<i>/sub`, each holding a file `f`.
+fn tree(root: &Path, n: usize) {
+    for i in 0..n {
+        fs::create_dir_all(root.join(format!("d{i}/sub"))).unwrap();
+        fs::write(root.join(format!("d{i}/sub/f")), "x").unwrap();
+    }
+}
+
+fn all_labeled(root: &Path, n: usize, file: &str) -> bool {
+    (0..n).all(|i| labeled(&root.join(format!("d{i}/sub/{file}"))))
+}
+
+#[test]
+fn past_the_cap_directories_are_labeled_by_rescans_without_watches() {
+    let dir = xattr_dir();
+    let root = dir.path().join("home");
+    fs::create_dir(&root).unwrap();
+    tree(&root, 6);
+    let mut watcher = Watcher::new(root.clone(), A.into()).unwrap();
+    watcher.max_watches = 3;
+    watcher.rescan(true).unwrap();
+    // root + 2 directories watched; 13 directories exist.
+    assert_eq!(watcher.dirs.len(), 3);
+    assert_eq!(kernel_watches(&watcher.inotify), 3);
+    assert!(
+        all_labeled(&root, 6, "f"),
+        "the first pass labels past the cap"
+    );
+    // Only the tops of unwatched subtrees are remembered, not every directory in them.
+    assert!(
+        (1..=6).contains(&watcher.unwatched.len()),
+        "{:?}",
+        watcher.unwatched
+    );
+    assert!(watcher.next_rescan.is_some(), "a rescan is scheduled");
+
+    // No event comes from an unwatched directory: the rescan finds the new files (the
+    // watched ones' events label theirs).
+    for i in 0..6 {
+        fs::write(root.join(format!("d{i}/sub/g")), "y").unwrap();
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    assert!(watcher.drain(&mut buf));
+    let by_events = (0..6)
+        .filter(|i| labeled(&root.join(format!("d{i}/sub/g"))))
+        .count();
+    assert!(by_events < 6, "{by_events} of 6 labeled without a rescan");
+    watcher.rescan_unwatched();
+    assert!(all_labeled(&root, 6, "g"));
+    assert_eq!(kernel_watches(&watcher.inotify), 3, "the cap holds");
+    assert!(watcher.rescan_every >= MIN_RESCAN_EVERY);
+
+    // A watch freed by a removed directory is taken again by the next rescan.
+    let (wd, rel) = watcher
+        .dirs
+        .iter()
+        .find(|(_, w)| !w.rel.as_os_str().is_empty() && w.rel.components().count() == 1)
+        .map(|(wd, w)| (*wd, w.rel.clone()))
+        .expect("a watched d<i>");
+    fs::remove_dir_all(root.join(&rel)).unwrap();
+    assert!(watcher.drain(&mut buf));
+    assert!(
+        !watcher.dirs.contains_key(&wd),
+        "IN_IGNORED dropped the watch"
+    );
+    assert!(!watcher.by_ino.values().any(|&w| w == wd));
+    watcher.rescan_unwatched();
+    assert_eq!(watcher.dirs.len(), 3);
+    assert_eq!(kernel_watches(&watcher.inotify), 3);
+}
+
+#[test]
+fn too_many_unwatched_subtrees_fall_back_to_whole_home_rescans() {
+    let dir = xattr_dir();
+    let root = dir.path().join("home");
+    fs::create_dir(&root).unwrap();
+    tree(&root, 5);
+    let mut watcher = Watcher::new(root.clone(), A.into()).unwrap();
+    watcher.max_watches = 1;
+    watcher.max_unwatched = 2;
+    watcher.rescan(true).unwrap();
+    assert!(watcher.rescan_all, "more tops than remembered");
+    assert!(watcher.unwatched.len() <= 2);
+    for i in 0..5 {
+        fs::write(root.join(format!("d{i}/sub/g")), "y").unwrap();
+    }
+    watcher.rescan_unwatched();
+    assert!(all_labeled(&root, 5, "g"));
+    assert_eq!(kernel_watches(&watcher.inotify), 1);
+    assert!(
+        watcher.next_rescan.is_some(),
+        "still over the cap: rescans go on"
+    );
+}
+
+#[test]
+fn a_capped_relabeler_labels_new_files_in_unwatched_directories() {
+    let dir = xattr_dir();
+    let root = dir.path().join("home");
+    fs::create_dir(&root).unwrap();
+    let relabeler = spawn(root.clone(), A.into(), 2).unwrap();
+    // Made after spawn: the first directory takes the last watch, the rest are
+    // reached from their parent's events and left unwatched.
+    tree(&root, 4);
+    eventually("the trees' labels", || all_labeled(&root, 4, "f"));
+    for i in 0..4 {
+        fs::write(root.join(format!("d{i}/sub/g")), "y").unwrap();
+    }
+    eventually("files in unwatched directories labeled by a rescan", || {
+        all_labeled(&root, 4, "g")
+    });
+    stop_promptly(relabeler);
 }
