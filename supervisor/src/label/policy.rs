@@ -406,7 +406,10 @@ mod tests {
         };
         check(rules, |p| {
             assert_eq!(p.check_connect(ip("2001:db8:1::5"), 443, true), Ok(()));
-            assert_eq!(p.check_connect(ip("2001:db9::5"), 443, true), Err(Denial::Ipv6));
+            assert_eq!(
+                p.check_connect(ip("2001:db9::5"), 443, true),
+                Err(Denial::Ipv6)
+            );
             assert_eq!(p.check_connect(ip("::1"), 443, true), Err(Denial::Ipv6));
         });
         assert_eq!(
@@ -414,7 +417,12 @@ mod tests {
             Ok(Peer::Net6("2001:db8::1".parse().unwrap(), 128))
         );
         assert!(Peer::parse("::/0").is_ok());
-        for bad in ["2001:db8::/129", "::ffff:127.1.0.1", "64:ff9b::1.2.3.4", "2001:zz::"] {
+        for bad in [
+            "2001:db8::/129",
+            "::ffff:127.1.0.1",
+            "64:ff9b::1.2.3.4",
+            "2001:zz::",
+        ] {
             assert!(Peer::parse(bad).is_err(), "{bad}");
         }
     }
@@ -442,7 +450,10 @@ mod tests {
                 "2001:0:7f01:101::1",
             ] {
                 let denied = p.check_connect(ip(form), 1, false).unwrap_err();
-                assert!(matches!(denied, Denial::EmbeddedV4 { .. }), "{form}: {denied}");
+                assert!(
+                    matches!(denied, Denial::EmbeddedV4 { .. }),
+                    "{form}: {denied}"
+                );
                 assert!(p.check_bind(ip(form), 1, false).is_err(), "{form}");
             }
             // IPv6 proper: refused without an allowed IPv6 network.

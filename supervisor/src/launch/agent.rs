@@ -73,7 +73,8 @@ pub struct Header {
 impl Header {
     /// Encodes into the first [`HEADER`] bytes of `out`.
     pub fn encode(&self, out: &mut [u8]) {
-        let put = |out: &mut [u8], at: usize, v: u32| out[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        let put =
+            |out: &mut [u8], at: usize, v: u32| out[at..at + 4].copy_from_slice(&v.to_ne_bytes());
         put(out, 0, self.op as u32);
         put(out, 4, self.flags as u32);
         put(out, 8, self.backlog as u32);
@@ -154,13 +155,29 @@ unsafe fn serve(channel: RawFd) -> ! {
         libc::sigfillset(&mut all);
         libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        libc::prctl(libc::PR_SET_NAME, c"supervise-agent".as_ptr() as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"supervise-agent".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         // Nothing but stderr and the channel.
         libc::close(0);
         libc::close(1);
         let keep = channel as libc::c_uint;
-        libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, keep.saturating_sub(1), 0 as libc::c_uint);
-        libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0 as libc::c_uint);
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            keep.saturating_sub(1),
+            0 as libc::c_uint,
+        );
+        libc::syscall(
+            libc::SYS_close_range,
+            keep + 1,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
         let mut packet = vec![0u8; HEADER + MAX_CONTROL + MAX_PAYLOAD];
         const FDS: usize = 3 + MAX_PASSED;
         let mut control = vec![0u64; (FDS * 4 + 64) / 8 + 8];
@@ -206,7 +223,12 @@ unsafe fn serve(channel: RawFd) -> ! {
             let result = perform(&packet[..n as usize], &fds[..nfds]);
             if nfds > 0 {
                 let bytes = result.to_ne_bytes();
-                libc::send(fds[0], bytes.as_ptr().cast(), 8, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+                libc::send(
+                    fds[0],
+                    bytes.as_ptr().cast(),
+                    8,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                );
             }
             for &fd in &fds[..nfds] {
                 libc::close(fd);
@@ -250,10 +272,18 @@ fn perform(packet: &[u8], fds: &[RawFd]) -> i64 {
                 let old = libc::umask(header.umask as libc::mode_t);
                 let r = libc::bind(sock, addr, addr_len);
                 libc::umask(old);
-                if r == 0 { 0 } else { errno() }
+                if r == 0 {
+                    0
+                } else {
+                    errno()
+                }
             }
             Op::Listen => {
-                if libc::listen(sock, header.backlog) == 0 { 0 } else { errno() }
+                if libc::listen(sock, header.backlog) == 0 {
+                    0
+                } else {
+                    errno()
+                }
             }
             Op::Connect => {
                 // Never block here: a unix connect to a full backlog says EAGAIN, and
@@ -263,7 +293,11 @@ fn perform(packet: &[u8], fds: &[RawFd]) -> i64 {
                 if blocking {
                     libc::fcntl(sock, libc::F_SETFL, flags | libc::O_NONBLOCK);
                 }
-                let r = if libc::connect(sock, addr, addr_len) == 0 { 0 } else { errno() };
+                let r = if libc::connect(sock, addr, addr_len) == 0 {
+                    0
+                } else {
+                    errno()
+                };
                 if blocking {
                     libc::fcntl(sock, libc::F_SETFL, flags);
                 }
@@ -303,7 +337,9 @@ fn send(header: &Header, packet: &[u8], sock: RawFd, passed: &[RawFd]) -> i64 {
         };
         let hdr_size = std::mem::size_of::<libc::cmsghdr>();
         // SAFETY: the cmsghdr is plain data; `bytes` has room for it (sized above).
-        let raw = unsafe { std::slice::from_raw_parts((&hdr as *const libc::cmsghdr).cast::<u8>(), hdr_size) };
+        let raw = unsafe {
+            std::slice::from_raw_parts((&hdr as *const libc::cmsghdr).cast::<u8>(), hdr_size)
+        };
         bytes[at..at + hdr_size].copy_from_slice(raw);
         for (i, fd) in passed.iter().enumerate() {
             let o = at + hdr_size + 4 * i;
@@ -331,7 +367,11 @@ fn send(header: &Header, packet: &[u8], sock: RawFd, passed: &[RawFd]) -> i64 {
         }
         let flags = header.flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let n = libc::sendmsg(sock, &msg, flags);
-        if n < 0 { errno() } else { n as i64 }
+        if n < 0 {
+            errno()
+        } else {
+            n as i64
+        }
     }
 }
 
@@ -357,7 +397,10 @@ mod tests {
         header.encode(&mut out);
         let back = Header::decode(&out).unwrap();
         assert_eq!(back.op, Op::Send);
-        assert_eq!((back.flags, back.umask, back.bits), (libc::MSG_EOR, 0o077, HAS_CWD));
+        assert_eq!(
+            (back.flags, back.umask, back.bits),
+            (libc::MSG_EOR, 0o077, HAS_CWD)
+        );
         assert_eq!((back.addr_len, back.control_len), (4, 32));
         assert_eq!(back.addr, addr);
         let mut bad = out;

@@ -133,8 +133,18 @@ fn own_proc() {
             die(b"supervise: init stub: unshare(CLONE_NEWNS) failed\n", 125);
         }
         let none = std::ptr::null::<libc::c_char>();
-        if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
-            die(b"supervise: init stub: making / a slave mount failed\n", 125);
+        if libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            die(
+                b"supervise: init stub: making / a slave mount failed\n",
+                125,
+            );
         }
         let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         if libc::mount(
@@ -145,7 +155,10 @@ fn own_proc() {
             c"hidepid=invisible".as_ptr().cast(),
         ) != 0
         {
-            die(b"supervise: init stub: mounting the tenant's /proc failed\n", 125);
+            die(
+                b"supervise: init stub: mounting the tenant's /proc failed\n",
+                125,
+            );
         }
     }
 }

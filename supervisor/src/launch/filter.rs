@@ -330,10 +330,20 @@ fn confined_sockets() -> Vec<sock_filter> {
         Ins::Op(ret_errno(libc::EAFNOSUPPORT)),
         Ins::Label(IP),
         Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
-        jump_to(BPF_JEQ_K, libc::IPPROTO_SCTP as u32, Some(REFUSE), Some(ALLOW)),
+        jump_to(
+            BPF_JEQ_K,
+            libc::IPPROTO_SCTP as u32,
+            Some(REFUSE),
+            Some(ALLOW),
+        ),
         Ins::Label(NETLINK),
         Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
-        jump_to(BPF_JEQ_K, libc::NETLINK_ROUTE as u32, Some(ALLOW), Some(REFUSE)),
+        jump_to(
+            BPF_JEQ_K,
+            libc::NETLINK_ROUTE as u32,
+            Some(ALLOW),
+            Some(REFUSE),
+        ),
         Ins::Label(REFUSE),
         Ins::Op(ret_errno(libc::EPROTONOSUPPORT)),
         Ins::Label(ALLOW),
@@ -568,17 +578,29 @@ mod tests {
         // sendto and sendmmsg carry their flags in arg 3, sendmsg in arg 2.
         let mut data = [0u32; 4];
         data[3] = fast_open;
-        assert_eq!(run4(&confined, libc::SYS_sendto as u32, data), errno(libc::EOPNOTSUPP));
-        assert_eq!(run4(&confined, libc::SYS_sendmmsg as u32, data), errno(libc::EOPNOTSUPP));
+        assert_eq!(
+            run4(&confined, libc::SYS_sendto as u32, data),
+            errno(libc::EOPNOTSUPP)
+        );
+        assert_eq!(
+            run4(&confined, libc::SYS_sendmmsg as u32, data),
+            errno(libc::EOPNOTSUPP)
+        );
         assert_eq!(run4(&open, libc::SYS_sendto as u32, data), notify);
         assert_eq!(
             run_args(&confined, libc::SYS_sendmsg as u32, [3, 0, fast_open]),
             errno(libc::EOPNOTSUPP)
         );
-        assert_eq!(run_args(&confined, libc::SYS_sendmsg as u32, [3, 0, 0]), notify);
+        assert_eq!(
+            run_args(&confined, libc::SYS_sendmsg as u32, [3, 0, 0]),
+            notify
+        );
         let socket = libc::SYS_socket as u32;
         let netlink = |proto: i32| [libc::AF_NETLINK as u32, libc::SOCK_RAW as u32, proto as u32];
-        assert_eq!(run_args(&confined, socket, netlink(libc::NETLINK_ROUTE)), allow);
+        assert_eq!(
+            run_args(&confined, socket, netlink(libc::NETLINK_ROUTE)),
+            allow
+        );
         assert_eq!(
             run_args(&confined, socket, netlink(libc::NETLINK_SOCK_DIAG)),
             errno(libc::EPROTONOSUPPORT)
@@ -587,7 +609,10 @@ mod tests {
             run_args(&confined, socket, netlink(libc::NETLINK_AUDIT)),
             errno(libc::EPROTONOSUPPORT)
         );
-        assert_eq!(run_args(&open, socket, netlink(libc::NETLINK_SOCK_DIAG)), allow);
+        assert_eq!(
+            run_args(&open, socket, netlink(libc::NETLINK_SOCK_DIAG)),
+            allow
+        );
         let setsockopt = libc::SYS_setsockopt as u32;
         let opt = |level: i32, name: u32| [3, level as u32, name];
         for (level, name) in [

@@ -106,7 +106,10 @@ pub(super) fn allow_own_proc(rule: &ProcRule) {
     // SAFETY: closing the descriptor opened above.
     unsafe { libc::close(proc) };
     if r != 0 {
-        super::child::die(b"supervise: tenant: landlock rule for its /proc failed\n", 126);
+        super::child::die(
+            b"supervise: tenant: landlock rule for its /proc failed\n",
+            126,
+        );
     }
 }
 

@@ -295,12 +295,10 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
     } else {
         None
     };
-    let agent_fds = agent
-        .as_ref()
-        .map(|(sup, theirs)| child::AgentFds {
-            agent: theirs.as_raw_fd(),
-            supervisor: sup.as_raw_fd(),
-        });
+    let agent_fds = agent.as_ref().map(|(sup, theirs)| child::AgentFds {
+        agent: theirs.as_raw_fd(),
+        supervisor: sup.as_raw_fd(),
+    });
     // Our own namespace, to switch back to after the fork: while pid_for_children
     // differs from our namespace the kernel refuses to create threads (EINVAL).
     let own_ns = std::fs::File::open("/proc/self/ns/pid").map_err(LaunchError::PidNamespace)?;

@@ -65,8 +65,8 @@ fn unavailable(error: &io::Error) -> Verdict {
 /// The tenant's working directory, when a unix path in `addr` is relative.
 fn cwd_for(request: &Request, addr: &[u8]) -> io::Result<Option<OwnedFd>> {
     let family = addr.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]));
-    let relative = family == Some(libc::AF_UNIX as u16)
-        && addr.get(2).is_some_and(|&b| b != 0 && b != b'/');
+    let relative =
+        family == Some(libc::AF_UNIX as u16) && addr.get(2).is_some_and(|&b| b != 0 && b != b'/');
     if !relative {
         return Ok(None);
     }
@@ -144,7 +144,9 @@ fn read_addr(request: &Request, ptr: u64, len: u64) -> Result<Vec<u8>, i32> {
     if len as usize > 128 {
         return Err(libc::EINVAL);
     }
-    request.read_memory(ptr, len as usize).map_err(|e| e.errno())
+    request
+        .read_memory(ptr, len as usize)
+        .map_err(|e| e.errno())
 }
 
 /// bind on a unix or netlink socket.
@@ -165,7 +167,14 @@ pub(super) fn bind(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> V
         sigpipe: false,
         mmsg: false,
     };
-    call(sv, head, &addr, (&[], &[]), (&socket, cwd.as_ref(), &[]), pending)
+    call(
+        sv,
+        head,
+        &addr,
+        (&[], &[]),
+        (&socket, cwd.as_ref(), &[]),
+        pending,
+    )
 }
 
 /// listen on a unix socket (its credentials become the ones clients see).
@@ -198,7 +207,14 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -
         mmsg: false,
     };
     let head = header(Op::Connect);
-    call(sv, head, &addr, (&[], &[]), (&socket, cwd.as_ref(), &[]), pending)
+    call(
+        sv,
+        head,
+        &addr,
+        (&[], &[]),
+        (&socket, cwd.as_ref(), &[]),
+        pending,
+    )
 }
 
 /// sendto with an address, sendmsg, sendmmsg (its first message) on a unix or netlink
@@ -383,7 +399,10 @@ fn pause(ms: i64) -> io::Result<OwnedFd> {
     // SAFETY: timerfd_create returned a new descriptor that nothing else owns.
     let timer = unsafe { OwnedFd::from_raw_fd(fd) };
     let spec = libc::itimerspec {
-        it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
         it_value: libc::timespec {
             tv_sec: 0,
             tv_nsec: ms * 1_000_000,
@@ -470,7 +489,11 @@ mod tests {
 
     #[test]
     fn control_splits_into_forwarded_credentials_and_passed_fds() {
-        let mut control = cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[3, 0, 0, 0, 9, 0, 0, 0]);
+        let mut control = cmsg(
+            libc::SOL_SOCKET,
+            libc::SCM_RIGHTS,
+            &[3, 0, 0, 0, 9, 0, 0, 0],
+        );
         let creds = cmsg(libc::SOL_SOCKET, libc::SCM_CREDENTIALS, &[0; 12]);
         control.extend_from_slice(&creds);
         let (forwarded, fds) = split_control(&control).unwrap();

@@ -464,10 +464,12 @@ impl Table {
                 continue;
             }
             let shared = shares_files.then_some(parent_files);
-            let files = match self
-                .tenants
-                .learn_listed_child(child, false, shared, &mut self.reserve)
-            {
+            let files = match self.tenants.learn_listed_child(
+                child,
+                false,
+                shared,
+                &mut self.reserve,
+            ) {
                 Ok(Some(files)) => files,
                 Ok(None) => continue, // a zombie: holds nothing
                 Err(error) => {
