@@ -33,6 +33,29 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// `pidfd_send_signal(pidfd, sig)`.
+/// A new socket whose inode (and so `sk_uid`, what `/proc/net` and `ss` show as its
+/// owner) belongs to `uid`: created with this thread's fsuid switched to it.
+pub fn socket_as(
+    uid: libc::uid_t,
+    domain: libc::c_int,
+    ty: libc::c_int,
+    protocol: libc::c_int,
+) -> io::Result<OwnedFd> {
+    // SAFETY: setfsuid takes an integer and changes only this thread's fsuid, which is
+    // restored below; socket takes integers.
+    let fd = unsafe {
+        let old = libc::setfsuid(uid);
+        let fd = libc::socket(domain, ty, protocol);
+        let error = io::Error::last_os_error();
+        libc::setfsuid(old as libc::uid_t);
+        if fd < 0 {
+            return Err(error);
+        }
+        fd
+    };
+    Ok(owned(fd as libc::c_long))
+}
+
 /// Whether processes (or threads) `a` and `b` use the same fd table (`kcmp` with
 /// KCMP_FILES: the kernel compares the tables themselves).
 pub fn same_fd_table(a: libc::pid_t, b: libc::pid_t) -> io::Result<bool> {

@@ -61,8 +61,9 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd, agent: Option<AgentF
         if prep.confined && libc::unshare(libc::CLONE_NEWIPC) != 0 {
             die(b"supervise: init stub: unshare(CLONE_NEWIPC) failed\n", 125);
         }
-        if prep.confined {
+        if let Some(address) = prep.own_address {
             own_proc();
+            own_network(address);
         }
 
         let tenant = libc::fork();
@@ -160,6 +161,50 @@ fn own_proc() {
                 125,
             );
         }
+    }
+}
+
+/// A confined tenant's own network namespace, so `/proc/self/net/*` and netlink show
+/// it nothing of the host's sockets and interfaces: every IP socket it asks for is
+/// created by the supervisor in the host's namespace (see `notify::sockets::create`),
+/// so no traffic ever uses this one. `lo` is brought up with the tenant's own address
+/// as an alias, which is what `getifaddrs` and `AI_ADDRCONFIG` then see. Raw syscalls,
+/// as root, before the tenant is forked; only the unshare is essential.
+fn own_network(address: [u8; 4]) {
+    // SAFETY: (whole block) integer arguments and stack `ifreq`s alive for each call.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNET) != 0 {
+            die(b"supervise: init stub: unshare(CLONE_NEWNET) failed\n", 125);
+        }
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return;
+        }
+        let named = |name: &[u8]| {
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (i, b) in name.iter().enumerate() {
+                req.ifr_name[i] = *b as libc::c_char;
+            }
+            req
+        };
+        let mut lo = named(b"lo");
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut lo) == 0 {
+            lo.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &lo);
+        }
+        let inet = |ip: [u8; 4]| {
+            let mut sin: libc::sockaddr_in = std::mem::zeroed();
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from_ne_bytes(ip);
+            std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin)
+        };
+        let mut alias = named(b"lo:1");
+        alias.ifr_ifru.ifru_addr = inet(address);
+        if libc::ioctl(s, libc::SIOCSIFADDR, &alias) == 0 {
+            alias.ifr_ifru.ifru_netmask = inet([255, 255, 255, 255]);
+            libc::ioctl(s, libc::SIOCSIFNETMASK, &alias);
+        }
+        libc::close(s);
     }
 }
 

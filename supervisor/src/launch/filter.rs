@@ -65,10 +65,13 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
 ];
 
 /// Notified after an argument check: `clone` when it creates a process (not a thread,
-/// and never a namespace), and `fcntl` only for F_DUPFD / F_DUPFD_CLOEXEC (the other
-/// commands stay free).
-pub const NOTIFIED_CONDITIONALLY: &[(libc::c_long, &str)] =
-    &[(libc::SYS_clone, "clone"), (libc::SYS_fcntl, "fcntl")];
+/// and never a namespace), `fcntl` only for F_DUPFD / F_DUPFD_CLOEXEC (the other
+/// commands stay free), and for a confined tenant `socket` of an IP family.
+pub const NOTIFIED_CONDITIONALLY: &[(libc::c_long, &str)] = &[
+    (libc::SYS_clone, "clone"),
+    (libc::SYS_fcntl, "fcntl"),
+    (libc::SYS_socket, "socket"),
+];
 
 /// Syscalls that would let a tenant escape or blind the supervisor, with the errno the
 /// tenant gets. `clone3` gets ENOSYS so libc falls back to `clone`, whose flags the
@@ -313,12 +316,15 @@ fn refuse_fast_open() -> Vec<sock_filter> {
 /// associations are made by setsockopt and sendmsg, around the checked connect and
 /// bind), no NETLINK_SOCK_DIAG (it lists every socket on the host with its uid) nor
 /// other netlink families, no AF_VSOCK & co. (they reach services no label covers).
+/// IP sockets are created by the supervisor, in the host's network namespace (the
+/// tenant lives in its own): notified.
 fn confined_sockets() -> Vec<sock_filter> {
     const END: u8 = 0;
     const IP: u8 = 1;
     const NETLINK: u8 = 2;
     const REFUSE: u8 = 3;
     const ALLOW: u8 = 4;
+    const NOTIFY: u8 = 5;
     assemble(&[
         Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
         jump_to(BPF_JEQ_K, libc::SYS_socket as u32, None, Some(END)),
@@ -334,7 +340,7 @@ fn confined_sockets() -> Vec<sock_filter> {
             BPF_JEQ_K,
             libc::IPPROTO_SCTP as u32,
             Some(REFUSE),
-            Some(ALLOW),
+            Some(NOTIFY),
         ),
         Ins::Label(NETLINK),
         Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
@@ -348,6 +354,8 @@ fn confined_sockets() -> Vec<sock_filter> {
         Ins::Op(ret_errno(libc::EPROTONOSUPPORT)),
         Ins::Label(ALLOW),
         Ins::Op(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW)),
+        Ins::Label(NOTIFY),
+        Ins::Op(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF)),
         Ins::Label(END),
     ])
 }
@@ -529,12 +537,13 @@ mod tests {
         let errno = |e: i32| libc::SECCOMP_RET_ERRNO | e as u32;
         let open = compile();
         let confined = compile_for(true);
-        for family in [
-            libc::AF_INET,
-            libc::AF_INET6,
-            libc::AF_UNIX,
-            libc::AF_NETLINK,
-        ] {
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            let args = [family as u32, stream, 0];
+            let notify = libc::SECCOMP_RET_USER_NOTIF;
+            assert_eq!(run_args(&confined, socket, args), notify, "family {family}");
+            assert_eq!(run_args(&open, socket, args), allow, "family {family}");
+        }
+        for family in [libc::AF_UNIX, libc::AF_NETLINK] {
             let args = [family as u32, stream, 0];
             assert_eq!(run_args(&confined, socket, args), allow, "family {family}");
         }
@@ -549,7 +558,10 @@ mod tests {
             errno(libc::EPROTONOSUPPORT)
         );
         let tcp = [libc::AF_INET6 as u32, stream, libc::IPPROTO_TCP as u32];
-        assert_eq!(run_args(&confined, socket, tcp), allow);
+        assert_eq!(
+            run_args(&confined, socket, tcp),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
         // Everything else is decided as in the open filter.
         assert_eq!(run(&confined, X86, libc::SYS_openat as u32, 0), allow);
         assert_eq!(

@@ -81,6 +81,9 @@ pub(crate) struct Prepared {
     /// A confined tenant: its own IPC and mount namespaces (with a /proc of its PID
     /// namespace) and an agent for its unix-socket calls.
     confined: bool,
+    /// A confined tenant's own address (`.1` of its range): its own network namespace
+    /// shows it on `lo`.
+    own_address: Option<[u8; 4]>,
     /// What the Landlock rules cover, for the start-up report.
     pub landlock_summary: Option<String>,
 }
@@ -180,6 +183,7 @@ impl Prepared {
             landlock,
             proc_rule,
             confined: confined.is_some(),
+            own_address: confined.map(|c| primary_address(c.entry).octets()),
             landlock_summary,
             path: CString::new(path.as_os_str().as_bytes())
                 .map_err(|_| LaunchError::NulByte(path.into()))?,

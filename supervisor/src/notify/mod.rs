@@ -81,6 +81,14 @@ pub enum Verdict {
         /// The peer's address.
         peer: SockAddr,
     },
+    /// Return a new fd: a socket the supervisor created for the tenant (nothing to
+    /// undo if the tenant is gone: it is closed).
+    InjectNew {
+        /// The socket.
+        fd: OwnedFd,
+        /// O_CLOEXEC on the tenant's descriptor.
+        cloexec: bool,
+    },
     /// Cannot complete now: wait for readiness.
     Park(Park),
     /// The tenant thread is gone; nothing to answer.
@@ -412,6 +420,7 @@ impl Supervisor {
             | libc::SYS_sendmmsg => io::write_family(self, request),
             libc::SYS_sendfile | libc::SYS_splice => io::refuse_on_tracked(self, request),
             libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request, tgid),
+            libc::SYS_socket => sockets::create(self, request),
             libc::SYS_connect => sockets::connect(self, request, tgid),
             libc::SYS_bind => addresses::bind(self, request),
             libc::SYS_listen => addresses::listen(self, request),
@@ -480,6 +489,10 @@ impl Supervisor {
                     }
                 }
             }
+            Verdict::InjectNew { fd, cloexec } => request.respond(Answer::InjectFd {
+                fd: fd.as_fd(),
+                cloexec,
+            }),
             Verdict::InjectUntracked {
                 conn,
                 cloexec,

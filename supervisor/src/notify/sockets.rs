@@ -241,6 +241,45 @@ fn write_peer_address(request: &Request, peer: &SockAddr) -> Result<(), MemError
     request.write_value(addrlen, &(bytes.len() as u32).to_ne_bytes())
 }
 
+/// socket(AF_INET or AF_INET6, …) for a confined tenant, which lives in a network
+/// namespace of its own (empty: `/proc/self/net` and netlink show it nothing of the
+/// host's sockets): the supervisor creates the socket in the host's namespace, owned
+/// by the tenant's uid, and hands it over. Only what an unprivileged tenant could
+/// create itself: TCP and UDP (no raw sockets, no ICMP "ping" sockets: the supervisor's
+/// privileges must not lend it what the kernel would refuse it).
+pub(super) fn create(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let Some(guard) = sv.guard.as_ref() else {
+        return continue_untracked(); // not notified for an unconfined tenant
+    };
+    let (domain, ty, protocol) = (
+        request.arg(0) as i32,
+        request.arg(1) as i32,
+        request.arg(2) as i32,
+    );
+    let flags = ty & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    let kind = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    let verdict = match (kind, protocol) {
+        (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) | (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => {
+            None
+        }
+        (libc::SOCK_RAW, _) => Some(libc::EPERM),
+        (libc::SOCK_DGRAM, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6) => Some(libc::EACCES),
+        (libc::SOCK_STREAM | libc::SOCK_DGRAM, _) => Some(libc::EPROTONOSUPPORT),
+        _ => Some(libc::ESOCKTNOSUPPORT),
+    };
+    if let Some(errno) = verdict {
+        return Verdict::Errno(errno);
+    }
+    let uid = guard.entry().uid;
+    match sys::socket_as(uid, domain, kind | flags | libc::SOCK_CLOEXEC, protocol) {
+        Ok(fd) => Verdict::InjectNew {
+            fd,
+            cloexec: flags & libc::SOCK_CLOEXEC != 0,
+        },
+        Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::ENOBUFS)),
+    }
+}
+
 /// connect: performed by the supervisor on its copy, with its copy of the address, for
 /// every IP socket (so a tenant thread cannot swap the address after the decision).
 /// A connection to a tracked remote port becomes a stream.
