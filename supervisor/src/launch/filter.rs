@@ -230,6 +230,7 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
         ret_errno(libc::ENOSYS),
     ];
+    prog.extend(refuse_private_fd_tables());
     if confined {
         prog.extend(refuse_fast_open());
     }
@@ -287,6 +288,23 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
     prog
 }
 
+/// `close_range(…, CLOSE_RANGE_UNSHARE)` gives the calling thread a private fd table,
+/// which the fd cache (one table per process) would not see: refused (EPERM), as a
+/// thread created without CLONE_FILES is.
+fn refuse_private_fd_tables() -> Vec<sock_filter> {
+    const CLOSE_RANGE_UNSHARE: u32 = 1 << 1;
+    assemble(&[
+        Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
+        jump_to(BPF_JEQ_K, libc::SYS_close_range as u32, None, Some(0)),
+        Ins::Op(stmt(BPF_LD_W_ABS, off_arg_low(2))),
+        jump_to(BPF_JSET_K, CLOSE_RANGE_UNSHARE, None, Some(0)),
+        Ins::Op(ret_errno(libc::EPERM)),
+        Ins::Label(0),
+        // Every block leaves the syscall number in the accumulator.
+        Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
+    ])
+}
+
 /// MSG_FASTOPEN makes a send an implicit connect the supervisor would not see as one:
 /// refused from the flags register, before any notification.
 fn refuse_fast_open() -> Vec<sock_filter> {
@@ -303,13 +321,12 @@ fn refuse_fast_open() -> Vec<sock_filter> {
             jump_to(BPF_JSET_K, libc::MSG_FASTOPEN as u32, None, Some(0)),
             Ins::Op(ret_errno(libc::EOPNOTSUPP)),
             Ins::Label(0),
+            // Every block leaves the syscall number in the accumulator.
+            Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
         ]);
-        // Each triple's label 0 is its own end: assemble per triple.
     }
-    block
-        .split_inclusive(|i| matches!(i, Ins::Label(_)))
-        .flat_map(assemble)
-        .collect()
+    // Each triple's label 0 is its own end: assemble per triple (six instructions).
+    block.chunks(7).flat_map(assemble).collect()
 }
 
 /// A confined tenant may create unix, IP and NETLINK_ROUTE sockets only: no SCTP (its
@@ -357,6 +374,8 @@ fn confined_sockets() -> Vec<sock_filter> {
         Ins::Label(NOTIFY),
         Ins::Op(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF)),
         Ins::Label(END),
+        // Every block leaves the syscall number in the accumulator.
+        Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
     ])
 }
 
@@ -414,6 +433,8 @@ fn confined_socket_options() -> Vec<sock_filter> {
         Ins::Label(REFUSE),
         Ins::Op(ret_errno(libc::EPERM)),
         Ins::Label(END),
+        // Every block leaves the syscall number in the accumulator.
+        Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
     ]);
     assemble(&block)
 }
@@ -472,6 +493,63 @@ mod tests {
     }
 
     const X86: u32 = AUDIT_ARCH_X86_64;
+
+    /// Whatever the arguments, a notified call is notified and a denied one denied: no
+    /// argument check may leave an argument where the next check expects the number.
+    #[test]
+    fn decisions_on_the_number_do_not_depend_on_the_arguments() {
+        let argsets = [
+            [0, 0, 0],
+            [3, 1, 1],
+            [3, 64, 64],
+            [3, 0x4000, 0x4000],
+            [u32::MAX, u32::MAX, u32::MAX],
+            [3, libc::MSG_DONTWAIT as u32, libc::MSG_DONTWAIT as u32],
+            [3, libc::SYS_read as u32, libc::SYS_write as u32],
+            [3, libc::SYS_getpid as u32, libc::SYS_getpid as u32],
+        ];
+        for confined in [false, true] {
+            let prog = compile_for(confined);
+            for args in argsets {
+                for &(nr, name) in NOTIFIED {
+                    let got = run_full(&prog, X86, nr as u32, [args[0], args[1], args[2]]);
+                    let unshare =
+                        nr == libc::SYS_close_range && args[2] & libc::CLOSE_RANGE_UNSHARE != 0;
+                    let fast_open = confined
+                        && nr == libc::SYS_sendmsg
+                        && args[2] & libc::MSG_FASTOPEN as u32 != 0;
+                    if unshare || fast_open {
+                        continue; // refused on purpose (tested elsewhere)
+                    }
+                    assert_eq!(
+                        got,
+                        libc::SECCOMP_RET_USER_NOTIF,
+                        "{name} {args:?} confined={confined}"
+                    );
+                }
+                for &(nr, errno, name) in DENIED {
+                    let got = run_full(&prog, X86, nr as u32, [args[0], args[1], args[2]]);
+                    let want = libc::SECCOMP_RET_ERRNO | errno as u32;
+                    assert_eq!(got, want, "{name} {args:?} confined={confined}");
+                }
+            }
+            // sendto's and sendmmsg's flags are in arg 3, which run_full leaves 0.
+            let mut data = [0u32; 4];
+            data[3] = libc::MSG_DONTWAIT as u32;
+            for nr in [libc::SYS_sendto, libc::SYS_sendmmsg] {
+                assert_eq!(
+                    run4(&prog, nr as u32, data),
+                    libc::SECCOMP_RET_USER_NOTIF,
+                    "nr {nr} confined={confined}"
+                );
+            }
+            data[3] = 0x40; // semget's number as flags
+            assert_eq!(
+                run4(&prog, libc::SYS_sendto as u32, data),
+                libc::SECCOMP_RET_USER_NOTIF
+            );
+        }
+    }
 
     #[test]
     fn serviced_calls_notify() {
@@ -676,6 +754,15 @@ mod tests {
         assert_eq!(
             run(&prog, X86, libc::SYS_clone as u32, private_table),
             libc::SECCOMP_RET_ERRNO | libc::EPERM as u32
+        );
+        let close_range = libc::SYS_close_range as u32;
+        let unshare = [3, u32::MAX, libc::CLOSE_RANGE_UNSHARE];
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        assert_eq!(run_args(&prog, close_range, unshare), eperm);
+        let cloexec = [3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC];
+        assert_eq!(
+            run_args(&prog, close_range, cloexec),
+            libc::SECCOMP_RET_USER_NOTIF
         );
         let shared_table_child = (libc::CLONE_FILES | libc::SIGCHLD) as u32;
         assert_eq!(
