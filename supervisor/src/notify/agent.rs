@@ -287,17 +287,18 @@ pub(super) fn send(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> V
 /// uid and gid) and the descriptors of its SCM_RIGHTS. Anything else: EINVAL.
 fn split_control(control: &[u8]) -> Result<(Vec<u8>, Vec<RawFd>), i32> {
     const HDR: usize = std::mem::size_of::<libc::cmsghdr>();
-    let align = |n: usize| (n + 7) & !7;
+    let align = |n: usize| n.checked_add(7).map(|n| n & !7);
     let (mut forwarded, mut fds) = (Vec::new(), Vec::new());
     let mut at = 0;
     while at + HDR <= control.len() {
         let len = usize::from_ne_bytes(control[at..at + 8].try_into().expect("8"));
         let level = i32::from_ne_bytes(control[at + 8..at + 12].try_into().expect("4"));
         let kind = i32::from_ne_bytes(control[at + 12..at + 16].try_into().expect("4"));
-        if len < HDR || at + len > control.len() {
+        let end = at.checked_add(len).ok_or(libc::EINVAL)?;
+        if len < HDR || end > control.len() {
             return Err(libc::EINVAL);
         }
-        let data = &control[at + HDR..at + len];
+        let data = &control[at + HDR..end];
         match (level, kind) {
             (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
                 fds.extend(
@@ -306,12 +307,13 @@ fn split_control(control: &[u8]) -> Result<(Vec<u8>, Vec<RawFd>), i32> {
                 );
             }
             (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
-                forwarded.extend_from_slice(&control[at..at + len]);
-                forwarded.resize(align(forwarded.len()), 0);
+                forwarded.extend_from_slice(&control[at..end]);
+                let padded = align(forwarded.len()).ok_or(libc::EINVAL)?;
+                forwarded.resize(padded, 0);
             }
             _ => return Err(libc::EINVAL),
         }
-        at += align(len);
+        at = align(end).ok_or(libc::EINVAL)?;
     }
     if fds.len() > MAX_PASSED {
         return Err(libc::ETOOMANYREFS);
@@ -504,5 +506,11 @@ mod tests {
         let mut cut = cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[3, 0, 0, 0]);
         cut[0] = 200; // longer than the buffer
         assert_eq!(split_control(&cut), Err(libc::EINVAL));
+        // A length that wraps the offset (2^64 - 16) after a first valid message.
+        let mut wrap = cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[3, 0, 0, 0]);
+        let mut second = cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[4, 0, 0, 0]);
+        second[..8].copy_from_slice(&(u64::MAX - 15).to_ne_bytes());
+        wrap.extend_from_slice(&second);
+        assert_eq!(split_control(&wrap), Err(libc::EINVAL));
     }
 }

@@ -366,7 +366,15 @@ impl Supervisor {
             // Its fork returned (it is making another call): the child is known now.
             self.table.resolve_fork(tid, true);
         }
-        let verdict = self.dispatch(&request, tgid);
+        // A bug in a handler must not leave the call (and with it the tenant) waiting
+        // forever: the panic is logged and the call fails with ENOMEM.
+        let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.dispatch(&request, tgid)
+        }));
+        let verdict = dispatched.unwrap_or_else(|_| {
+            tracing::error!(target: "supervise::notify", nr = request.nr(), tid = request.tid(), "a handler panicked (a bug): the call fails with ENOMEM");
+            Verdict::Errno(libc::ENOMEM)
+        });
         self.finish(request, tgid, verdict);
         self.after_event();
     }
