@@ -359,6 +359,7 @@ fn proc_shows_only_own_pid_namespace() {
         "proc_b_status",
         "proc_b_environ",
         "proc_b_net_tcp",
+        "proc_self_net_tcp",
     ]
     .map(String::from)
     .to_vec();

@@ -392,15 +392,21 @@ fn proc_checks(o: &Opts, b_tcp: SocketAddrV4) {
         }
     }
 
-    match read("/proc/net/tcp") {
+    // The tenant's own network namespace: its /proc/self/net lists none of the host's
+    // sockets, B's listener among them.
+    match read("/proc/self/net/tcp") {
         Ok(c) => {
             let text = String::from_utf8_lossy(&c);
-            info(&format!(
-                "proc_net_tcp lines={} b_listener_listed={}",
-                text.lines().count(),
-                text.contains(&proc_net_spelling(b_tcp))
-            ));
+            info(&format!("proc_net_tcp lines={}", text.lines().count()));
+            if text.contains(&proc_net_spelling(b_tcp)) {
+                escaped(
+                    "proc_self_net_tcp",
+                    "B's listener is listed in /proc/self/net/tcp",
+                );
+            } else {
+                denied_because("proc_self_net_tcp", "B's listener is not listed");
+            }
         }
-        Err(e) => info(&format!("proc_net_tcp unreadable {}", sys::errname(e))),
+        Err(e) => denied("proc_self_net_tcp", e),
     }
 }

@@ -39,6 +39,7 @@ use testbins::say;
 
 mod fastopen;
 mod leaks;
+mod more;
 mod race;
 mod serve;
 mod spell;
@@ -201,6 +202,10 @@ fn main() {
         "leaks" => {
             arm_timeout(&o, 120);
             leaks::run(&o);
+        }
+        "more" => {
+            arm_timeout(&o, 180);
+            more::run(&o);
         }
         m => usage(&format!("unknown mode {m:?}")),
     }
