@@ -198,14 +198,7 @@ fn run(
             return 125;
         }
     };
-    // The tenant waits in its notified execve until the loop below starts: placed now,
-    // it runs its command, and forks everything else, inside the cgroup. Failing closed:
-    // returning drops the listener, so that execve fails and the tenant never runs.
     if let Some(limits) = &mut limits {
-        if let Err(e) = limits.place(launched.stub_pid, launched.tenant_pid) {
-            report(&e);
-            return 125;
-        }
         if let Err(error) = limits.watch() {
             tracing::warn!(target: "supervise::limits", %error, "cannot start the limits thread; limit hits are logged when the tenant ends");
         }

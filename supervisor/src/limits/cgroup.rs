@@ -100,6 +100,23 @@ pub struct Counters {
     pub forks_refused: u64,
 }
 
+/// Where the supervisor was before it joined its tenant's cgroup: the `cgroup.procs`
+/// file of its own cgroup in each controller, to go back to before the tenant's is
+/// removed.
+#[derive(Debug, Default)]
+pub struct Origin(Vec<PathBuf>);
+
+impl Origin {
+    /// Moves the calling process back where it was.
+    pub fn restore(&self) -> std::io::Result<()> {
+        let pid = std::process::id().to_string();
+        for procs in &self.0 {
+            std::fs::write(procs, &pid)?;
+        }
+        Ok(())
+    }
+}
+
 /// One tenant's cgroup.
 #[derive(Debug)]
 pub struct TenantCgroup {
@@ -220,6 +237,17 @@ impl TenantCgroup {
             }
             _ => {}
         }
+        // v1 charges TCP buffers to a cgroup only once it has a TCP limit (v2 always
+        // does): the same figure as the memory limit.
+        let tcp = mem.path().join("memory.kmem.tcp.limit_in_bytes");
+        if self.version == Version::V1 && limits.memory.is_some() && tcp.exists() {
+            std::fs::write(&tcp, bytes.to_string()).map_err(|e| CgroupError::Step {
+                path: self.path.clone(),
+                step: "setting memory.kmem.tcp.limit_in_bytes".into(),
+                detail: e.to_string(),
+                source: None,
+            })?;
+        }
         let pids = self.pids().ok_or_else(|| missing("pids"))?;
         let max = limits
             .pids
@@ -234,6 +262,53 @@ impl TenantCgroup {
         };
         cpu.set_shares(value)
             .map_err(|e| step(&self.path, "setting the cpu weight", e))
+    }
+
+    /// Moves the supervisor itself (all its threads) into the cgroup, so what it does for
+    /// the tenant — the memory of its spools, the TCP buffers of the sockets it creates
+    /// and accepts for the tenant, its CPU — is charged to the tenant, and everything it
+    /// forks (the init stub, and so the tenant) is born inside. Returns where it was.
+    pub fn join_self(&self) -> Result<Origin, CgroupError> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| CgroupError::Step {
+            path: self.path.clone(),
+            step: "reading /proc/self/cgroup".into(),
+            detail: e.to_string(),
+            source: None,
+        })?;
+        let mut origin = Vec::new();
+        let dirs: Vec<PathBuf> = match self.version {
+            Version::V1 => CONTROLLERS
+                .iter()
+                .filter_map(|c| self.controller_dir(c))
+                .collect(),
+            Version::V2 => self.controller_dir("memory").into_iter().collect(),
+        };
+        for (dir, name) in dirs.iter().zip(CONTROLLERS) {
+            // <hierarchy root>/supervise/<tenant> → <hierarchy root>
+            let root = dir
+                .to_str()
+                .and_then(|d| d.strip_suffix(&format!("/{}", self.path)))
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    CgroupError::Unsupported(format!(
+                        "unexpected cgroup directory {}",
+                        dir.display()
+                    ))
+                })?;
+            let mine = own.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let matches = match self.version {
+                    Version::V1 => list.split(',').any(|c| c == name),
+                    Version::V2 => list.is_empty(),
+                };
+                matches.then(|| path.trim_start_matches('/').to_owned())
+            });
+            let mine = mine.unwrap_or_default();
+            origin.push(root.join(mine).join("cgroup.procs"));
+        }
+        self.place(std::process::id() as libc::pid_t)?;
+        Ok(Origin(origin))
     }
 
     /// Moves process `pid` (all its threads) into the cgroup. Its children from then on

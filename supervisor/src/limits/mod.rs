@@ -7,13 +7,14 @@
 //! # Order (see `run` in main.rs)
 //!
 //! 1. The home image is mounted before the home is labeled ([`HomeFs::mount`]).
-//! 2. The cgroup is created, limits set, before the tenant is launched
-//!    ([`Enforcement::create`]).
-//! 3. The init stub, the tenant and the tenant's agent are placed in it right after the
-//!    launch ([`Enforcement::place`]), while the tenant waits in its notified `execve`: the
-//!    notification loop has not started, so nothing has answered that call and the
-//!    tenant has run no instruction of its command yet. Every process it forks later is
-//!    born in the cgroup.
+//! 2. The cgroup is created, limits set, and the supervisor moves itself into it before
+//!    the tenant is launched ([`Enforcement::create`]): the init stub, the tenant and
+//!    its agent are born inside, and what the supervisor does for the tenant (its
+//!    spools, the TCP buffers of the sockets it creates and accepts for it, its CPU)
+//!    is charged to the tenant's limits, not to the host.
+//! 3. The tenant's processes are the OOM killer's first choice in it (`oom_score_adj`
+//!    1000, set by the init stub before it forks the tenant); should the supervisor be
+//!    killed anyway, its stub dies with it and so does the tenant.
 //! 4. A thread polls the counters once a second and logs each limit hit
 //!    ([`Enforcement::watch`]).
 //! 5. When the run ends the counters are read a last time, the cgroup is removed once
@@ -39,7 +40,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::profile::limits::{human, Limits};
-use cgroup::{CgroupError, Counters, TenantCgroup};
+use cgroup::{CgroupError, Counters, Origin, TenantCgroup};
 use home_fs::HomeFs;
 
 /// How often the counters are read: three small files and a statvfs a second.
@@ -73,6 +74,13 @@ impl Enforcement {
         home: Option<HomeFs>,
     ) -> Result<Enforcement, LimitsError> {
         let cgroup = TenantCgroup::create(tenant, limits)?;
+        let origin = match cgroup.join_self() {
+            Ok(origin) => origin,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(e.into());
+            }
+        };
         tracing::info!(target: "supervise::limits", tenant = %tenant, cgroup = %cgroup.path(), version = %cgroup.version(), %limits, "limits set");
         if home.is_none() {
             tracing::warn!(target: "supervise::limits", tenant = %tenant, "the home shares its filesystem with the host and other tenants: this tenant can fill it (set limits.home_size to give it its own)");
@@ -81,6 +89,7 @@ impl Enforcement {
             tenant: tenant.to_owned(),
             limits: *limits,
             cgroup,
+            origin,
             home,
             seen: Counters::default(),
             home_full: false,
@@ -90,37 +99,6 @@ impl Enforcement {
             monitor: None,
             finished: false,
         })
-    }
-
-    /// Places the init stub, the tenant and every other process already in the
-    /// tenant's PID namespace (the agent the tenant forked before its filter, now the
-    /// stub's child) in the cgroup; see the module docs for why this is before the
-    /// tenant's command runs. Nothing there forks meanwhile: the stub has forked the
-    /// tenant, the tenant waits in its execve, the agent never forks.
-    pub fn place(&self, stub_pid: libc::pid_t, tenant_pid: libc::pid_t) -> Result<(), LimitsError> {
-        let probe = lock(&self.probe);
-        // Parents first: whatever they fork from now on is born inside.
-        probe.cgroup.place(stub_pid)?;
-        probe.cgroup.place(tenant_pid)?;
-        let mut placed = vec![stub_pid, tenant_pid];
-        let mut parents = vec![stub_pid, tenant_pid];
-        while let Some(parent) = parents.pop() {
-            for child in children(parent) {
-                if placed.contains(&child) {
-                    continue;
-                }
-                match probe.cgroup.place(child) {
-                    Ok(()) => {}
-                    // Exited meanwhile (the agent's intermediate fork): nothing to place.
-                    Err(_) if !std::path::Path::new(&format!("/proc/{child}")).exists() => continue,
-                    Err(e) => return Err(e.into()),
-                }
-                placed.push(child);
-                parents.push(child);
-            }
-        }
-        tracing::debug!(target: "supervise::limits", tenant = %probe.tenant, pids = ?placed, "placed in the cgroup");
-        Ok(())
     }
 
     /// Starts the thread that logs limit hits. Call after the launch: the launch forks
@@ -152,6 +130,9 @@ impl Enforcement {
         let mut probe = lock(&self.probe);
         // Hits of the last moments (an OOM kill that ended the tenant) are logged too.
         probe.poll();
+        if let Err(error) = probe.origin.restore() {
+            tracing::warn!(target: "supervise::limits", tenant = %probe.tenant, %error, "cannot move the supervisor back to its own cgroup");
+        }
         match probe.cgroup.remove() {
             Ok(()) => {
                 tracing::debug!(target: "supervise::limits", tenant = %probe.tenant, cgroup = %probe.cgroup.path(), "cgroup removed")
@@ -172,22 +153,6 @@ impl Drop for Enforcement {
     }
 }
 
-/// The children of every thread of `pid` (`/proc/<pid>/task/<tid>/children`).
-fn children(pid: libc::pid_t) -> Vec<libc::pid_t> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The probe, even if a poll panicked while holding it (its state stays usable).
 fn lock(probe: &Mutex<Probe>) -> std::sync::MutexGuard<'_, Probe> {
     probe
@@ -201,6 +166,8 @@ struct Probe {
     tenant: String,
     limits: Limits,
     cgroup: TenantCgroup,
+    /// Where the supervisor goes back to before the cgroup is removed.
+    origin: Origin,
     home: Option<HomeFs>,
     seen: Counters,
     home_full: bool,

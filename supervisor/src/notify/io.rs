@@ -231,7 +231,8 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
             Ok(n) => {
                 let (stream, _) = sv.table.stream(inode).expect("stream present");
                 let effects = stream.push(Direction::Inbound, &sv.scratch[..n]);
-                if effects.back_queued || effects.close {
+                let over = over_budget(sv, inode, Direction::Inbound);
+                if effects.back_queued || effects.close || over {
                     let _ = flush_outbound(sv, inode);
                 }
             }
@@ -424,7 +425,7 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     };
     let (stream, _) = sv.table.stream(inode).expect("stream present");
     let effects = stream.push(Direction::Outbound, &sv.scratch[..taken]);
-    if effects.close {
+    if effects.close || over_budget(sv, inode, Direction::Outbound) {
         tracing::info!(target: "supervise::io", inode, "session closed by policy after a tenant write");
     }
     if let Some(hdr) = call.mmsg_hdr {
@@ -466,6 +467,27 @@ fn send_error(request: &Request, tgid: Option<libc::pid_t>, errno: i32, signal: 
         let _ = sys::tgkill(tgid, request.tid(), libc::SIGPIPE);
     }
     Verdict::Errno(errno)
+}
+
+/// A spool past this size makes the supervisor add up the tenant's spools.
+const BUDGET_CHECK_FROM: usize = 64 * 1024;
+
+/// Whether the tenant's spools passed their budget with `inode`'s `direction` holding
+/// a large partial message; if so that stream follows its `on_error` policy. The sum
+/// is taken only past [`BUDGET_CHECK_FROM`], so ordinary messages cost nothing.
+fn over_budget(sv: &mut Supervisor, inode: Inode, direction: Direction) -> bool {
+    let Some(budget) = sv.spool_budget else {
+        return false;
+    };
+    let large = sv
+        .table
+        .stream(inode)
+        .is_some_and(|(s, _)| s.half(direction).spooled() >= BUDGET_CHECK_FROM);
+    if !large || sv.table.spooled_total() <= budget {
+        return false;
+    }
+    let (stream, _) = sv.table.stream(inode).expect("stream present");
+    stream.over_budget(direction, budget).close
 }
 
 fn outbound_len(sv: &mut Supervisor, inode: Inode) -> usize {

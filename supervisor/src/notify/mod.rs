@@ -191,6 +191,9 @@ pub struct Supervisor {
     guard: Option<crate::label::guard::Guard>,
     /// A confined tenant's agent, for its unix-socket calls.
     agent: Option<agent::Agent>,
+    /// Most bytes the tenant's partial messages may hold in the supervisor, together: a
+    /// quarter of its memory limit (at least 16 MiB); `None` without a limit.
+    spool_budget: Option<usize>,
 }
 
 impl Supervisor {
@@ -221,6 +224,11 @@ impl Supervisor {
         }
         let placeholder = std::fs::File::open("/dev/null")?.into();
         let agent = launched.agent.take().map(agent::Agent::new);
+        let spool_budget = profile.limits.and_then(|l| l.memory).map(|bytes| {
+            usize::try_from(bytes / 4)
+                .unwrap_or(usize::MAX)
+                .max(16 << 20)
+        });
         Ok(Supervisor {
             table: Table::new(launched.tenant_pid, launched.stub_pid),
             profile,
@@ -238,6 +246,7 @@ impl Supervisor {
             exit_code: None,
             guard,
             agent,
+            spool_budget,
         })
     }
 

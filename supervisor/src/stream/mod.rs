@@ -55,6 +55,9 @@ pub struct Effects {
     pub back_queued: bool,
 }
 
+/// Spool capacity a connection keeps between messages (more is given back).
+const KEEP_CAPACITY: usize = 256 * 1024;
+
 /// The spool state of one tracked connection.
 #[derive(Debug)]
 pub struct Stream {
@@ -229,6 +232,10 @@ impl Stream {
         }
         let half = self.half(direction);
         half.spool.drain(..consumed.min(half.spool.len()));
+        // A long message leaves a large buffer behind; keep it only while it is used.
+        if half.spool.capacity() > KEEP_CAPACITY && half.spool.len() < KEEP_CAPACITY / 4 {
+            half.spool.shrink_to(KEEP_CAPACITY / 4);
+        }
     }
 
     /// Queues a rule's output: onward bytes continue, back bytes return to the source.
@@ -253,7 +260,7 @@ impl Stream {
             OnError::Close => {
                 let half = self.half(direction);
                 let dropped = half.spool.len();
-                half.spool.clear();
+                half.spool = Vec::new(); // and its memory
                 half.dropped += dropped as u64;
                 if dropped > 0 {
                     tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, dropped, "session closed by on_error policy; spooled bytes dropped");
@@ -266,6 +273,18 @@ impl Stream {
                 self.half(direction).raw = true;
             }
         }
+    }
+
+    /// The tenant's spools together passed their budget while this direction held a
+    /// large partial message: it goes as a framing failure would (the `on_error`
+    /// policy), logged, so the supervisor's memory for a tenant stays bounded by the
+    /// tenant's own limit rather than by its number of connections.
+    pub fn over_budget(&mut self, direction: Direction, budget: usize) -> Effects {
+        let mut effects = Effects::default();
+        let spooled = self.half(direction).spool.len();
+        tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, spooled, budget, policy = ?self.on_error, "the tenant's spools passed their budget (a quarter of limits.memory)");
+        self.fail(direction, &mut effects);
+        effects
     }
 
     /// The source of `direction` ended: a partial message is flushed raw or dropped,

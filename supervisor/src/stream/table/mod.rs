@@ -296,6 +296,17 @@ impl Table {
         self.sockets.get(&inode).map(|t| t.copy.as_fd())
     }
 
+    /// Bytes spooled (partial messages) across every tracked connection.
+    pub fn spooled_total(&self) -> usize {
+        self.sockets
+            .values()
+            .map(|t| match &t.kind {
+                SocketKind::Stream(s) => s.inbound.spooled() + s.outbound.spooled(),
+                SocketKind::Listener { .. } => 0,
+            })
+            .sum()
+    }
+
     /// The stream state of a tracked connection.
     pub fn stream(&mut self, inode: Inode) -> Option<(&mut Stream, BorrowedFd<'_>)> {
         let t = self.sockets.get_mut(&inode)?;
