@@ -279,7 +279,6 @@ fn tcp_socket_buffers_count_against_the_memory_limit() {
 /// inotify on a world-readable directory outside A's Landlock paths: Landlock keeps A
 /// from listing it, and must not let a watch tell A the names created there.
 #[test]
-#[ignore = "open hole (issue 10): Landlock has no inotify hook; a watch on a world-readable directory outside the allowed paths shows its names; see README Known limits"]
 fn inotify_cannot_list_a_directory_outside_landlock() {
     let mut st = Stage::start();
     let dir = tempfile::Builder::new()

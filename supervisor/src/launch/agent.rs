@@ -44,6 +44,9 @@ pub enum Op {
     Listen = 3,
     /// sendmsg(sock, {addr, payload, control + passed fds}, flags)
     Send = 4,
+    /// inotify_add_watch(sock = the inotify fd, payload = the path, flags = the mask),
+    /// on the path as the tenant may open it for reading (Landlock has no inotify hook).
+    Watch = 5,
 }
 
 /// Flag bit: the request carries the tenant's working directory.
@@ -97,6 +100,7 @@ impl Header {
             2 => Op::Bind,
             3 => Op::Listen,
             4 => Op::Send,
+            5 => Op::Watch,
             _ => return None,
         };
         let mut addr = [0u8; 128];
@@ -304,7 +308,45 @@ fn perform(packet: &[u8], fds: &[RawFd]) -> i64 {
                 r
             }
             Op::Send => send(&header, packet, sock, rest),
+            Op::Watch => watch(&header, packet, sock),
         }
+    }
+}
+
+/// Opens the path for reading first, so Landlock and the permissions judge it as a
+/// read by the tenant (a directory Landlock keeps it from listing cannot be watched to
+/// learn the names created in it), then watches the inode it opened.
+fn watch(header: &Header, packet: &[u8], inotify: RawFd) -> i64 {
+    const IN_DONT_FOLLOW: u32 = 0x0200_0000;
+    const IN_ONLYDIR: u32 = 0x0100_0000;
+    let mask = header.flags as u32;
+    let mut path = packet[HEADER..].to_vec();
+    if path.contains(&0) || path.is_empty() {
+        return -(libc::EINVAL as i64);
+    }
+    path.push(0);
+    let mut flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    if mask & IN_DONT_FOLLOW != 0 {
+        flags |= libc::O_NOFOLLOW; // a symlink itself cannot be opened for reading: ELOOP
+    }
+    if mask & IN_ONLYDIR != 0 {
+        flags |= libc::O_DIRECTORY;
+    }
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), flags) };
+    if fd < 0 {
+        return errno();
+    }
+    let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    let digits = fd.to_string();
+    link[14..14 + digits.len()].copy_from_slice(digits.as_bytes());
+    // SAFETY: `link` is NUL-terminated (zero-filled past the digits); the descriptors
+    // are ours.
+    unsafe {
+        let r = libc::inotify_add_watch(inotify, link.as_ptr().cast(), mask & !IN_DONT_FOLLOW);
+        let result = if r < 0 { errno() } else { i64::from(r) };
+        libc::close(fd);
+        result
     }
 }
 

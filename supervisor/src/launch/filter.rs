@@ -66,11 +66,13 @@ pub const NOTIFIED: &[(libc::c_long, &str)] = &[
 
 /// Notified after an argument check: `clone` when it creates a process (not a thread,
 /// and never a namespace), `fcntl` only for F_DUPFD / F_DUPFD_CLOEXEC (the other
-/// commands stay free), and for a confined tenant `socket` of an IP family.
+/// commands stay free), and for a confined tenant `socket` of an IP family and
+/// `inotify_add_watch` (Landlock does not judge watches: its agent does).
 pub const NOTIFIED_CONDITIONALLY: &[(libc::c_long, &str)] = &[
     (libc::SYS_clone, "clone"),
     (libc::SYS_fcntl, "fcntl"),
     (libc::SYS_socket, "socket"),
+    (libc::SYS_inotify_add_watch, "inotify_add_watch"),
 ];
 
 /// Syscalls that would let a tenant escape or blind the supervisor, with the errno the
@@ -283,6 +285,7 @@ pub fn compile_for(confined: bool) -> Vec<sock_filter> {
     if confined {
         prog.extend(confined_sockets());
         prog.extend(confined_socket_options());
+        prog.extend(confined_watches());
     }
     prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
     prog
@@ -377,6 +380,18 @@ fn confined_sockets() -> Vec<sock_filter> {
         // Every block leaves the syscall number in the accumulator.
         Ins::Op(stmt(BPF_LD_W_ABS, OFF_NR)),
     ])
+}
+
+/// A confined tenant's inotify watches are judged by its agent (notified); fanotify,
+/// whose marks Landlock does not judge either, is refused (EPERM).
+fn confined_watches() -> Vec<sock_filter> {
+    vec![
+        stmt(BPF_LD_W_ABS, OFF_NR),
+        jump(BPF_JEQ_K, libc::SYS_inotify_add_watch as u32, 0, 1),
+        stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
+        jump(BPF_JEQ_K, libc::SYS_fanotify_init as u32, 0, 1),
+        ret_errno(libc::EPERM),
+    ]
 }
 
 const TCP_FASTOPEN_CONNECT: u32 = 30;
@@ -703,6 +718,14 @@ mod tests {
             run_args(&open, socket, netlink(libc::NETLINK_SOCK_DIAG)),
             allow
         );
+        let watch = libc::SYS_inotify_add_watch as u32;
+        assert_eq!(
+            run_args(&confined, watch, [3, 0, 0]),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(run_args(&open, watch, [3, 0, 0]), allow);
+        let fanotify = libc::SYS_fanotify_init as u32;
+        assert_eq!(run_args(&confined, fanotify, [0, 0, 0]), errno(libc::EPERM));
         let setsockopt = libc::SYS_setsockopt as u32;
         let opt = |level: i32, name: u32| [3, level as u32, name];
         for (level, name) in [

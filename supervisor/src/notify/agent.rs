@@ -282,6 +282,74 @@ pub(super) fn send(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> V
     )
 }
 
+/// inotify_add_watch(fd, path, mask) for a confined tenant: the agent opens the path
+/// for reading as the tenant (Landlock, permissions, the tenant's mount namespace and
+/// working directory) and watches what it opened, so a watch never tells the tenant
+/// what happens in a directory it could not list. The path is read once.
+pub(super) fn watch(sv: &mut Supervisor, request: &Request) -> Verdict {
+    let path = match read_path(request, request.arg(1)) {
+        Ok(p) => p,
+        Err(errno) => return Verdict::Errno(errno),
+    };
+    let Some(pidfd) = sv.table.tenants.pidfd_of(request.tid()) else {
+        return Verdict::Errno(libc::EBADF);
+    };
+    let inotify = match request.fetch_fd(pidfd, request.fd_arg(0)) {
+        Ok(fd) => fd,
+        Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EBADF)),
+    };
+    let cwd = if path.first() == Some(&b'/') {
+        None
+    } else {
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(format!("/proc/{}/cwd", request.tid()));
+        match dir {
+            Ok(d) => Some(OwnedFd::from(d)),
+            Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    };
+    let mut head = header(Op::Watch);
+    head.flags = request.arg(2) as u32 as i32;
+    let pending = Pending {
+        op: Op::Watch,
+        blocking: false,
+        sigpipe: false,
+        mmsg: false,
+    };
+    call(
+        sv,
+        head,
+        &[],
+        (&[], &path),
+        (&inotify, cwd.as_ref(), &[]),
+        pending,
+    )
+}
+
+/// A NUL-terminated path from tenant memory (without the NUL), read a page at most at
+/// a time so a string near the end of a mapping does not fault: at most PATH_MAX.
+fn read_path(request: &Request, mut addr: u64) -> Result<Vec<u8>, i32> {
+    const PAGE: u64 = 4096;
+    let mut path = Vec::new();
+    while path.len() < libc::PATH_MAX as usize {
+        let chunk = (PAGE - addr % PAGE) as usize;
+        let bytes = request.read_memory(addr, chunk).map_err(|e| e.errno())?;
+        if let Some(end) = bytes.iter().position(|&b| b == 0) {
+            path.extend_from_slice(&bytes[..end]);
+            return if path.is_empty() {
+                Err(libc::ENOENT)
+            } else {
+                Ok(path)
+            };
+        }
+        path.extend_from_slice(&bytes);
+        addr += chunk as u64;
+    }
+    Err(libc::ENAMETOOLONG)
+}
+
 /// Splits a tenant's control data into the messages forwarded as they are
 /// (SCM_CREDENTIALS: the kernel checks them against the agent, which has the tenant's
 /// uid and gid) and the descriptors of its SCM_RIGHTS. Anything else: EINVAL.

@@ -438,6 +438,7 @@ impl Supervisor {
             libc::SYS_sendfile | libc::SYS_splice => io::refuse_on_tracked(self, request),
             libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request, tgid),
             libc::SYS_socket => sockets::create(self, request),
+            libc::SYS_inotify_add_watch => agent::watch(self, request),
             libc::SYS_connect => sockets::connect(self, request, tgid),
             libc::SYS_bind => addresses::bind(self, request),
             libc::SYS_listen => addresses::listen(self, request),
