@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use super::policy::{Denial, NetRules, Policy};
 use super::registry::{self, Entry};
@@ -21,6 +22,43 @@ pub struct Guard {
     tenants: Vec<Entry>,
     /// (inode, mtime ns, size) of the registry file when `tenants` was read.
     stamp: Option<(u64, i64, u64)>,
+    /// Denial lines are rate-limited: a tenant must not flood the host's logs.
+    log_budget: LogBudget,
+}
+
+/// At most [`LogBudget::PER_SECOND`] lines a second; what is held back is counted and
+/// said in the next line that goes out.
+#[derive(Debug)]
+struct LogBudget {
+    window: Instant,
+    used: u32,
+    held_back: u64,
+}
+
+impl LogBudget {
+    const PER_SECOND: u32 = 20;
+
+    fn new(now: Instant) -> LogBudget {
+        LogBudget {
+            window: now,
+            used: 0,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(n)`: log now, `n` lines having been held back before it; `None`: hold.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+        }
+        if self.used >= Self::PER_SECOND {
+            self.held_back += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.held_back))
+    }
 }
 
 /// Which call a decision is for (logs).
@@ -59,6 +97,7 @@ impl Guard {
             state_dir,
             tenants: Vec::new(),
             stamp: None,
+            log_budget: LogBudget::new(Instant::now()),
         };
         guard.refresh();
         guard
@@ -116,15 +155,18 @@ impl Guard {
             Call::Accept => policy.check_accept(ip),
         };
         if let Err(denial) = &decision {
-            tracing::warn!(
-                target: "supervise::label",
-                tenant = %self.own.name,
-                label = %self.own.label,
-                call = call.name(),
-                address = %addr,
-                peer_label = denial.peer_label().unwrap_or("unlabeled"),
-                "denied: {denial}"
-            );
+            if let Some(held_back) = self.log_budget.take(Instant::now()) {
+                tracing::warn!(
+                    target: "supervise::label",
+                    tenant = %self.own.name,
+                    label = %self.own.label,
+                    call = call.name(),
+                    address = %addr,
+                    peer_label = denial.peer_label().unwrap_or("unlabeled"),
+                    held_back,
+                    "denied: {denial}"
+                );
+            }
         }
         decision
     }
@@ -132,5 +174,22 @@ impl Guard {
     /// Source address to bind before connecting to `ip` (see [`Policy::source_for`]).
     pub fn source_for(&self, ip: IpAddr) -> Option<std::net::Ipv4Addr> {
         self.policy().source_for(ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denial_lines_are_rate_limited_and_the_rest_counted() {
+        let start = Instant::now();
+        let mut budget = LogBudget::new(start);
+        let logged = (0..100).filter(|_| budget.take(start).is_some()).count();
+        assert_eq!(logged, LogBudget::PER_SECOND as usize);
+        // The next second's first line says how many were held back.
+        let later = start + Duration::from_secs(1);
+        assert_eq!(budget.take(later), Some(80));
+        assert_eq!(budget.take(later), Some(0));
     }
 }
