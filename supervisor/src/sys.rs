@@ -33,6 +33,25 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// `pidfd_send_signal(pidfd, sig)`.
+/// A connected SOCK_SEQPACKET pair, close-on-exec.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [0 as RawFd; 2];
+    // SAFETY: `pair` is writable for two ints.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
+}
+
 /// A new socket whose inode (and so `sk_uid`, what `/proc/net` and `ss` show as its
 /// owner) belongs to `uid`: created with this thread's fsuid switched to it.
 pub fn socket_as(

@@ -279,23 +279,9 @@ fn resolve_command(program: &Path) -> Option<PathBuf> {
 ///    tenant does can intercept that), optionally ask for synchronous wake-ups, resume
 ///    it.
 pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchError> {
-    let mut pair = [0 as RawFd; 2];
-    // SAFETY: `pair` is writable for two ints.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(LaunchError::Socketpair(io::Error::last_os_error()));
-    }
-    // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
-    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    let (ours, theirs) = sys::seqpacket_pair().map_err(LaunchError::Socketpair)?;
     let agent = if prep.confined {
-        Some(seqpacket_pair().map_err(LaunchError::Socketpair)?)
+        Some(sys::seqpacket_pair().map_err(LaunchError::Socketpair)?)
     } else {
         None
     };
@@ -347,25 +333,6 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
         landlock,
         agent,
     })
-}
-
-/// A connected SOCK_SEQPACKET pair, close-on-exec.
-fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut pair = [0 as RawFd; 2];
-    // SAFETY: `pair` is writable for two ints.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
 }
 
 /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`: the kernel wakes the supervisor on the

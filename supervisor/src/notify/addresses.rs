@@ -188,9 +188,15 @@ pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict 
         }
     }
     let payload = &sv.scratch[..message.len];
-    match perform_send(copy, payload, flags, message.dest.as_ref()) {
-        Verdict::Value(n) if nr == libc::SYS_sendmmsg => {
-            // msg_len of the first mmsghdr; one message sent.
+    let verdict = perform_send(copy, payload, flags, message.dest.as_ref());
+    one_message_sent(request, verdict)
+}
+
+/// A send's answer; for sendmmsg (which sends one message per call here) the first
+/// mmsghdr's msg_len is written and 1 returned.
+pub(super) fn one_message_sent(request: &Request, verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Value(n) if request.nr() == libc::SYS_sendmmsg => {
             let slot = request.arg(1) + super::io::MSGHDR_SIZE;
             match request.write_value(slot, &(n as u32).to_ne_bytes()) {
                 Ok(()) => Verdict::Value(1),
@@ -206,7 +212,6 @@ pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict 
 /// is ignored, as TCP does; control data is refused (IP_PKTINFO & co.). A send larger
 /// than one chunk may be short, as a stream send may be.
 fn send_stream(sv: &mut Supervisor, request: &Request, copy: OwnedFd, flags: i32) -> Verdict {
-    let nr = request.nr();
     let limit = Limit::Prefix(super::WRITE_CHUNK);
     let message = match Datagram::read(request, &mut sv.scratch, limit, false) {
         Ok(m) => m,
@@ -222,16 +227,7 @@ fn send_stream(sv: &mut Supervisor, request: &Request, copy: OwnedFd, flags: i32
         }
         other => other,
     };
-    match verdict {
-        Verdict::Value(n) if nr == libc::SYS_sendmmsg => {
-            let slot = request.arg(1) + super::io::MSGHDR_SIZE;
-            match request.write_value(slot, &(n as u32).to_ne_bytes()) {
-                Ok(()) => Verdict::Value(1),
-                Err(e) => Verdict::Errno(e.errno()),
-            }
-        }
-        other => other,
-    }
+    one_message_sent(request, verdict)
 }
 
 /// How much of a message the supervisor takes from the tenant.

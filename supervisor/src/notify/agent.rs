@@ -33,8 +33,6 @@ pub struct Pending {
     blocking: bool,
     /// EPIPE raises SIGPIPE (no MSG_NOSIGNAL).
     sigpipe: bool,
-    /// sendmmsg: answer 1 and write the first message's length.
-    mmsg: bool,
 }
 
 impl Agent {
@@ -46,7 +44,7 @@ impl Agent {
     /// Sends one request with `fds` (socket, [cwd], passed…) after the reply socket;
     /// returns our end of the reply socket.
     fn submit(&self, packet: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<OwnedFd> {
-        let (ours, theirs) = seqpacket_pair()?;
+        let (ours, theirs) = sys::seqpacket_pair()?;
         let mut raw: Vec<RawFd> = Vec::with_capacity(fds.len() + 1);
         raw.push(theirs.as_raw_fd());
         raw.extend(fds.iter().map(|f| f.as_raw_fd()));
@@ -149,15 +147,20 @@ fn read_addr(request: &Request, ptr: u64, len: u64) -> Result<Vec<u8>, i32> {
         .map_err(|e| e.errno())
 }
 
+/// The address a connect or bind names, and the calling thread's working directory
+/// when it is a relative unix path.
+fn named_address(request: &Request) -> Result<(Vec<u8>, Option<OwnedFd>), Verdict> {
+    let addr = read_addr(request, request.arg(1), request.arg(2)).map_err(Verdict::Errno)?;
+    let cwd = cwd_for(request, &addr)
+        .map_err(|e| Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    Ok((addr, cwd))
+}
+
 /// bind on a unix or netlink socket.
 pub(super) fn bind(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> Verdict {
-    let addr = match read_addr(request, request.arg(1), request.arg(2)) {
-        Ok(a) => a,
-        Err(errno) => return Verdict::Errno(errno),
-    };
-    let cwd = match cwd_for(request, &addr) {
-        Ok(c) => c,
-        Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    let (addr, cwd) = match named_address(request) {
+        Ok(named) => named,
+        Err(verdict) => return verdict,
     };
     let mut head = header(Op::Bind);
     head.umask = umask_of(request.tid());
@@ -165,16 +168,9 @@ pub(super) fn bind(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> V
         op: Op::Bind,
         blocking: false,
         sigpipe: false,
-        mmsg: false,
     };
-    call(
-        sv,
-        head,
-        &addr,
-        (&[], &[]),
-        (&socket, cwd.as_ref(), &[]),
-        pending,
-    )
+    let fds = (&socket, cwd.as_ref(), &[][..]);
+    call(sv, head, &addr, (&[], &[]), fds, pending)
 }
 
 /// listen on a unix socket (its credentials become the ones clients see).
@@ -185,36 +181,23 @@ pub(super) fn listen(sv: &mut Supervisor, request: &Request, socket: OwnedFd) ->
         op: Op::Listen,
         blocking: false,
         sigpipe: false,
-        mmsg: false,
     };
     call(sv, head, &[], (&[], &[]), (&socket, None, &[]), pending)
 }
 
 /// connect on a unix or netlink socket.
 pub(super) fn connect(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> Verdict {
-    let addr = match read_addr(request, request.arg(1), request.arg(2)) {
-        Ok(a) => a,
-        Err(errno) => return Verdict::Errno(errno),
-    };
-    let cwd = match cwd_for(request, &addr) {
-        Ok(c) => c,
-        Err(e) => return Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    let (addr, cwd) = match named_address(request) {
+        Ok(named) => named,
+        Err(verdict) => return verdict,
     };
     let pending = Pending {
         op: Op::Connect,
         blocking: !sys::is_nonblocking(socket.as_fd()).unwrap_or(true),
         sigpipe: false,
-        mmsg: false,
     };
-    let head = header(Op::Connect);
-    call(
-        sv,
-        head,
-        &addr,
-        (&[], &[]),
-        (&socket, cwd.as_ref(), &[]),
-        pending,
-    )
+    let fds = (&socket, cwd.as_ref(), &[][..]);
+    call(sv, header(Op::Connect), &addr, (&[], &[]), fds, pending)
 }
 
 /// sendto with an address, sendmsg, sendmmsg (its first message) on a unix or netlink
@@ -269,7 +252,6 @@ pub(super) fn send(sv: &mut Supervisor, request: &Request, socket: OwnedFd) -> V
         blocking: flags & libc::MSG_DONTWAIT == 0
             && !sys::is_nonblocking(socket.as_fd()).unwrap_or(true),
         sigpipe: flags & libc::MSG_NOSIGNAL == 0,
-        mmsg: nr == libc::SYS_sendmmsg,
     };
     let payload = sv.scratch[..message.len].to_vec();
     call(
@@ -316,7 +298,6 @@ pub(super) fn watch(sv: &mut Supervisor, request: &Request) -> Verdict {
         op: Op::Watch,
         blocking: false,
         sigpipe: false,
-        mmsg: false,
     };
     call(
         sv,
@@ -411,14 +392,7 @@ pub(super) fn reply(
         }
     };
     if result >= 0 {
-        if pending.mmsg {
-            let slot = request.arg(1) + super::io::MSGHDR_SIZE;
-            return match request.write_value(slot, &(result as u32).to_ne_bytes()) {
-                Ok(()) => Verdict::Value(1),
-                Err(e) => Verdict::Errno(e.errno()),
-            };
-        }
-        return Verdict::Value(result);
+        return super::addresses::one_message_sent(request, Verdict::Value(result));
     }
     let errno = (-result) as i32;
     if errno == libc::EAGAIN && pending.blocking {
@@ -483,24 +457,6 @@ fn pause(ms: i64) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(timer)
-}
-
-fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut pair = [0 as RawFd; 2];
-    // SAFETY: `pair` is writable for two ints.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair succeeded: both descriptors are new and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
 }
 
 /// One packet with `fds` in SCM_RIGHTS, without blocking (a full channel means the
