@@ -19,6 +19,7 @@ mod forks;
 mod io;
 mod lifecycle;
 mod request;
+mod route;
 mod sockets;
 mod waiters;
 
@@ -422,39 +423,28 @@ impl Supervisor {
     }
 
     fn dispatch(&mut self, request: &Request, tgid: libc::pid_t) -> Verdict {
-        match request.nr() {
-            libc::SYS_read
-            | libc::SYS_readv
-            | libc::SYS_preadv2
-            | libc::SYS_recvfrom
-            | libc::SYS_recvmsg
-            | libc::SYS_recvmmsg => io::read_family(self, request),
-            libc::SYS_write
-            | libc::SYS_writev
-            | libc::SYS_pwritev2
-            | libc::SYS_sendto
-            | libc::SYS_sendmsg
-            | libc::SYS_sendmmsg => io::write_family(self, request),
-            libc::SYS_sendfile | libc::SYS_splice => io::refuse_on_tracked(self, request),
-            libc::SYS_accept | libc::SYS_accept4 => sockets::accept(self, request, tgid),
-            libc::SYS_socket => sockets::create(self, request),
-            libc::SYS_inotify_add_watch => agent::watch(self, request),
-            libc::SYS_connect => sockets::connect(self, request, tgid),
-            libc::SYS_bind => addresses::bind(self, request),
-            libc::SYS_listen => addresses::listen(self, request),
-            libc::SYS_shutdown => sockets::shutdown(self, request),
-            libc::SYS_close => fds::close(self, request, tgid),
-            libc::SYS_close_range => fds::close_range(self, request, tgid),
-            libc::SYS_dup2 | libc::SYS_dup3 => fds::dup_over(self, request, tgid),
-            libc::SYS_execve | libc::SYS_execveat => fds::exec(self, request, tgid),
-            libc::SYS_dup | libc::SYS_fcntl => fds::dup_anywhere(self, request, tgid),
-            libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => {
-                forks::create(self, request, tgid)
-            }
-            nr => {
-                tracing::error!(target: "supervise::notify", nr, "notified syscall without a handler");
-                Verdict::Errno(libc::ENOSYS)
-            }
+        use route::Family;
+        let Some(family) = route::family(request.nr()) else {
+            tracing::error!(target: "supervise::notify", nr = request.nr(), "notified syscall without a handler");
+            return Verdict::Errno(libc::ENOSYS);
+        };
+        match family {
+            Family::Read => io::read_family(self, request),
+            Family::Write => io::write_family(self, request),
+            Family::Splice => io::refuse_on_tracked(self, request),
+            Family::Accept => sockets::accept(self, request, tgid),
+            Family::Socket => sockets::create(self, request),
+            Family::Connect => sockets::connect(self, request, tgid),
+            Family::Bind => addresses::bind(self, request),
+            Family::Listen => addresses::listen(self, request),
+            Family::Shutdown => sockets::shutdown(self, request),
+            Family::Watch => agent::watch(self, request),
+            Family::Close => fds::close(self, request, tgid),
+            Family::CloseRange => fds::close_range(self, request, tgid),
+            Family::DupOver => fds::dup_over(self, request, tgid),
+            Family::DupAnywhere => fds::dup_anywhere(self, request, tgid),
+            Family::Exec => fds::exec(self, request, tgid),
+            Family::Fork => forks::create(self, request, tgid),
         }
     }
 
