@@ -15,7 +15,7 @@ use super::request::Request;
 use super::{continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict};
 use crate::label::guard::Call;
 use crate::label::policy::primary_address;
-use crate::stream::table::Lookup;
+use crate::notify::table::Lookup;
 use crate::sys::{self, SockAddr};
 
 /// The largest UDP payload (IPv6; IPv4's is smaller and the kernel says EMSGSIZE).

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 
 use super::request::Request;
 use super::{continue_untracked, Supervisor, Verdict};
-use crate::stream::table::Lookup;
+use crate::notify::table::Lookup;
 
 /// Takes a cached tracked fd out of the tenant's table (placeholder swap) and forgets
 /// it (the loop releases the socket if that was its last holder).

@@ -1,7 +1,7 @@
 //! clone (new processes only: the filter lets threads through), fork and vfork. The
 //! call itself is the kernel's; the supervisor only notes that the forking thread's
 //! tracked descriptors are about to be inherited, so the child is known with them once
-//! the call returns (see `stream::table::tenants`).
+//! the call returns (see `table::tenants`).
 
 #![forbid(unsafe_code)]
 

@@ -17,7 +17,7 @@ use super::{
     continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict, OUTBOUND_HIGH_WATER,
     WRITE_CHUNK,
 };
-use crate::stream::table::{Inode, Lookup, SocketKind};
+use crate::notify::table::{Inode, Lookup, SocketKind};
 use crate::sys;
 
 pub(super) const MSGHDR_SIZE: u64 = 56;

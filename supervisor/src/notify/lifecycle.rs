@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use super::events;
 use super::{io, Supervisor};
-use crate::stream::table::{Inode, SocketKind};
+use crate::notify::table::{Inode, SocketKind};
 use crate::sys;
 
 impl Supervisor {

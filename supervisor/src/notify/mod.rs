@@ -21,6 +21,7 @@ mod lifecycle;
 mod request;
 mod route;
 mod sockets;
+pub mod table;
 mod waiters;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -30,8 +31,8 @@ use request::Answer;
 pub use request::Request;
 
 use crate::launch::Launched;
+use crate::notify::table::{Inode, SocketKind, Table};
 use crate::profile::Profile;
-use crate::stream::table::{Inode, SocketKind, Table};
 use crate::sys::SockAddr;
 
 pub use events::block_handled_signals;
@@ -410,8 +411,8 @@ impl Supervisor {
     fn watch_learned(&mut self) {
         for learned in std::mem::take(&mut self.table.tenants.newly_learned) {
             let token = match learned {
-                crate::stream::table::Learned::Thread(tid) => Token::Thread(tid),
-                crate::stream::table::Learned::Process(tgid) => Token::Process(tgid),
+                crate::notify::table::Learned::Thread(tid) => Token::Thread(tid),
+                crate::notify::table::Learned::Process(tgid) => Token::Process(tgid),
             };
             let Some(fd) = self.table.tenants.exit_watch(learned) else {
                 continue;

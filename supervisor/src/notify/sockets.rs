@@ -9,7 +9,7 @@ use transforms::Direction;
 use super::request::{MemError, Request};
 use super::{addresses, continue_untracked, io, Park, ParkTarget, Resume, Supervisor, Verdict};
 use crate::label::guard::Call;
-use crate::stream::table::{Inode, Lookup, SocketKind};
+use crate::notify::table::{Inode, Lookup, SocketKind};
 use crate::stream::Stream;
 use crate::sys::{self, SockAddr};
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::events::{self, Token};
 use super::request::{self, Request};
 use super::{io, sockets, Park, ParkTarget, Resume, Supervisor, Verdict};
-use crate::stream::table::{Inode, SocketKind};
+use crate::notify::table::{Inode, SocketKind};
 use crate::sys;
 
 /// Per-thread signal checks per tick (each reads one `/proc` status file).

@@ -12,7 +12,6 @@
 //! stream the tenant is the client).
 
 mod queue;
-pub mod table;
 
 pub use queue::ByteQueue;
 

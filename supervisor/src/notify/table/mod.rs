@@ -25,7 +25,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 pub use reserve::Reserve;
 pub use tenants::{Files, Learned};
 
-use crate::notify::Request;
+use super::Request;
 use crate::stream::Stream;
 use crate::sys::{self, SockAddr};
 
