@@ -52,6 +52,16 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
 }
 
+/// Writes `msg` to stderr and `_exit`s with `code`: for forked children, which must not
+/// allocate, lock or run destructors.
+pub fn write_stderr_and_exit(msg: &[u8], code: libc::c_int) -> ! {
+    // SAFETY: `msg` is a valid byte slice; _exit never returns and runs no destructors.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(code)
+    }
+}
+
 /// A new socket whose inode (and so `sk_uid`, what `/proc/net` and `ss` show as its
 /// owner) belongs to `uid`: created with this thread's fsuid switched to it.
 pub fn socket_as(

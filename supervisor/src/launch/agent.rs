@@ -131,7 +131,7 @@ pub(super) unsafe fn spawn(agent: RawFd, supervisor: RawFd) {
     unsafe {
         let first = libc::fork();
         if first < 0 {
-            super::child::die(b"supervise: tenant: fork of its agent failed\n", 126);
+            super::handoff::die(b"supervise: tenant: fork of its agent failed\n", 126);
         }
         if first > 0 {
             let mut status = 0;

@@ -5,16 +5,8 @@
 
 use std::os::fd::RawFd;
 
+use super::handoff::{self, die};
 use super::Prepared;
-
-/// Writes a fixed message to stderr and exits with `code`. Allocation-free.
-pub(super) fn die(msg: &[u8], code: libc::c_int) -> ! {
-    // SAFETY: `msg` is a valid byte slice; _exit never returns and runs no destructors.
-    unsafe {
-        libc::write(2, msg.as_ptr().cast(), msg.len());
-        libc::_exit(code)
-    }
-}
 
 /// The raw ends of the agent's channel, inherited through the forks.
 #[derive(Debug, Clone, Copy)]
@@ -103,8 +95,7 @@ pub(super) fn run_init_stub(prep: &Prepared, report: RawFd, agent: Option<AgentF
                         }
                         continue;
                     }
-                    let s = status.to_ne_bytes();
-                    let message = [b'S', s[0], s[1], s[2], s[3]];
+                    let message = handoff::status(status);
                     libc::send(
                         report,
                         message.as_ptr().cast(),
@@ -265,7 +256,7 @@ unsafe fn send_pidfd(report: RawFd, tenant: libc::pid_t) {
     if pidfd < 0 {
         die(b"supervise: init stub: pidfd_open failed\n", 125);
     }
-    let mut byte = [b'P'];
+    let mut byte = handoff::pidfd();
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,

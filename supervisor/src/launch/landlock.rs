@@ -87,7 +87,7 @@ pub(super) fn allow_own_proc(rule: &ProcRule) {
         )
     };
     if proc < 0 {
-        super::child::die(b"supervise: tenant: cannot open its /proc\n", 126);
+        super::handoff::die(b"supervise: tenant: cannot open its /proc\n", 126);
     }
     let attr = PathBeneathAttr {
         allowed_access: rule.access,
@@ -106,7 +106,7 @@ pub(super) fn allow_own_proc(rule: &ProcRule) {
     // SAFETY: closing the descriptor opened above.
     unsafe { libc::close(proc) };
     if r != 0 {
-        super::child::die(
+        super::handoff::die(
             b"supervise: tenant: landlock rule for its /proc failed\n",
             126,
         );
@@ -190,9 +190,6 @@ fn beneath(path: &Path, access: BitFlags<AccessFs>) -> Result<PathBeneath<PathFd
     Ok(PathBeneath::new(fd, access))
 }
 
-/// The report the tenant sends before it stops: `L`, the ruleset status, no_new_privs.
-pub const REPORT_TAG: u8 = b'L';
-
 /// In the tenant after fork: restricts itself and reports over `report`. No allocation
 /// (the crate's `restrict_self` makes two syscalls and fills a plain struct); a failure
 /// ends the tenant, so it never runs with less confinement than reported.
@@ -206,8 +203,8 @@ pub(super) fn restrict_in_child(plan: &RulesetCreated, report: RawFd) {
             ruleset,
             no_new_privs,
             ..
-        }) => [REPORT_TAG, encode(&ruleset), u8::from(no_new_privs)],
-        Err(()) => [REPORT_TAG, 255, 0],
+        }) => super::handoff::landlock(encode(&ruleset), no_new_privs),
+        Err(()) => super::handoff::landlock(255, false),
     };
     // SAFETY: a 3-byte stack buffer on a socket fd inherited from the stub.
     unsafe {
@@ -219,7 +216,7 @@ pub(super) fn restrict_in_child(plan: &RulesetCreated, report: RawFd) {
         );
     }
     if message[1] == 255 {
-        super::child::die(b"supervise: tenant: landlock_restrict_self failed\n", 126);
+        super::handoff::die(b"supervise: tenant: landlock_restrict_self failed\n", 126);
     }
 }
 

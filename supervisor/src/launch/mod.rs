@@ -4,6 +4,7 @@
 pub mod agent;
 mod child;
 pub mod filter;
+pub mod handoff;
 pub mod landlock;
 
 use std::ffi::{CString, OsString};
@@ -406,11 +407,11 @@ fn receive_pidfd(sock: &OwnedFd) -> Result<Handoff, LaunchError> {
     msg.msg_controllen = std::mem::size_of_val(&control);
     // SAFETY: `msg` describes valid writable buffers.
     let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n == 3 && byte[0] == landlock::REPORT_TAG {
-        return Ok(Handoff::Landlock(byte[1]));
-    }
-    if n <= 0 || byte[0] != b'P' {
-        return Err(LaunchError::EarlyExit);
+    let received = usize::try_from(n).unwrap_or(0);
+    match handoff::decode(&byte[..received]) {
+        Some(handoff::Report::Landlock { status, .. }) => return Ok(Handoff::Landlock(status)),
+        Some(handoff::Report::Pidfd) => {}
+        _ => return Err(LaunchError::EarlyExit),
     }
     // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR/CMSG_DATA stay inside `control`.
     unsafe {

@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use super::events;
 use super::{io, Supervisor};
+use crate::launch::handoff::{self, Report};
 use crate::notify::table::{Inode, SocketKind};
 use crate::sys;
 
@@ -123,8 +124,8 @@ impl Supervisor {
                 libc::MSG_DONTWAIT,
             )
         };
-        if n == 5 && message[0] == b'S' {
-            let status = i32::from_ne_bytes(message[1..5].try_into().expect("4 bytes"));
+        let received = usize::try_from(n).unwrap_or(0);
+        if let Some(Report::Status(status)) = handoff::decode(&message[..received]) {
             self.exit_code = Some(exit_code_of(status));
             tracing::info!(target: "supervise::notify", code = self.exit_code, "tenant exited");
         } else if n <= 0 {
