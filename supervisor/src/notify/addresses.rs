@@ -11,6 +11,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 
+use super::msghdr::{self, read_sockaddr, MsgHeader};
 use super::request::Request;
 use super::{continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict};
 use crate::label::guard::Call;
@@ -63,17 +64,6 @@ pub(super) fn socket_of(
         family,
         stream: kind == libc::SOCK_STREAM,
     })
-}
-
-/// Reads a sockaddr the tenant passed (pointer, length) into our own copy.
-pub(super) fn read_sockaddr(request: &Request, ptr: u64, len: u64) -> Result<SockAddr, i32> {
-    if len as usize > std::mem::size_of::<libc::sockaddr_storage>() {
-        return Err(libc::EINVAL);
-    }
-    let bytes = request
-        .read_memory(ptr, len as usize)
-        .map_err(|e| e.errno())?;
-    SockAddr::from_bytes(&bytes).ok_or(libc::EINVAL)
 }
 
 /// The errno for an address that is not a whole IPv4/IPv6 address: a cut-short inet
@@ -197,7 +187,7 @@ pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict 
 pub(super) fn one_message_sent(request: &Request, verdict: Verdict) -> Verdict {
     match verdict {
         Verdict::Value(n) if request.nr() == libc::SYS_sendmmsg => {
-            let slot = request.arg(1) + super::io::MSGHDR_SIZE;
+            let slot = request.arg(1) + msghdr::MSG_LEN_AT;
             match request.write_value(slot, &(n as u32).to_ne_bytes()) {
                 Ok(()) => Verdict::Value(1),
                 Err(e) => Verdict::Errno(e.errno()),
@@ -267,31 +257,16 @@ impl Datagram {
             };
             (Some(dest), vec![iov])
         } else {
-            let raw = request
-                .read_memory(request.arg(1), super::io::MSGHDR_SIZE as usize)
-                .map_err(|e| e.errno())?;
-            let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8"));
-            if field(40) != 0 {
+            let header = MsgHeader::read(request, request.arg(1))?;
+            if header.has_control() {
                 if !with_control {
                     // IP_PKTINFO & co. could forge the source address; refused outright.
                     tracing::warn!(target: "supervise::label", "control data on a confined tenant's IP send refused");
                     return Err(libc::EOPNOTSUPP);
                 }
-                let len = field(40) as usize;
-                if len > MAX_CONTROL_IN {
-                    return Err(libc::ENOBUFS);
-                }
-                control = request.read_memory(field(32), len).map_err(|e| e.errno())?;
+                control = header.control(request, MAX_CONTROL_IN)?;
             }
-            // The kernel clamps an oversized name length for sendmsg.
-            let name_len =
-                (field(8) & 0xffff_ffff).min(std::mem::size_of::<libc::sockaddr_storage>() as u64);
-            let dest = if field(0) == 0 || name_len == 0 {
-                None
-            } else {
-                Some(read_sockaddr(request, field(0), name_len)?)
-            };
-            (dest, request.read_iovecs(field(16), field(24))?)
+            (header.name(request)?, header.iovecs(request)?)
         };
         let total = iovs
             .iter()

@@ -12,6 +12,7 @@ use std::os::fd::BorrowedFd;
 
 use transforms::Direction;
 
+use super::msghdr::{self, MsgHeader};
 use super::request::{MemError, Request};
 use super::{
     continue_untracked, Park, ParkTarget, Resume, Supervisor, Verdict, OUTBOUND_HIGH_WATER,
@@ -20,7 +21,6 @@ use super::{
 use crate::notify::table::{Inode, Lookup, SocketKind};
 use crate::sys;
 
-pub(super) const MSGHDR_SIZE: u64 = 56;
 const READ_FLAGS: i32 = libc::MSG_DONTWAIT
     | libc::MSG_PEEK
     | libc::MSG_WAITALL
@@ -61,23 +61,6 @@ pub(super) fn lookup_failed(request: &Request, fd: i32, error: &std::io::Error) 
             })
         }
     }
-}
-
-/// The parts of a `struct msghdr` (x86_64 layout) a stream socket uses.
-struct MsgHdr {
-    iovs: Vec<libc::iovec>,
-    control_len: u64,
-}
-
-fn read_msghdr(request: &Request, addr: u64) -> Result<MsgHdr, i32> {
-    let raw = request
-        .read_memory(addr, MSGHDR_SIZE as usize)
-        .map_err(|e| e.errno())?;
-    let field = |off: usize| u64::from_ne_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
-    Ok(MsgHdr {
-        iovs: request.read_iovecs(field(16), field(24))?,
-        control_len: field(40),
-    })
 }
 
 /// Where a read's bytes go and what else the call reports back.
@@ -124,7 +107,7 @@ fn parse_read(request: &Request) -> Result<ReadCall, i32> {
                 return Err(libc::EINVAL);
             }
             let hdr = request.arg(1);
-            call.iovs = read_msghdr(request, hdr)?.iovs;
+            call.iovs = MsgHeader::read(request, hdr)?.iovecs(request)?;
             call.flags = request.arg(if request.nr() == libc::SYS_recvmsg {
                 2
             } else {
@@ -266,15 +249,19 @@ fn note_descriptor_passing(sv: &mut Supervisor, request: &Request) {
     }
     // recvmsg: one msghdr; recvmmsg: vlen mmsghdrs (a msghdr and its length, 64 bytes).
     let (count, stride) = if request.nr() == libc::SYS_recvmmsg {
-        ((request.arg(2) as usize).min(super::request::MAX_IOV), 64)
+        (
+            (request.arg(2) as usize).min(super::request::MAX_IOV),
+            msghdr::MMSG_STRIDE,
+        )
     } else {
-        (1, MSGHDR_SIZE as usize)
+        (1, msghdr::SIZE as usize)
     };
+    let at = msghdr::CONTROLLEN_AT as usize;
     let room_for_control = request
         .read_memory(request.arg(1), count * stride)
         .map(|raw| {
             raw.chunks(stride)
-                .any(|hdr| hdr.len() >= 48 && hdr[40..48] != [0u8; 8])
+                .any(|hdr| hdr.len() >= at + 8 && hdr[at..at + 8] != [0u8; 8])
         })
         .unwrap_or(true);
     if room_for_control {
@@ -289,11 +276,11 @@ fn report_read(request: &Request, call: &ReadCall, n: usize) -> Result<(), MemEr
         request.write_value(addrlen, &0u32.to_ne_bytes())?;
     }
     if let Some(hdr) = call.msghdr {
-        request.write_value(hdr + 8, &0u32.to_ne_bytes())?; // msg_namelen
-        request.write_value(hdr + 40, &0u64.to_ne_bytes())?; // msg_controllen
-        request.write_value(hdr + 48, &0i32.to_ne_bytes())?; // msg_flags
+        request.write_value(hdr + msghdr::NAMELEN_AT, &0u32.to_ne_bytes())?;
+        request.write_value(hdr + msghdr::CONTROLLEN_AT, &0u64.to_ne_bytes())?;
+        request.write_value(hdr + msghdr::FLAGS_AT, &0i32.to_ne_bytes())?;
         if call.mmsg {
-            request.write_value(hdr + MSGHDR_SIZE, &(n as u32).to_ne_bytes())?;
+            request.write_value(hdr + msghdr::MSG_LEN_AT, &(n as u32).to_ne_bytes())?;
         }
     }
     Ok(())
@@ -347,14 +334,14 @@ fn parse_write(request: &Request) -> Result<WriteCall, i32> {
                 return Err(libc::EINVAL);
             }
             let hdr = request.arg(1);
-            let msg = read_msghdr(request, hdr)?;
-            if msg.control_len != 0 {
+            let msg = MsgHeader::read(request, hdr)?;
+            if msg.has_control() {
                 tracing::warn!(target: "supervise::io", "ancillary data on a tracked stream is not supported");
                 return Err(libc::EOPNOTSUPP);
             }
             let mmsg = request.nr() == libc::SYS_sendmmsg;
             WriteCall {
-                iovs: msg.iovs,
+                iovs: msg.iovecs(request)?,
                 flags: request.arg(if mmsg { 3 } else { 2 }) as i32,
                 mmsg_hdr: mmsg.then_some(hdr),
             }
@@ -429,7 +416,8 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         tracing::info!(target: "supervise::io", inode, "session closed by policy after a tenant write");
     }
     if let Some(hdr) = call.mmsg_hdr {
-        if let Err(e) = request.write_value(hdr + MSGHDR_SIZE, &(taken as u32).to_ne_bytes()) {
+        if let Err(e) = request.write_value(hdr + msghdr::MSG_LEN_AT, &(taken as u32).to_ne_bytes())
+        {
             return mem_error(e);
         }
     }

@@ -18,6 +18,7 @@ mod fds;
 mod forks;
 mod io;
 mod lifecycle;
+mod msghdr;
 mod request;
 mod route;
 mod sockets;
