@@ -23,7 +23,7 @@
 #
 # Environment: SUPERVISE (binary, default target/release/supervise),
 # SUPERVISE_LOG (supervisor log filter, default: info, and debug for the per-connection
-# events of supervise::sockets and supervise::notify).
+# events of supervise::connection and supervise::supervisor).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -57,7 +57,7 @@ init_cluster "$WORK"
 LOG=$WORK/supervise.log
 say "supervise run --profile profiles/pg-demo.toml -- postgres -D $WORK/data -k $WORK -c listen_addresses=127.0.0.1 -p $PORT"
 cd "$WORK"
-SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::sockets=debug,supervise::notify=debug} "$SUPERVISE" run --profile "$PROFILE" -- \
+SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::connection=debug,supervise::supervisor=debug} "$SUPERVISE" run --profile "$PROFILE" -- \
     "$PG_BIN/postgres" -D "$WORK/data" -k "$WORK" -c listen_addresses=127.0.0.1 -p "$PORT" \
     </dev/null 2>"$LOG" &
 SUP_PID=$!

@@ -199,7 +199,7 @@ echo "kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/lo
 
 say "supervise run --profile $PROFILE -- postgres -D $WORK/data -k $WORK -c listen_addresses=127.0.0.1 -p $PORT"
 cd "$WORK"
-SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::notify=debug} "$SUPERVISE" run --profile "$PROFILE" -- \
+SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::connection=debug,supervise::supervisor=debug} "$SUPERVISE" run --profile "$PROFILE" -- \
     "$PG_BIN/postgres" -D "$WORK/data" -k "$WORK" -c listen_addresses=127.0.0.1 -p "$PORT" \
     </dev/null >"$WORK/supervise.out" 2>"$LOG" &
 SUP_PID=$!

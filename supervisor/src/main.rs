@@ -1,7 +1,9 @@
 //! `supervise`: runs tenants under a seccomp filter whose interesting syscalls the
 //! supervisor services itself. See the README and DESIGN for the architecture.
 
+use crate::diag::Kind;
 mod cli;
+mod diag;
 mod label;
 mod launch;
 mod limits;
@@ -144,7 +146,7 @@ fn run(
             }
         },
         None => {
-            tracing::warn!(target: "supervise", tenant = %profile.tenant, "tenant is not confined (tenant.confine = false): no label, no Landlock, no address checks");
+            tracing::warn!(target: Kind::Supervisor.target(), tenant = %profile.tenant, "tenant is not confined (tenant.confine = false): no label, no Landlock, no address checks");
             (None, None)
         }
     };
@@ -169,7 +171,7 @@ fn run(
         .map(|(entry, confinement)| launch::ConfinedLaunch { entry, confinement });
     for arg in options.env.iter().filter(|a| a.value.is_none()) {
         if std::env::var_os(&arg.name).is_none() {
-            tracing::warn!(target: "supervise", name = %arg.name.to_string_lossy(), "--env: not set in the supervisor's environment; not passed to the tenant");
+            tracing::warn!(target: Kind::Supervisor.target(), name = %arg.name.to_string_lossy(), "--env: not set in the supervisor's environment; not passed to the tenant");
         }
     }
     let prepared =
@@ -200,28 +202,28 @@ fn run(
     };
     if let Some(limits) = &mut limits {
         if let Err(error) = limits.watch() {
-            tracing::warn!(target: "supervise::limits", %error, "cannot start the limits thread; limit hits are logged when the tenant ends");
+            tracing::warn!(target: Kind::Limits.target(), %error, "cannot start the limits thread; limit hits are logged when the tenant ends");
         }
     }
-    tracing::info!(target: "supervise", tenant = %profile.tenant, pid = launched.tenant_pid, profile = %profile.source, streams = profile.streams.len(), "tenant started under seccomp user notification");
+    tracing::info!(target: Kind::Supervisor.target(), tenant = %profile.tenant, pid = launched.tenant_pid, profile = %profile.source, streams = profile.streams.len(), "tenant started under seccomp user notification");
     let mut relabeler = None;
     let mut guard = None;
     if let (Some(entry), Some(confinement)) = (entry, profile.confinement.as_ref()) {
         let landlock = launched.landlock.map(|l| l.to_string()).unwrap_or_default();
         let rules = prepared.landlock_summary.as_deref().unwrap_or_default();
         if launched.landlock == Some(launch::landlock::Enforcement::Full) {
-            tracing::info!(target: "supervise::landlock", tenant = %entry.name, "landlock {landlock}: {rules}");
+            tracing::info!(target: Kind::Landlock.target(), tenant = %entry.name, "landlock {landlock}: {rules}");
         } else {
-            tracing::warn!(target: "supervise::landlock", tenant = %entry.name, "landlock {landlock}: {rules}");
+            tracing::warn!(target: Kind::Landlock.target(), tenant = %entry.name, "landlock {landlock}: {rules}");
         }
-        tracing::info!(target: "supervise::label", tenant = %entry.name, uid = entry.uid, label = %entry.label, home = %entry.home.display(), range = %entry.address, "labels enforced on connect, bind, sendto and accept");
+        tracing::info!(target: Kind::Label.target(), tenant = %entry.name, uid = entry.uid, label = %entry.label, home = %entry.home.display(), range = %entry.address, "labels enforced on connect, bind, sendto and accept");
         let cap = profile::limits::DEFAULT_HOME_WATCHES;
         let watches = profile.limits.map_or(cap, |l| l.home_watches);
         let home = entry.home.clone();
         relabeler = match label::watch::spawn(home, entry.label.to_string(), watches) {
             Ok(r) => Some(r),
             Err(error) => {
-                tracing::warn!(target: "supervise::label", %error, "cannot watch the home; new files are labeled at the next start only");
+                tracing::warn!(target: Kind::Label.target(), %error, "cannot watch the home; new files are labeled at the next start only");
                 None
             }
         };
@@ -241,7 +243,7 @@ fn run(
     };
     let code = supervisor.run(options.notify_threads);
     if let Some(relabeler) = relabeler {
-        tracing::info!(target: "supervise::label", files = relabeler.relabeled(), "home watcher stopped");
+        tracing::info!(target: Kind::Label.target(), files = relabeler.relabeled(), "home watcher stopped");
         relabeler.stop();
     }
     // Last limit hits logged, cgroup removed once the tenant's processes are gone, home

@@ -2,6 +2,7 @@
 //! account for its uid (PostgreSQL and many others refuse a uid without a passwd
 //! entry), and its labeled home. Each step's error names what it was doing.
 
+use crate::diag::Kind;
 use std::ffi::{CString, OsString};
 use std::path::Path;
 use std::process::Command;
@@ -116,7 +117,7 @@ pub fn ensure_account(entry: &Entry) -> Result<String, SetupError> {
         .args(["--comment", &format!("supervise tenant {}", entry.name)])
         .arg(&account))
     .map_err(|m| fail(format!("useradd: {m}")))?;
-    tracing::info!(target: "supervise::setup", tenant = %entry.name, account, uid = entry.uid, "created account for the tenant's uid");
+    tracing::info!(target: Kind::Tenant.target(), tenant = %entry.name, account, uid = entry.uid, "created account for the tenant's uid");
     Ok(account)
 }
 
@@ -152,7 +153,7 @@ pub fn prepare_home(entry: &Entry) -> Result<(), SetupError> {
             });
         }
     }
-    tracing::info!(target: "supervise::setup", tenant = %entry.name, home = %entry.home.display(), %label, counts = ?count, "home labeled");
+    tracing::info!(target: Kind::Tenant.target(), tenant = %entry.name, home = %entry.home.display(), %label, counts = ?count, "home labeled");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! tenants spread over the cores. What they share is the registry, which is what the
 //! labels need (each supervisor re-reads it when it changes).
 
+use crate::diag::Kind;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ pub fn run(dir: &Path, state_dir: &Path, notify_threads: u8) -> i32 {
             Ok(mut child) => {
                 prefix_lines(&profile.tenant, child.stdout.take(), false);
                 prefix_lines(&profile.tenant, child.stderr.take(), true);
-                tracing::info!(target: "supervise::up", tenant = %profile.tenant, profile = %path.display(), pid = child.id(), "started");
+                tracing::info!(target: Kind::Supervisor.target(), tenant = %profile.tenant, profile = %path.display(), pid = child.id(), "started");
                 children.push((profile.tenant.clone(), child));
             }
             Err(e) => {
@@ -177,7 +178,7 @@ fn wait_all(mut children: Vec<(String, Child)>, set: &libc::sigset_t) -> i32 {
         // SAFETY: `set` and `timeout` are initialised; no siginfo wanted.
         let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
         if sig > 0 {
-            tracing::info!(target: "supervise::up", signal = sig, "stopping every tenant");
+            tracing::info!(target: Kind::Supervisor.target(), signal = sig, "stopping every tenant");
             stop_signal = Some(sig);
             stop_all(&mut children, sig);
         }
@@ -188,7 +189,7 @@ fn wait_all(mut children: Vec<(String, Child)>, set: &libc::sigset_t) -> i32 {
                 if !clean && worst == 0 {
                     worst = code;
                 }
-                tracing::info!(target: "supervise::up", tenant = %tenant, code, "tenant's supervisor exited");
+                tracing::info!(target: Kind::Supervisor.target(), tenant = %tenant, code, "tenant's supervisor exited");
                 false
             }
             Ok(None) => true,

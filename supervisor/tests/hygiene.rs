@@ -416,7 +416,7 @@ fn remote_port_postgres_stream_applies_the_rules_to_a_client_tenant() {
     assert!(out.stderr.contains("ERROR:  42501:"), "{out:?}");
     assert_eq!(out.stdout, "still here\n", "{out:?}");
     assert!(
-        out.stderr.contains("supervise::stream") || out.stderr.contains("connection closed"),
+        out.stderr.contains("supervise::connection") || out.stderr.contains("connection closed"),
         "the connection was tracked: {}",
         out.stderr
     );

@@ -2,6 +2,7 @@
 //! profile's network rules, and the registry's other tenants, re-read when the registry
 //! file changes (another supervisor on the node registered a tenant).
 
+use crate::diag::Kind;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -128,7 +129,7 @@ impl Guard {
                 self.stamp = stamp;
             }
             Err(error) => {
-                tracing::warn!(target: "supervise::label", %error, "registry unreadable; keeping the previous view of other tenants")
+                tracing::warn!(target: Kind::Label.target(), %error, "registry unreadable; keeping the previous view of other tenants")
             }
         }
     }
@@ -157,7 +158,7 @@ impl Guard {
         if let Err(denial) = &decision {
             if let Some(held_back) = self.log_budget.take(Instant::now()) {
                 tracing::warn!(
-                    target: "supervise::label",
+                    target: Kind::Label.target(),
                     tenant = %self.own.name,
                     label = %self.own.label,
                     call = call.name(),

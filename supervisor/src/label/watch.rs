@@ -38,6 +38,7 @@
 //! once. At most [`MAX_UNWATCHED`] subtree tops are remembered; past that the next
 //! rescan walks the whole home (which records them again), so memory stays bounded too.
 
+use crate::diag::Kind;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
@@ -124,11 +125,11 @@ impl Relabeler {
         if n != 8 {
             // Joining a thread we could not wake would hang; leave it to process exit.
             let error = io::Error::last_os_error();
-            tracing::warn!(target: "supervise::label", %error, "cannot wake the relabel thread");
+            tracing::warn!(target: Kind::Label.target(), %error, "cannot wake the relabel thread");
             return;
         }
         if thread.join().is_err() {
-            tracing::warn!(target: "supervise::label", "the relabel thread panicked");
+            tracing::warn!(target: Kind::Label.target(), "the relabel thread panicked");
         }
     }
 }
@@ -239,7 +240,7 @@ impl Watcher {
                 if error.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                tracing::warn!(target: "supervise::label", root = %self.root.display(), %error, "poll failed, relabeling stopped");
+                tracing::warn!(target: Kind::Label.target(), root = %self.root.display(), %error, "poll failed, relabeling stopped");
                 return;
             }
             if fds[1].revents != 0 {
@@ -266,7 +267,7 @@ impl Watcher {
                     io::ErrorKind::WouldBlock => return true,
                     io::ErrorKind::Interrupted => continue,
                     _ => {
-                        tracing::warn!(target: "supervise::label", root = %self.root.display(), %error, "reading inotify failed, relabeling stopped");
+                        tracing::warn!(target: Kind::Label.target(), root = %self.root.display(), %error, "reading inotify failed, relabeling stopped");
                         return false;
                     }
                 }
@@ -281,7 +282,7 @@ impl Watcher {
 
     fn handle(&mut self, event: &libc::inotify_event, name: &OsStr) {
         if event.mask & libc::IN_Q_OVERFLOW != 0 {
-            tracing::warn!(target: "supervise::label", root = %self.root.display(), "inotify queue overflowed, relabeling the whole tree");
+            tracing::warn!(target: Kind::Label.target(), root = %self.root.display(), "inotify queue overflowed, relabeling the whole tree");
             if let Err(error) = self.rescan(false) {
                 gone_or_warn(&self.root, &error, "relabeling after an overflow");
             }
@@ -475,11 +476,11 @@ impl Watcher {
         match why {
             Unwatched::Cap if !self.logged.0 => {
                 self.logged.0 = true;
-                tracing::warn!(target: "supervise::label", home = %root, watches = cap, "home watch cap reached: {cap} directories are watched (limits.home_watches); directories past the cap are labeled by rescans every {every} s or more instead of as files appear");
+                tracing::warn!(target: Kind::Label.target(), home = %root, watches = cap, "home watch cap reached: {cap} directories are watched (limits.home_watches); directories past the cap are labeled by rescans every {every} s or more instead of as files appear");
             }
             Unwatched::Kernel if !self.logged.1 => {
                 self.logged.1 = true;
-                tracing::warn!(target: "supervise::label", home = %root, watches = self.dirs.len(), "the kernel refused an inotify watch (ENOSPC: fs.inotify.max_user_watches, shared by every root process, is reached); directories past it are labeled by rescans every {every} s or more");
+                tracing::warn!(target: Kind::Label.target(), home = %root, watches = self.dirs.len(), "the kernel refused an inotify watch (ENOSPC: fs.inotify.max_user_watches, shared by every root process, is reached); directories past it are labeled by rescans every {every} s or more");
             }
             _ => {}
         }
@@ -513,7 +514,7 @@ fn gone_or_warn(path: &Path, error: &io::Error, what: &str) {
         Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
     ) || error.kind() == io::ErrorKind::NotFound;
     if gone {
-        tracing::debug!(target: "supervise::label", path = %path.display(), %error, "{what}: gone");
+        tracing::debug!(target: Kind::Label.target(), path = %path.display(), %error, "{what}: gone");
     } else if error.kind() != io::ErrorKind::Interrupted {
         warn(path, error, what);
     }
@@ -527,7 +528,7 @@ fn warn(path: &Path, error: &io::Error, what: &str) {
         chain.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    tracing::warn!(target: "supervise::label", path = %path.display(), error = %chain, "{what}");
+    tracing::warn!(target: Kind::Label.target(), path = %path.display(), error = %chain, "{what}");
 }
 
 #[cfg(test)]

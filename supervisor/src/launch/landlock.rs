@@ -14,6 +14,7 @@
 //! connect the kernel would run for the tenant itself: none should (no such call is
 //! CONTINUEd for a confined tenant), so it is the second wall, not the first.
 
+use crate::diag::Kind;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -149,7 +150,7 @@ pub fn build(
             continue;
         }
         if !explicit && !path.exists() && path != program {
-            tracing::debug!(target: "supervise::landlock", path = %path.display(), "default read-only path absent on this host");
+            tracing::debug!(target: Kind::Landlock.target(), path = %path.display(), "default read-only path absent on this host");
             continue;
         }
         created = created.add_rule(beneath(path, AccessFs::from_read(abi))?)?;

@@ -1,6 +1,7 @@
 //! Starting a tenant: validate and prepare everything in the parent, then one linear
 //! fork sequence (see [`launch`]).
 
+use crate::diag::Kind;
 pub mod agent;
 mod child;
 pub mod filter;
@@ -351,7 +352,7 @@ fn enable_sync_wakeup(listener: &OwnedFd) {
         )
     };
     if rc != 0 {
-        tracing::warn!(target: "supervise::launch", error = %io::Error::last_os_error(), "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable; continuing without it");
+        tracing::warn!(target: Kind::Supervisor.target(), error = %io::Error::last_os_error(), "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable; continuing without it");
     }
 }
 

@@ -23,6 +23,7 @@
 //! part of `memory_stat()` (a dozen files per call) on v1 and not at all on v2
 //! (`memory.events`).
 
+use crate::diag::Kind;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -143,7 +144,7 @@ impl TenantCgroup {
             };
             found.drain()?;
             found.delete("removing the stale cgroup of an earlier run")?;
-            tracing::info!(target: "supervise::limits", tenant = %tenant, cgroup = %path, "removed a stale cgroup left by an earlier run");
+            tracing::info!(target: Kind::Limits.target(), tenant = %tenant, cgroup = %path, "removed a stale cgroup left by an earlier run");
         }
         let (hier, _) = hierarchy()?;
         let cgroup = match version {
@@ -337,7 +338,7 @@ impl TenantCgroup {
         let forks_refused = self.pids().map_or(0, |p| match p.get_pid_events() {
             Ok(n) => n,
             Err(error) => {
-                tracing::debug!(target: "supervise::limits", cgroup = %self.path, %error, "cannot read pids.events");
+                tracing::debug!(target: Kind::Limits.target(), cgroup = %self.path, %error, "cannot read pids.events");
                 0
             }
         });
@@ -430,7 +431,7 @@ fn read_key(file: &Path, key: &str) -> u64 {
     match std::fs::read_to_string(file) {
         Ok(text) => parse_key(&text, key).unwrap_or(0),
         Err(error) => {
-            tracing::debug!(target: "supervise::limits", file = %file.display(), %error, "cannot read");
+            tracing::debug!(target: Kind::Limits.target(), file = %file.display(), %error, "cannot read");
             0
         }
     }

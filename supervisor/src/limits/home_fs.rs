@@ -27,6 +27,7 @@
 //! the home is labeled, and unmounted when the run ends. A mount left by a crashed run
 //! is recognised by its loop device's backing file and reused.
 
+use crate::diag::Kind;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
@@ -181,7 +182,7 @@ impl HomeFs {
         };
         if let Some(source) = mounted_on(home) {
             if fs.is_our_loop(&source) {
-                tracing::info!(target: "supervise::limits", tenant = %tenant, home = %home.display(), image = %fs.image.display(), "reusing the home image an earlier run left mounted");
+                tracing::info!(target: Kind::Limits.target(), tenant = %tenant, home = %home.display(), image = %fs.image.display(), "reusing the home image an earlier run left mounted");
                 fs.mounted = true;
                 fs.reserve()?;
                 return Ok(fs);
@@ -220,7 +221,7 @@ impl HomeFs {
             " (the kernel needs loop devices, /dev/loop-control, and ext4)",
         )?;
         fs.mounted = true;
-        tracing::info!(target: "supervise::limits", tenant = %tenant, home = %home.display(), image = %fs.image.display(), size = %human(size), "home mounted on its own ext4 image (limits.home_size)");
+        tracing::info!(target: Kind::Limits.target(), tenant = %tenant, home = %home.display(), image = %fs.image.display(), size = %human(size), "home mounted on its own ext4 image (limits.home_size)");
         Ok(fs)
     }
 
@@ -255,10 +256,10 @@ impl HomeFs {
         }
         match run("umount", "util-linux", &[self.home.as_os_str()], "") {
             Ok(()) => {
-                tracing::info!(target: "supervise::limits", tenant = %self.tenant, home = %self.home.display(), "home image unmounted")
+                tracing::info!(target: Kind::Limits.target(), tenant = %self.tenant, home = %self.home.display(), "home image unmounted")
             }
             Err(error) => {
-                tracing::warn!(target: "supervise::limits", tenant = %self.tenant, home = %self.home.display(), %error, "home image left mounted; the next start reuses it")
+                tracing::warn!(target: Kind::Limits.target(), tenant = %self.tenant, home = %self.home.display(), %error, "home image left mounted; the next start reuses it")
             }
         }
     }
@@ -320,7 +321,7 @@ impl HomeFs {
                 .inspect_err(|_| {
                     let _ = fs::remove_file(&self.image);
                 })?;
-                tracing::info!(target: "supervise::limits", tenant = %self.tenant, image = %self.image.display(), size = %human(self.size), "created the home image");
+                tracing::info!(target: Kind::Limits.target(), tenant = %self.tenant, image = %self.image.display(), size = %human(self.size), "created the home image");
             }
             Some(len) if len < self.size => {
                 self.reserve()?;
@@ -332,7 +333,7 @@ impl HomeFs {
                     "",
                 )?;
                 run("resize2fs", "e2fsprogs", &[image], "")?;
-                tracing::info!(target: "supervise::limits", tenant = %self.tenant, image = %self.image.display(), from = %human(len), to = %human(self.size), "grew the home image");
+                tracing::info!(target: Kind::Limits.target(), tenant = %self.tenant, image = %self.image.display(), from = %human(len), to = %human(self.size), "grew the home image");
             }
             Some(len) if len > self.size => {
                 return Err(HomeFsError::Shrink {

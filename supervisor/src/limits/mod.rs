@@ -32,6 +32,7 @@
 //! Each counter belongs to the tenant's own cgroup or filesystem: one tenant at its
 //! limit never touches another's.
 
+use crate::diag::Kind;
 pub mod cgroup;
 pub mod home_fs;
 
@@ -81,9 +82,9 @@ impl Enforcement {
                 return Err(e.into());
             }
         };
-        tracing::info!(target: "supervise::limits", tenant = %tenant, cgroup = %cgroup.path(), version = %cgroup.version(), %limits, "limits set");
+        tracing::info!(target: Kind::Limits.target(), tenant = %tenant, cgroup = %cgroup.path(), version = %cgroup.version(), %limits, "limits set");
         if home.is_none() {
-            tracing::warn!(target: "supervise::limits", tenant = %tenant, "the home shares its filesystem with the host and other tenants: this tenant can fill it (set limits.home_size to give it its own)");
+            tracing::warn!(target: Kind::Limits.target(), tenant = %tenant, "the home shares its filesystem with the host and other tenants: this tenant can fill it (set limits.home_size to give it its own)");
         }
         let probe = Probe {
             tenant: tenant.to_owned(),
@@ -124,21 +125,21 @@ impl Enforcement {
         if let Some((stop, handle)) = self.monitor.take() {
             drop(stop);
             if handle.join().is_err() {
-                tracing::error!(target: "supervise::limits", "the limits thread panicked");
+                tracing::error!(target: Kind::Limits.target(), "the limits thread panicked");
             }
         }
         let mut probe = lock(&self.probe);
         // Hits of the last moments (an OOM kill that ended the tenant) are logged too.
         probe.poll();
         if let Err(error) = probe.origin.restore() {
-            tracing::warn!(target: "supervise::limits", tenant = %probe.tenant, %error, "cannot move the supervisor back to its own cgroup");
+            tracing::warn!(target: Kind::Limits.target(), tenant = %probe.tenant, %error, "cannot move the supervisor back to its own cgroup");
         }
         match probe.cgroup.remove() {
             Ok(()) => {
-                tracing::debug!(target: "supervise::limits", tenant = %probe.tenant, cgroup = %probe.cgroup.path(), "cgroup removed")
+                tracing::debug!(target: Kind::Limits.target(), tenant = %probe.tenant, cgroup = %probe.cgroup.path(), "cgroup removed")
             }
             Err(error) => {
-                tracing::warn!(target: "supervise::limits", tenant = %probe.tenant, %error, "cgroup left in place; the next start removes it")
+                tracing::warn!(target: Kind::Limits.target(), tenant = %probe.tenant, %error, "cgroup left in place; the next start removes it")
             }
         }
         if let Some(home) = probe.home.take() {
@@ -181,7 +182,7 @@ impl Probe {
         if now.oom_kills > self.seen.oom_kills {
             let killed = now.oom_kills - self.seen.oom_kills;
             let limit = self.limits.memory.map_or_else(|| "max".into(), human);
-            tracing::warn!(target: "supervise::limits", tenant = %tenant, killed, total = now.oom_kills, limit = %limit, cgroup = %self.cgroup.path(), "memory limit hit: the kernel OOM-killed {killed} process(es) of the tenant (limits.memory = {limit}); the kernel log names them");
+            tracing::warn!(target: Kind::Limits.target(), tenant = %tenant, killed, total = now.oom_kills, limit = %limit, cgroup = %self.cgroup.path(), "memory limit hit: the kernel OOM-killed {killed} process(es) of the tenant (limits.memory = {limit}); the kernel log names them");
         }
         if now.forks_refused > self.seen.forks_refused {
             let refused = now.forks_refused - self.seen.forks_refused;
@@ -189,7 +190,7 @@ impl Probe {
                 .limits
                 .pids
                 .map_or_else(|| "max".into(), |p| p.to_string());
-            tracing::warn!(target: "supervise::limits", tenant = %tenant, refused, total = now.forks_refused, limit = %limit, cgroup = %self.cgroup.path(), "pids limit hit: {refused} fork/clone refused with EAGAIN (limits.pids = {limit})");
+            tracing::warn!(target: Kind::Limits.target(), tenant = %tenant, refused, total = now.forks_refused, limit = %limit, cgroup = %self.cgroup.path(), "pids limit hit: {refused} fork/clone refused with EAGAIN (limits.pids = {limit})");
         }
         self.seen = now;
         let Some(usage) = self.home.as_ref().and_then(HomeFs::usage) else {
@@ -199,10 +200,10 @@ impl Probe {
         if !self.home_full && usage.is_full() {
             self.home_full = true;
             let size = self.limits.home_size.map_or_else(String::new, human);
-            tracing::warn!(target: "supervise::limits", tenant = %tenant, home = home.unwrap_or_default(), available = usage.available, inodes_available = usage.inodes_available, "home full: {} left of {size} (limits.home_size); the tenant's writes fail with ENOSPC", human(usage.available));
+            tracing::warn!(target: Kind::Limits.target(), tenant = %tenant, home = home.unwrap_or_default(), available = usage.available, inodes_available = usage.inodes_available, "home full: {} left of {size} (limits.home_size); the tenant's writes fail with ENOSPC", human(usage.available));
         } else if self.home_full && usage.has_room() {
             self.home_full = false;
-            tracing::info!(target: "supervise::limits", tenant = %tenant, home = home.unwrap_or_default(), available = usage.available, "home has room again");
+            tracing::info!(target: Kind::Limits.target(), tenant = %tenant, home = home.unwrap_or_default(), available = usage.available, "home has room again");
         }
     }
 }

@@ -8,6 +8,7 @@
 //! (EBADF, ENOTSOCK) instead of continued: between a CONTINUE and the kernel running
 //! the call, a second thread could put a fresh inet socket at that number.
 
+use crate::diag::Kind;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -150,7 +151,7 @@ pub(super) fn send_untracked(sv: &mut Supervisor, request: &Request) -> Verdict 
     let flags = request.arg(if nr == libc::SYS_sendmsg { 2 } else { 3 }) as i32;
     let copy = match socket_of(sv, request, request.fd_arg(0)) {
         Ok(Socket::Inet { stream: true, .. }) if flags & libc::MSG_FASTOPEN != 0 => {
-            tracing::warn!(target: "supervise::label", "TCP Fast Open refused for a confined tenant: its implicit connect would skip the label check");
+            tracing::warn!(target: Kind::Label.target(), "TCP Fast Open refused for a confined tenant: its implicit connect would skip the label check");
             return Verdict::Errno(libc::EOPNOTSUPP);
         }
         Ok(Socket::Inet {
@@ -261,7 +262,7 @@ impl Datagram {
             if header.has_control() {
                 if !with_control {
                     // IP_PKTINFO & co. could forge the source address; refused outright.
-                    tracing::warn!(target: "supervise::label", "control data on a confined tenant's IP send refused");
+                    tracing::warn!(target: Kind::Label.target(), "control data on a confined tenant's IP send refused");
                     return Err(libc::EOPNOTSUPP);
                 }
                 control = header.control(request, MAX_CONTROL_IN)?;

@@ -9,6 +9,7 @@
 //! a signal or a timeout does not end the wait: only the agent's answer does (a fatal
 //! signal still kills the tenant thread).
 
+use crate::diag::Kind;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -56,7 +57,7 @@ impl Agent {
 /// Why a request could not go to the agent: the tenant sees EIO (its agent is gone or
 /// not keeping up), and it is logged.
 fn unavailable(error: &io::Error) -> Verdict {
-    tracing::warn!(target: "supervise::label", %error, "the tenant's agent cannot take a unix-socket call (killed or stopped by the tenant?): EIO");
+    tracing::warn!(target: Kind::Label.target(), %error, "the tenant's agent cannot take a unix-socket call (killed or stopped by the tenant?): EIO");
     Verdict::Errno(libc::EIO)
 }
 

@@ -8,6 +8,7 @@
 //! follows sees the table as it will be; the tenant's own call then closes (or
 //! overwrites) the placeholder, and returns what it would have.
 
+use crate::diag::Kind;
 use std::os::fd::AsFd;
 
 use super::request::Request;
@@ -22,7 +23,7 @@ fn drop_slot(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t, fd: i32,
         return;
     }
     if let Err(error) = request.install_fd_at(sv.placeholder.as_fd(), fd, cloexec) {
-        tracing::debug!(target: "supervise::fds", fd, %error, "placeholder swap failed (tenant gone?)");
+        tracing::debug!(target: Kind::Registry.target(), fd, %error, "placeholder swap failed (tenant gone?)");
     }
     sv.table.forget(files, fd);
 }

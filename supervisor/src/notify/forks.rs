@@ -7,6 +7,7 @@
 
 use super::request::Request;
 use super::{continue_untracked, Supervisor, Verdict};
+use crate::diag::Kind;
 
 /// clone / fork / vfork.
 pub(super) fn create(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) -> Verdict {
@@ -15,7 +16,7 @@ pub(super) fn create(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) 
     } else {
         0
     };
-    tracing::debug!(target: "supervise::notify", tid = request.tid(), flags, "process creation");
+    tracing::debug!(target: Kind::Supervisor.target(), tid = request.tid(), flags, "process creation");
     if flags & libc::CLONE_THREAD as u64 == 0 {
         let shares_files = flags & libc::CLONE_FILES as u64 != 0;
         sv.table.fork_started(request.tid(), tgid, shares_files);

@@ -8,6 +8,7 @@
 //! complete a message it is transformed and sent (n:1) — before the call returns, for a
 //! blocking socket.
 
+use crate::diag::Kind;
 use std::os::fd::BorrowedFd;
 
 use transforms::Direction;
@@ -53,7 +54,7 @@ pub(super) fn lookup_failed(request: &Request, fd: i32, error: &std::io::Error) 
         Some(libc::EBADF) => continue_untracked(),
         errno => {
             let syscall = crate::launch::filter::notified_name(request.nr() as i32);
-            tracing::error!(target: "supervise::io", tid = request.tid(), syscall, fd, %error, "cannot tell whether the descriptor is tracked; the call fails");
+            tracing::error!(target: Kind::Connection.target(), tid = request.tid(), syscall, fd, %error, "cannot tell whether the descriptor is tracked; the call fails");
             Verdict::Errno(match errno {
                 Some(libc::EMFILE | libc::ENFILE) => libc::ENOMEM,
                 Some(e) => e,
@@ -119,7 +120,7 @@ fn parse_read(request: &Request) -> Result<ReadCall, i32> {
         _ => return Err(libc::ENOSYS),
     }
     if call.flags & !READ_FLAGS != 0 {
-        tracing::warn!(target: "supervise::io", flags = call.flags, "receive flags not supported on a tracked stream");
+        tracing::warn!(target: Kind::Connection.target(), flags = call.flags, "receive flags not supported on a tracked stream");
         return Err(libc::EOPNOTSUPP);
     }
     Ok(call)
@@ -336,7 +337,7 @@ fn parse_write(request: &Request) -> Result<WriteCall, i32> {
             let hdr = request.arg(1);
             let msg = MsgHeader::read(request, hdr)?;
             if msg.has_control() {
-                tracing::warn!(target: "supervise::io", "ancillary data on a tracked stream is not supported");
+                tracing::warn!(target: Kind::Connection.target(), "ancillary data on a tracked stream is not supported");
                 return Err(libc::EOPNOTSUPP);
             }
             let mmsg = request.nr() == libc::SYS_sendmmsg;
@@ -349,7 +350,7 @@ fn parse_write(request: &Request) -> Result<WriteCall, i32> {
         _ => return Err(libc::ENOSYS),
     };
     if call.flags & !WRITE_FLAGS != 0 {
-        tracing::warn!(target: "supervise::io", flags = call.flags, "send flags not supported on a tracked stream");
+        tracing::warn!(target: Kind::Connection.target(), flags = call.flags, "send flags not supported on a tracked stream");
         return Err(libc::EOPNOTSUPP);
     }
     Ok(call)
@@ -413,7 +414,7 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     let (stream, _) = sv.table.stream(inode).expect("stream present");
     let effects = stream.push(Direction::Outbound, &sv.scratch[..taken]);
     if effects.close || over_budget(sv, inode, Direction::Outbound) {
-        tracing::info!(target: "supervise::io", inode, "session closed by policy after a tenant write");
+        tracing::info!(target: Kind::Connection.target(), inode, "session closed by policy after a tenant write");
     }
     if let Some(hdr) = call.mmsg_hdr {
         if let Err(e) = request.write_value(hdr + msghdr::MSG_LEN_AT, &(taken as u32).to_ne_bytes())
@@ -518,7 +519,7 @@ fn send_all_nonblocking(copy: BorrowedFd<'_>, half: &mut crate::stream::Half) ->
             Err(e) => {
                 let dropped = half.ready.clear();
                 half.dropped += dropped as u64;
-                tracing::warn!(target: "supervise::io", error = %e, dropped, "peer gone; queued outbound bytes dropped");
+                tracing::warn!(target: Kind::Connection.target(), error = %e, dropped, "peer gone; queued outbound bytes dropped");
                 return Err(e.raw_os_error().unwrap_or(libc::EIO));
             }
         }
@@ -541,7 +542,7 @@ pub(super) fn refuse_on_tracked(sv: &mut Supervisor, request: &Request) -> Verdi
             Err(verdict) => return verdict,
         };
         if tracked {
-            tracing::warn!(target: "supervise::io", syscall = crate::launch::filter::notified_name(request.nr() as i32), "refused on a tracked stream: it would bypass the spool");
+            tracing::warn!(target: Kind::Connection.target(), syscall = crate::launch::filter::notified_name(request.nr() as i32), "refused on a tracked stream: it would bypass the spool");
             return Verdict::Errno(libc::EINVAL);
         }
     }

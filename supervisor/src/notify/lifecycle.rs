@@ -2,6 +2,7 @@
 //! tracked sockets released once nobody holds them), the supervisor's own signals, and
 //! the init stub's report of the tenant's exit status.
 
+use crate::diag::Kind;
 use std::os::fd::{AsFd, AsRawFd};
 
 use super::events;
@@ -45,7 +46,7 @@ impl Supervisor {
                 }
             }
             Err(error) => {
-                tracing::warn!(target: "supervise::notify", %error, sockets = candidates.len(), "cannot read a tenant process's descriptors; its sockets stay tracked until it can be read");
+                tracing::warn!(target: Kind::Supervisor.target(), %error, sockets = candidates.len(), "cannot read a tenant process's descriptors; its sockets stay tracked until it can be read");
                 candidates.retain(|i| self.table.sockets.get(i).is_some_and(|t| t.is_unheld()));
                 self.deferred = candidates;
                 self.arm_ticker();
@@ -61,14 +62,14 @@ impl Supervisor {
             let unread = stream.inbound.ready.clear() + stream.inbound.spooled();
             stream.inbound.dropped += unread as u64;
             if unread > 0 {
-                tracing::info!(target: "supervise::notify", stream = %stream.name, unread, "tenant closed the connection with inbound bytes unread (as the kernel would discard them)");
+                tracing::info!(target: Kind::Supervisor.target(), stream = %stream.name, unread, "tenant closed the connection with inbound bytes unread (as the kernel would discard them)");
             }
         }
         let _ = io::flush_outbound(self, inode);
         if let Some(t) = self.table.sockets.get_mut(&inode) {
             if let SocketKind::Listener { stash, .. } = &t.kind {
                 if !stash.is_empty() {
-                    tracing::warn!(target: "supervise::notify", dropped = stash.len(), "listener closed with undelivered connections");
+                    tracing::warn!(target: Kind::Supervisor.target(), dropped = stash.len(), "listener closed with undelivered connections");
                 }
             }
             if let SocketKind::Stream(s) = &mut t.kind {
@@ -96,7 +97,7 @@ impl Supervisor {
                 if let SocketKind::Stream(stream) = &t.kind {
                     stream.log_accounting();
                 }
-                tracing::debug!(target: "supervise::notify", inode, "released tracked socket");
+                tracing::debug!(target: Kind::Supervisor.target(), inode, "released tracked socket");
             }
         }
     }
@@ -106,7 +107,7 @@ impl Supervisor {
             if sig == libc::SIGCHLD {
                 self.reap_stub();
             } else if from_process {
-                tracing::info!(target: "supervise::notify", sig, "forwarding signal to the tenant");
+                tracing::info!(target: Kind::Supervisor.target(), sig, "forwarding signal to the tenant");
                 // SAFETY: plain kill(2) of our own child, the init stub, which relays it.
                 unsafe { libc::kill(self.launched.stub_pid, sig) };
             }
@@ -127,7 +128,7 @@ impl Supervisor {
         let received = usize::try_from(n).unwrap_or(0);
         if let Some(Report::Status(status)) = handoff::decode(&message[..received]) {
             self.exit_code = Some(exit_code_of(status));
-            tracing::info!(target: "supervise::notify", code = self.exit_code, "tenant exited");
+            tracing::info!(target: Kind::Supervisor.target(), code = self.exit_code, "tenant exited");
         } else if n <= 0 {
             self.epoll.remove(self.launched.report.as_fd());
             self.reap_stub();
@@ -141,7 +142,7 @@ impl Supervisor {
         if pid == self.launched.stub_pid && self.exit_code.is_none() {
             self.on_report();
             if self.exit_code.is_none() {
-                tracing::error!(target: "supervise::notify", status, "the init stub died without reporting the tenant's status");
+                tracing::error!(target: Kind::Supervisor.target(), status, "the init stub died without reporting the tenant's status");
                 self.exit_code = Some(exit_code_of(status));
             }
         }

@@ -11,6 +11,7 @@
 // bytes (it can carry a peer address) and boxing it would allocate on every call.
 #![allow(clippy::result_large_err)]
 
+use crate::diag::Kind;
 mod addresses;
 mod agent;
 mod events;
@@ -220,9 +221,11 @@ impl Supervisor {
         epoll.add(ticker.as_fd(), libc::EPOLLIN as u32, Token::Ticker)?;
         // After the launch: the tenant keeps the limits it was started with.
         match crate::sys::raise_fd_limit() {
-            Ok(limit) => tracing::debug!(target: "supervise::notify", limit, "supervisor fd limit"),
+            Ok(limit) => {
+                tracing::debug!(target: Kind::Supervisor.target(), limit, "supervisor fd limit")
+            }
             Err(error) => {
-                tracing::warn!(target: "supervise::notify", %error, "cannot raise the supervisor's fd limit")
+                tracing::warn!(target: Kind::Supervisor.target(), %error, "cannot raise the supervisor's fd limit")
             }
         }
         let placeholder = std::fs::File::open("/dev/null")?.into();
@@ -271,14 +274,14 @@ impl Supervisor {
         let listener = match self.launched.listener.try_clone() {
             Ok(l) => l,
             Err(error) => {
-                tracing::error!(target: "supervise::notify", %error, "cannot share the listener");
+                tracing::error!(target: Kind::Supervisor.target(), %error, "cannot share the listener");
                 return 125;
             }
         };
         let waiter = match self.epoll.try_clone() {
             Ok(e) => e,
             Err(error) => {
-                tracing::error!(target: "supervise::notify", %error, "cannot share epoll");
+                tracing::error!(target: Kind::Supervisor.target(), %error, "cannot share epoll");
                 return 125;
             }
         };
@@ -291,20 +294,20 @@ impl Supervisor {
                     Ok(Some(request)) => lock(&shared).handle(request),
                     Ok(None) => {}
                     Err(error) => {
-                        tracing::error!(target: "supervise::notify", %error, "SECCOMP_IOCTL_NOTIF_RECV failed");
+                        tracing::error!(target: Kind::Supervisor.target(), %error, "SECCOMP_IOCTL_NOTIF_RECV failed");
                         return;
                     }
                 }
             });
             if let Err(error) = spawned {
-                tracing::error!(target: "supervise::notify", %error, "cannot start a notification thread");
+                tracing::error!(target: Kind::Supervisor.target(), %error, "cannot start a notification thread");
                 return 125;
             }
         }
         let mut ready = Vec::with_capacity(64);
         loop {
             if let Err(error) = waiter.wait(&mut ready, -1) {
-                tracing::error!(target: "supervise::notify", %error, "epoll_wait failed");
+                tracing::error!(target: Kind::Supervisor.target(), %error, "epoll_wait failed");
                 return 125;
             }
             let mut sv = lock(&shared);
@@ -322,7 +325,7 @@ impl Supervisor {
         let mut ready = Vec::with_capacity(64);
         while self.exit_code.is_none() {
             if let Err(error) = self.epoll.wait(&mut ready, -1) {
-                tracing::error!(target: "supervise::notify", %error, "epoll_wait failed");
+                tracing::error!(target: Kind::Supervisor.target(), %error, "epoll_wait failed");
                 return 125;
             }
             for &(token, events) in &ready {
@@ -341,7 +344,7 @@ impl Supervisor {
                         Ok(Some(request)) => self.handle(request),
                         Ok(None) => {}
                         Err(error) => {
-                            tracing::error!(target: "supervise::notify", %error, "SECCOMP_IOCTL_NOTIF_RECV failed")
+                            tracing::error!(target: Kind::Supervisor.target(), %error, "SECCOMP_IOCTL_NOTIF_RECV failed")
                         }
                     }
                 } else if events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
@@ -384,7 +387,7 @@ impl Supervisor {
             self.dispatch(&request, tgid)
         }));
         let verdict = dispatched.unwrap_or_else(|_| {
-            tracing::error!(target: "supervise::notify", nr = request.nr(), tid = request.tid(), "a handler panicked (a bug): the call fails with ENOMEM");
+            tracing::error!(target: Kind::Supervisor.target(), nr = request.nr(), tid = request.tid(), "a handler panicked (a bug): the call fails with ENOMEM");
             Verdict::Errno(libc::ENOMEM)
         });
         self.finish(request, tgid, verdict);
@@ -419,7 +422,7 @@ impl Supervisor {
                 continue;
             };
             if let Err(error) = self.epoll.add(fd, libc::EPOLLIN as u32, token) {
-                tracing::warn!(target: "supervise::notify", ?learned, %error, "cannot watch tenant thread or process");
+                tracing::warn!(target: Kind::Supervisor.target(), ?learned, %error, "cannot watch tenant thread or process");
             }
         }
     }
@@ -427,7 +430,7 @@ impl Supervisor {
     fn dispatch(&mut self, request: &Request, tgid: libc::pid_t) -> Verdict {
         use route::Family;
         let Some(family) = route::family(request.nr()) else {
-            tracing::error!(target: "supervise::notify", nr = request.nr(), "notified syscall without a handler");
+            tracing::error!(target: Kind::Supervisor.target(), nr = request.nr(), "notified syscall without a handler");
             return Verdict::Errno(libc::ENOSYS);
         };
         match family {
@@ -487,7 +490,7 @@ impl Supervisor {
                     Ok(fd) => {
                         self.table.hold((self.table.files(tgid), fd as i32), inode);
                         self.arm(inode);
-                        tracing::debug!(target: "supervise::notify", tgid, fd, inode, ?peer, "accepted connection handed to tenant");
+                        tracing::debug!(target: Kind::Supervisor.target(), tgid, fd, inode, ?peer, "accepted connection handed to tenant");
                         return;
                     }
                     Err(error) => {
@@ -521,7 +524,7 @@ impl Supervisor {
             },
         };
         if let Err(error) = outcome {
-            tracing::debug!(target: "supervise::notify", id = request.id(), %error, "answer not delivered (tenant thread gone)");
+            tracing::debug!(target: Kind::Supervisor.target(), id = request.id(), %error, "answer not delivered (tenant thread gone)");
         }
     }
 }
@@ -538,7 +541,7 @@ impl Supervisor {
         if let Some(SocketKind::Listener { stash, .. }) =
             self.table.sockets.get_mut(&listener).map(|t| &mut t.kind)
         {
-            tracing::info!(target: "supervise::notify", %error, "connection not handed to the tenant; kept for the next accept");
+            tracing::info!(target: Kind::Supervisor.target(), %error, "connection not handed to the tenant; kept for the next accept");
             stash.push_back((conn, peer));
         }
     }
@@ -570,9 +573,9 @@ fn answer_unidentified(request: &Request, error: &std::io::Error) {
         _ => libc::ENOMEM,
     };
     let syscall = crate::launch::filter::notified_name(nr as i32);
-    tracing::error!(target: "supervise::notify", tid = request.tid(), syscall, %error, errno, "cannot identify the calling tenant thread (the supervisor is out of file descriptors or memory); the call fails");
+    tracing::error!(target: Kind::Supervisor.target(), tid = request.tid(), syscall, %error, errno, "cannot identify the calling tenant thread (the supervisor is out of file descriptors or memory); the call fails");
     if let Err(error) = request.respond(Answer::Errno(errno)) {
-        tracing::debug!(target: "supervise::notify", %error, "answer not delivered (tenant thread gone)");
+        tracing::debug!(target: Kind::Supervisor.target(), %error, "answer not delivered (tenant thread gone)");
     }
 }
 

@@ -2,6 +2,7 @@
 //! connections. The supervisor performs them on its own copy of the socket with its own
 //! copy of the arguments, never by letting the kernel re-read tenant memory.
 
+use crate::diag::Kind;
 use std::os::fd::{AsFd, OwnedFd};
 
 use transforms::Direction;
@@ -68,11 +69,11 @@ fn tracked_listener(
     // A listener is tracked at its first accept, but processes forked since it was
     // created hold it too (a prefork master that never accepts): find them once.
     if let Err(error) = sv.table.adopt_holders(inode) {
-        tracing::warn!(target: "supervise::sockets", %error, "cannot read which tenant processes hold a listener; they are treated as opaque");
+        tracing::warn!(target: Kind::Connection.target(), %error, "cannot read which tenant processes hold a listener; they are treated as opaque");
         sv.table.tenants.mark_all_opaque();
     }
     let stream = config.map_or("(labels only)", |c| sv.profile.streams[c].name.as_str());
-    tracing::info!(target: "supervise::sockets", stream, port, "tracking listener");
+    tracing::info!(target: Kind::Connection.target(), stream, port, "tracking listener");
     Ok(inode)
 }
 
@@ -126,7 +127,7 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) 
         };
     };
     let stream = Stream::new(&sv.profile.streams[config]);
-    tracing::debug!(target: "supervise::sockets", stream = %stream.name, ?peer, "accepted tracked connection");
+    tracing::debug!(target: Kind::Connection.target(), stream = %stream.name, ?peer, "accepted tracked connection");
     match sv.table.track(conn, SocketKind::Stream(Box::new(stream))) {
         Ok(inode) => Verdict::Inject {
             inode,
@@ -203,7 +204,7 @@ const REFUSAL: &str =
 
 /// Ends a connection the supervisor cannot take on: the protocol's refusal, then FIN.
 fn refuse(sv: &Supervisor, config: Option<usize>, conn: OwnedFd, peer: &SockAddr) {
-    tracing::warn!(target: "supervise::sockets", peer = ?peer.as_std(), "connection refused: the supervisor is at its file descriptor limit (EMFILE); raise its RLIMIT_NOFILE");
+    tracing::warn!(target: Kind::Connection.target(), peer = ?peer.as_std(), "connection refused: the supervisor is at its file descriptor limit (EMFILE); raise its RLIMIT_NOFILE");
     let refusal = config
         .map(|c| {
             sv.profile.streams[c]
@@ -396,7 +397,7 @@ fn label_connect(
         let local = addresses::source_address(domain, source);
         if let Err(error) = sys::bind(copy.as_fd(), &local) {
             // Connecting unlabeled would let the peer take the call for the host's.
-            tracing::warn!(target: "supervise::label", %error, %source, "cannot bind the tenant's source address; connect refused");
+            tracing::warn!(target: Kind::Label.target(), %error, %source, "cannot bind the tenant's source address; connect refused");
             return Some(Verdict::Errno(
                 error.raw_os_error().unwrap_or(libc::EADDRNOTAVAIL),
             ));
@@ -416,7 +417,7 @@ fn track_connection(
     let (inode, _) = sys::inode_of(copy.as_fd()).unwrap_or((0, true));
     if !sv.table.sockets.contains_key(&inode) {
         let stream = Stream::new(&sv.profile.streams[config]);
-        tracing::info!(target: "supervise::sockets", stream = %stream.name, tid = request.tid(), "tracking outgoing connection");
+        tracing::info!(target: Kind::Connection.target(), stream = %stream.name, tid = request.tid(), "tracking outgoing connection");
         if let Ok(own) = copy.try_clone() {
             if let Ok(inode) = sv.table.track(own, SocketKind::Stream(Box::new(stream))) {
                 sv.table.hold((sv.table.files(tgid), fd), inode);

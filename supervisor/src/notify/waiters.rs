@@ -18,6 +18,7 @@
 //! Calls are indexed by socket and by deadline, so waking the calls of one socket costs
 //! nothing per other parked call.
 
+use crate::diag::Kind;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -157,7 +158,7 @@ impl Supervisor {
             ParkTarget::Own(fd) => {
                 let events = park.interest | libc::EPOLLONESHOT as u32;
                 if let Err(error) = self.epoll.add(fd.as_fd(), events, Token::Waiter(serial)) {
-                    tracing::error!(target: "supervise::notify", %error, "cannot watch a parked call");
+                    tracing::error!(target: Kind::Supervisor.target(), %error, "cannot watch a parked call");
                 }
             }
         }
@@ -215,7 +216,7 @@ impl Supervisor {
             t.registered = 0; // the one-shot fired: disarmed
         }
         if let Err(errno) = io::flush_outbound(self, inode) {
-            tracing::debug!(target: "supervise::notify", inode, errno, "background flush failed");
+            tracing::debug!(target: Kind::Supervisor.target(), inode, errno, "background flush failed");
         }
         self.wake_socket(inode);
         self.arm(inode);
@@ -323,7 +324,7 @@ impl Supervisor {
                 break;
             }
             self.waiters.deadlines.pop_first();
-            tracing::debug!(target: "supervise::notify", serial, "socket timeout: a parked call returns");
+            tracing::debug!(target: Kind::Supervisor.target(), serial, "socket timeout: a parked call returns");
             self.wake(serial, Wake::Timeout);
         }
     }
@@ -389,7 +390,7 @@ impl Supervisor {
             // The thread was killed: its call needs no answer.
             return self.drop_waiters(vec![serial]);
         }
-        tracing::debug!(target: "supervise::notify", tid = w.request.tid(), "signal pending: giving a parked call back");
+        tracing::debug!(target: Kind::Supervisor.target(), tid = w.request.tid(), "signal pending: giving a parked call back");
         self.wake(serial, Wake::Signal);
     }
 }

@@ -11,6 +11,7 @@
 //! protocol has them ([`StreamConfig::protocol_direction`]: on a `remote_port`
 //! stream the tenant is the client).
 
+use crate::diag::Kind;
 mod queue;
 
 pub use queue::ByteQueue;
@@ -110,7 +111,7 @@ impl Stream {
     pub fn log_accounting(&self) {
         let (i, o) = (&self.inbound, &self.outbound);
         tracing::info!(
-            target: "supervise::stream",
+            target: Kind::Connection.target(),
             stream = %self.name,
             peer_to_tenant_taken = i.taken,
             peer_to_tenant_emitted = i.emitted,
@@ -193,7 +194,7 @@ impl Stream {
                 Ok(Framing::Complete { len }) => len,
                 Err(error) => {
                     let framer = half.framer.name();
-                    tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, framer, %error, policy = ?self.on_error, "framing failed");
+                    tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, framer, %error, policy = ?self.on_error, "framing failed");
                     if self.on_error == OnError::Close {
                         // The protocol's own way of saying so (e.g. a FATAL
                         // ErrorResponse to the client), before the connection closes.
@@ -221,7 +222,7 @@ impl Stream {
             match result {
                 Ok(()) => self.deliver(direction, out, effects),
                 Err(error) => {
-                    tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, %error, "rule failed; message not delivered");
+                    tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, %error, "rule failed; message not delivered");
                     self.half(direction).dropped += message_len as u64;
                     self.half(direction).spool.drain(..consumed);
                     consumed = 0;
@@ -247,7 +248,7 @@ impl Stream {
             effects.back_queued = true;
         }
         if out.close {
-            tracing::info!(target: "supervise::stream", stream = %self.name, %direction, "a rule ended the session");
+            tracing::info!(target: Kind::Connection.target(), stream = %self.name, %direction, "a rule ended the session");
             self.closing = true;
             effects.close = true;
         }
@@ -262,13 +263,13 @@ impl Stream {
                 half.spool = Vec::new(); // and its memory
                 half.dropped += dropped as u64;
                 if dropped > 0 {
-                    tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, dropped, "session closed by on_error policy; spooled bytes dropped");
+                    tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, dropped, "session closed by on_error policy; spooled bytes dropped");
                 }
                 self.closing = true;
                 effects.close = true;
             }
             OnError::Passthrough => {
-                tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, "on_error = passthrough: this direction now flows unframed and untransformed");
+                tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, "on_error = passthrough: this direction now flows unframed and untransformed");
                 self.half(direction).raw = true;
             }
         }
@@ -281,7 +282,7 @@ impl Stream {
     pub fn over_budget(&mut self, direction: Direction, budget: usize) -> Effects {
         let mut effects = Effects::default();
         let spooled = self.half(direction).spool.len();
-        tracing::warn!(target: "supervise::stream", stream = %self.name, %direction, spooled, budget, policy = ?self.on_error, "the tenant's spools passed their budget (a quarter of limits.memory)");
+        tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, spooled, budget, policy = ?self.on_error, "the tenant's spools passed their budget (a quarter of limits.memory)");
         self.fail(direction, &mut effects);
         effects
     }
@@ -299,14 +300,14 @@ impl Stream {
         }
         match policy {
             OnPartialClose::Flush => {
-                tracing::warn!(target: "supervise::stream", stream = %name, %direction, bytes = partial.len(), "direction ended inside a message; partial bytes delivered untransformed (on_partial_close = flush)");
+                tracing::warn!(target: Kind::Connection.target(), stream = %name, %direction, bytes = partial.len(), "direction ended inside a message; partial bytes delivered untransformed (on_partial_close = flush)");
                 half.ready.extend(&partial);
                 half.emitted += partial.len() as u64;
                 0
             }
             OnPartialClose::Drop => {
                 half.dropped += partial.len() as u64;
-                tracing::warn!(target: "supervise::stream", stream = %name, %direction, dropped = partial.len(), "direction ended inside a message; partial bytes dropped (on_partial_close = drop)");
+                tracing::warn!(target: Kind::Connection.target(), stream = %name, %direction, dropped = partial.len(), "direction ended inside a message; partial bytes dropped (on_partial_close = drop)");
                 partial.len()
             }
         }

@@ -8,6 +8,7 @@
 //! directory itself, so `<name>` is the only component a tenant can swap, and it is
 //! never followed. This needs `/proc` mounted, which [`walk`] checks.
 
+use crate::diag::Kind;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io;
@@ -137,7 +138,7 @@ pub(in crate::label) fn walk(
             Err(e) => return Err(at_path("inspecting", &path, e)),
         };
         if st.st_dev != dev {
-            tracing::debug!(target: "supervise::label", path = %path.display(), "not crossing into another filesystem");
+            tracing::debug!(target: Kind::Label.target(), path = %path.display(), "not crossing into another filesystem");
             continue;
         }
         if !is_dir(&st) {

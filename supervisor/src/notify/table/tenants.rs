@@ -20,6 +20,7 @@
 //! one a private copy. A process first seen without a resolved fork is matched to a
 //! known table with `kcmp(KCMP_FILES)`, so a close in one sharer is a close for all.
 
+use crate::diag::Kind;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
@@ -200,7 +201,7 @@ impl Tenants {
             };
             self.learn_process(tgid, opaque, files, reserve)?;
             if opaque {
-                tracing::info!(target: "supervise::notify", tgid, "a tenant process appeared without a fork the supervisor resolved: its descriptors will be read before any socket is released");
+                tracing::info!(target: Kind::Supervisor.target(), tgid, "a tenant process appeared without a fork the supervisor resolved: its descriptors will be read before any socket is released");
             }
         }
         let pidfd = if tid == tgid {
@@ -396,7 +397,7 @@ impl Tenants {
     pub fn mark_opaque(&mut self, tgid: libc::pid_t) {
         if let Some(p) = self.processes.get_mut(&tgid) {
             if !p.opaque {
-                tracing::info!(target: "supervise::notify", tgid, "a tenant process may hold tracked sockets the cache does not show (dup, F_DUPFD or SCM_RIGHTS): its descriptors will be read before any socket is released");
+                tracing::info!(target: Kind::Supervisor.target(), tgid, "a tenant process may hold tracked sockets the cache does not show (dup, F_DUPFD or SCM_RIGHTS): its descriptors will be read before any socket is released");
             }
             p.opaque = true;
         }
@@ -442,7 +443,7 @@ impl Table {
         let children = match self.reserve.retry(|| read_children(tgid, tid)) {
             Ok(children) => children,
             Err(error) if !settled => {
-                tracing::debug!(target: "supervise::notify", tid, %error, "children of a forking thread not readable yet");
+                tracing::debug!(target: Kind::Supervisor.target(), tid, %error, "children of a forking thread not readable yet");
                 return;
             }
             Err(_) => {
@@ -453,7 +454,7 @@ impl Table {
                 Vec::new()
             }
         };
-        tracing::debug!(target: "supervise::notify", tid, settled, ?children, "resolving a fork");
+        tracing::debug!(target: Kind::Supervisor.target(), tid, settled, ?children, "resolving a fork");
         let mut found = false;
         let parent_files = self.tenants.files_of(tgid);
         let shares_files = self.tenants.forks[&tid].shares_files;
@@ -473,7 +474,7 @@ impl Table {
                 Ok(Some(files)) => files,
                 Ok(None) => continue, // a zombie: holds nothing
                 Err(error) => {
-                    tracing::warn!(target: "supervise::notify", child, %error, "cannot follow a forked child; its sockets stay pinned until the parent's next call");
+                    tracing::warn!(target: Kind::Supervisor.target(), child, %error, "cannot follow a forked child; its sockets stay pinned until the parent's next call");
                     return;
                 }
             };
@@ -508,7 +509,7 @@ impl Table {
         let orphans = match self.reserve.retry(|| read_children(reaper, reaper)) {
             Ok(children) => children,
             Err(error) => {
-                tracing::warn!(target: "supervise::notify", %error, "cannot read the init stub's children; a child holding tracked sockets may find them shut down");
+                tracing::warn!(target: Kind::Supervisor.target(), %error, "cannot read the init stub's children; a child holding tracked sockets may find them shut down");
                 return;
             }
         };
@@ -522,11 +523,11 @@ impl Table {
                 .learn_listed_child(pid, true, files, &mut self.reserve)
             {
                 Ok(Some(_)) => {
-                    tracing::info!(target: "supervise::notify", pid, "a reparented tenant process: its descriptors will be read before any socket is released")
+                    tracing::info!(target: Kind::Supervisor.target(), pid, "a reparented tenant process: its descriptors will be read before any socket is released")
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(target: "supervise::notify", pid, %error, "cannot follow a reparented tenant process")
+                    tracing::warn!(target: Kind::Supervisor.target(), pid, %error, "cannot follow a reparented tenant process")
                 }
             }
         }
@@ -638,7 +639,7 @@ impl Table {
         if !still_shared {
             return;
         }
-        tracing::debug!(target: "supervise::notify", tgid, "exec failed: the process still shares its fd table");
+        tracing::debug!(target: Kind::Supervisor.target(), tgid, "exec failed: the process still shares its fd table");
         let new = self.tenants.files_of(tgid);
         self.forget_table(new);
         self.tenants.tables.remove(&new);
