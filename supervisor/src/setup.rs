@@ -2,14 +2,17 @@
 //! account for its uid (PostgreSQL and many others refuse a uid without a passwd
 //! entry), and its labeled home. Each step's error names what it was doing.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 
 use crate::label::registry::{Claim, Entry, Registry, RegistryError};
 use crate::label::xattr::{self, HomeError};
 use crate::label::{policy::primary_address, DEFAULT_NODE_NET};
+use crate::profile::account;
 use crate::profile::{Confinement, Profile};
 
 /// A setup step that failed.
@@ -95,12 +98,12 @@ pub fn ensure_account(entry: &Entry) -> Result<String, SetupError> {
         uid: entry.uid,
         message,
     };
-    if user_name_exists(&account) {
+    if account::user_exists(&account) {
         return Err(fail(format!(
             "the name {account} is taken by another uid; remove it or give the tenant that uid"
         )));
     }
-    if !group_exists(entry.gid) {
+    if !account::group_exists(entry.gid) {
         run(Command::new("groupadd")
             .arg("--gid")
             .arg(entry.gid.to_string())
@@ -181,18 +184,5 @@ pub fn expand_command(command: &[String], entry: Option<&Entry>) -> Vec<OsString
 }
 
 fn user_name(uid: u32) -> Option<String> {
-    crate::profile::account::account_of(uid).map(|a| a.name)
-}
-
-fn user_name_exists(name: &str) -> bool {
-    let Ok(cname) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: a NUL-terminated name; the returned pointer is only compared with null.
-    !unsafe { libc::getpwnam(cname.as_ptr()) }.is_null()
-}
-
-fn group_exists(gid: u32) -> bool {
-    // SAFETY: the returned pointer is only compared with null.
-    !unsafe { libc::getgrgid(gid) }.is_null()
+    account::account_of(uid).map(|a| a.name)
 }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use rustix::process::{Pid, Signal};
+
 use crate::profile::Profile;
 
 /// Validates every profile, starts them all, forwards SIGTERM/SIGINT/SIGHUP, waits.
@@ -34,25 +36,22 @@ pub fn run(dir: &Path, state_dir: &Path, notify_threads: u8) -> i32 {
     // Blocked here (and in the output threads) so sigtimedwait takes them; std's spawn
     // resets the mask in each child, so the tenants' supervisors get them normally.
     let stop_signals = stop_set();
-    // SAFETY: `stop_signals` is an initialised set; no old mask wanted.
+    // SAFETY: `stop_signals` is an initialised set, only read; no old mask wanted.
+    // rustix has no pthread_sigmask.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &stop_signals, std::ptr::null_mut()) };
     let mut children: Vec<(String, Child)> = Vec::new();
     for (path, profile) in &profiles {
         let mut command = Command::new(&exe);
-        // SAFETY: between fork and exec only async-signal-safe calls on stack data:
-        // unblock what `up` blocked (the child would pass the mask on to its tenant),
-        // and stop this tenant's supervisor (gracefully) if `up` itself dies.
+        // SAFETY: `pre_exec` is unsafe because the closure runs between fork and
+        // exec: it makes only async-signal-safe, allocation-free calls on stack data:
+        // unblock what `up` blocked (the child would pass the mask on to its tenant;
+        // the set is initialised, only read), and stop this tenant's supervisor
+        // (gracefully) if `up` itself dies (a raw prctl).
         unsafe {
             command.pre_exec(|| {
                 let empty = stop_set_empty();
                 libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGTERM as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
+                let _ = rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
                 Ok(())
             });
         }
@@ -77,7 +76,7 @@ pub fn run(dir: &Path, state_dir: &Path, notify_threads: u8) -> i32 {
             }
             Err(e) => {
                 eprintln!("supervise: up: starting {}: {e}", path.display());
-                stop_all(&mut children, libc::SIGTERM);
+                stop_all(&mut children, Signal::TERM);
                 return 125;
             }
         }
@@ -137,7 +136,8 @@ fn prefix_lines(tenant: &str, stream: Option<impl Read + Send + 'static>, to_std
 
 /// SIGTERM, SIGINT, SIGHUP: the signals `up` forwards to every tenant.
 fn stop_set() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it, sigaddset extends it.
+    // SAFETY: sigset_t is plain data (all-zero is valid); sigemptyset initialises the
+    // stack set, sigaddset extends it with valid signal numbers. rustix has no sigset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -150,7 +150,8 @@ fn stop_set() -> libc::sigset_t {
 
 /// An empty signal set (built without allocation: usable after fork).
 fn stop_set_empty() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    // SAFETY: sigset_t is plain data (all-zero is valid); sigemptyset initialises the
+    // stack set (async-signal-safe, no allocation). rustix has no sigset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -158,10 +159,10 @@ fn stop_set_empty() -> libc::sigset_t {
     }
 }
 
-fn stop_all(children: &mut [(String, Child)], signal: libc::c_int) {
+fn stop_all(children: &mut [(String, Child)], signal: Signal) {
     for (_, child) in children.iter_mut() {
-        // SAFETY: kill takes integers; the pid is our own unreaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        // The pid is our own unreaped child's.
+        let _ = rustix::process::kill_process(Pid::from_child(child), signal);
     }
 }
 
@@ -175,12 +176,14 @@ fn wait_all(mut children: Vec<(String, Child)>, set: &libc::sigset_t) -> i32 {
             tv_sec: 0,
             tv_nsec: Duration::from_millis(200).as_nanos() as libc::c_long,
         };
-        // SAFETY: `set` and `timeout` are initialised; no siginfo wanted.
+        // SAFETY: `set` and `timeout` are initialised and only read; no siginfo
+        // wanted. rustix has no sigtimedwait.
         let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
-        if sig > 0 {
+        // `set` holds only SIGTERM, SIGINT and SIGHUP, all named signals.
+        if let Some(signal) = Signal::from_named_raw(sig) {
             tracing::info!(target: Kind::Supervisor.target(), signal = sig, "stopping every tenant");
             stop_signal = Some(sig);
-            stop_all(&mut children, sig);
+            stop_all(&mut children, signal);
         }
         children.retain_mut(|(tenant, child)| match child.try_wait() {
             Ok(Some(status)) => {

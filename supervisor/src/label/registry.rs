@@ -12,10 +12,11 @@
 //! label` can list them and so a changed node configuration is caught as a collision
 //! instead of silently relabeling a tenant's files.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -203,18 +204,15 @@ impl Registry {
                 source,
             })?;
         loop {
-            // SAFETY: flock only reads the fd, which `lock` owns and keeps open; it has no
-            // memory arguments.
-            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                break;
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(RegistryError::Lock {
-                    path: lock_path,
-                    source: err,
-                });
+            match rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => {
+                    return Err(RegistryError::Lock {
+                        path: lock_path,
+                        source: err.into(),
+                    })
+                }
             }
         }
         let entries = load(&dir.join(REGISTRY_FILE))?;

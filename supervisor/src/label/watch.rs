@@ -38,11 +38,15 @@
 //! once. At most [`MAX_UNWATCHED`] subtree tops are remembered; past that the next
 //! rescan walks the whole home (which records them again), so memory stays bounded too.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+#[cfg(test)]
+use std::os::fd::AsRawFd; // for the tests, which `use super::*`
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,11 +57,15 @@ use std::time::{Duration, Instant};
 use super::xattr::walk::{at_path, c_path, open_dir_at, stat_at, via_fd, walk, Visit};
 use super::xattr::{apply, Outcome};
 
-const WATCH_MASK: u32 = libc::IN_CREATE
-    | libc::IN_MOVED_TO
-    | libc::IN_ONLYDIR
-    | libc::IN_DONT_FOLLOW
-    | libc::IN_EXCL_UNLINK;
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::fs::inotify::{self, WatchFlags};
+use rustix::io::Errno;
+
+const WATCH_MASK: WatchFlags = WatchFlags::CREATE
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::ONLYDIR)
+    .union(WatchFlags::DONT_FOLLOW)
+    .union(WatchFlags::EXCL_UNLINK);
 const EVENT_HEADER: usize = std::mem::size_of::<libc::inotify_event>();
 /// Shortest interval between two rescans of unwatched subtrees.
 pub const MIN_RESCAN_EVERY: Duration = Duration::from_secs(2);
@@ -83,8 +91,7 @@ pub struct Relabeler {
 pub fn spawn(root: PathBuf, label: String, max_watches: u32) -> io::Result<Relabeler> {
     let mut watcher = Watcher::new(root, label)?;
     watcher.max_watches = usize::try_from(max_watches).unwrap_or(usize::MAX).max(1);
-    // SAFETY: eventfd takes an initial value and flags only; `owned` checks the result.
-    let stop = owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
     let wake = stop.try_clone()?;
     watcher.rescan(true)?;
     let (stopping, relabeled) = (
@@ -120,11 +127,13 @@ impl Relabeler {
         };
         self.stopping.store(true, Ordering::Relaxed);
         let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live array to the eventfd this value owns.
-        let n = unsafe { libc::write(self.stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-        if n != 8 {
+        let written = rustix::io::write(&self.stop, &one);
+        if written != Ok(8) {
             // Joining a thread we could not wake would hang; leave it to process exit.
-            let error = io::Error::last_os_error();
+            let error = match written {
+                Err(errno) => io::Error::from(errno),
+                Ok(_) => io::ErrorKind::WriteZero.into(),
+            };
             tracing::warn!(target: Kind::Label.target(), %error, "cannot wake the relabel thread");
             return;
         }
@@ -138,15 +147,6 @@ impl Drop for Relabeler {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by a syscall that creates a descriptor; nothing else
-    // owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A watched directory: where it was last seen, and which inode it must still be.
@@ -196,8 +196,8 @@ struct Watcher {
 
 impl Watcher {
     fn new(root: PathBuf, label: String) -> io::Result<Watcher> {
-        // SAFETY: inotify_init1 takes flags only; `owned` checks the result.
-        let inotify = owned(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+        let inotify =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
         let root_fd = open_dir_at(None, &root).map_err(|e| at_path("opening", &root, e))?;
         let dev = stat_at(root_fd.as_fd(), OsStr::new(""))?.st_dev;
         Ok(Watcher {
@@ -224,29 +224,34 @@ impl Watcher {
     fn run(mut self, stop: OwnedFd) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let mut fds = [self.inotify.as_raw_fd(), stop.as_raw_fd()].map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            let timeout = self.next_rescan.map_or(-1, |at| {
+            let mut fds = [
+                PollFd::new(&self.inotify, PollFlags::IN),
+                PollFd::new(&stop, PollFlags::IN),
+            ];
+            // Whole milliseconds, as poll(2) takes them; none: wait for an event.
+            let timeout = self.next_rescan.map(|at| {
                 let left = at.saturating_duration_since(Instant::now()).as_millis();
-                libc::c_int::try_from(left).unwrap_or(libc::c_int::MAX)
-            });
-            // SAFETY: `fds` is an array of two initialized pollfd the kernel may write to.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
-            if rc < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                let ms = i64::from(libc::c_int::try_from(left).unwrap_or(libc::c_int::MAX));
+                Timespec {
+                    tv_sec: ms / 1000,
+                    tv_nsec: ms % 1000 * 1_000_000,
                 }
-                tracing::warn!(target: Kind::Label.target(), root = %self.root.display(), %error, "poll failed, relabeling stopped");
+            });
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(errno) => {
+                    let error = io::Error::from(errno);
+                    tracing::warn!(target: Kind::Label.target(), root = %self.root.display(), %error, "poll failed, relabeling stopped");
+                    return;
+                }
+            }
+            let (inotify_ready, stop_ready) =
+                (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+            if stop_ready {
                 return;
             }
-            if fds[1].revents != 0 {
-                return;
-            }
-            if fds[0].revents != 0 && !self.drain(&mut buf) {
+            if inotify_ready && !self.drain(&mut buf) {
                 return;
             }
             if self.next_rescan.is_some_and(|at| Instant::now() >= at) {
@@ -258,18 +263,14 @@ impl Watcher {
     /// Handles every queued event; false if the inotify descriptor failed.
     fn drain(&mut self, buf: &mut [u8]) -> bool {
         loop {
-            // SAFETY: `buf` is an initialized, writable buffer of `buf.len()` bytes.
-            let n =
-                unsafe { libc::read(self.inotify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            let Ok(n) = usize::try_from(n) else {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::WouldBlock => return true,
-                    io::ErrorKind::Interrupted => continue,
-                    _ => {
-                        tracing::warn!(target: Kind::Label.target(), root = %self.root.display(), %error, "reading inotify failed, relabeling stopped");
-                        return false;
-                    }
+            let n = match rustix::io::read(&self.inotify, &mut *buf) {
+                Ok(n) => n,
+                Err(Errno::AGAIN) => return true,
+                Err(Errno::INTR) => continue,
+                Err(errno) => {
+                    let error = io::Error::from(errno);
+                    tracing::warn!(target: Kind::Label.target(), root = %self.root.display(), %error, "reading inotify failed, relabeling stopped");
+                    return false;
                 }
             };
             let mut offset = 0;
@@ -435,18 +436,14 @@ impl Watcher {
             return Ok(());
         }
         let c = c_path(v.access)?;
-        // SAFETY: `c` is NUL-terminated and outlives the call; the inotify descriptor
-        // is open for the life of `self`.
-        let wd =
-            unsafe { libc::inotify_add_watch(self.inotify.as_raw_fd(), c.as_ptr(), WATCH_MASK) };
-        if wd < 0 {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::ENOSPC) {
+        let wd = match inotify::add_watch(&self.inotify, c.as_c_str(), WATCH_MASK) {
+            Ok(wd) => wd,
+            Err(Errno::NOSPC) => {
                 self.leave_unwatched(v, rel, Unwatched::Kernel);
                 return Ok(());
             }
-            return Err(at_path("watching", v.path, error));
-        }
+            Err(errno) => return Err(at_path("watching", v.path, errno.into())),
+        };
         if let Some(old) = self.dirs.insert(wd, Watched { rel, ino: v.ino }) {
             if old.ino != v.ino && self.by_ino.get(&old.ino) == Some(&wd) {
                 self.by_ino.remove(&old.ino);
@@ -497,9 +494,14 @@ impl Watcher {
 /// past the end or on a truncated event.
 fn next_event(buf: &[u8], offset: usize) -> Option<(libc::inotify_event, &OsStr, usize)> {
     let header = buf.get(offset..offset.checked_add(EVENT_HEADER)?)?;
-    // SAFETY: `header` holds EVENT_HEADER readable bytes; read_unaligned assumes no
-    // alignment, and inotify_event is plain integers, valid for any bit pattern.
-    let event: libc::inotify_event = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
+    // `struct inotify_event`: four 32-bit integers (wd, mask, cookie, len), unaligned here.
+    let field = |i: usize| <[u8; 4]>::try_from(&header[i * 4..i * 4 + 4]).expect("4 bytes");
+    let event = libc::inotify_event {
+        wd: i32::from_ne_bytes(field(0)),
+        mask: u32::from_ne_bytes(field(1)),
+        cookie: u32::from_ne_bytes(field(2)),
+        len: u32::from_ne_bytes(field(3)),
+    };
     let start = offset + EVENT_HEADER;
     let end = start.checked_add(usize::try_from(event.len).ok()?)?;
     let name = buf.get(start..end)?;

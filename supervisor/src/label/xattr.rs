@@ -6,6 +6,11 @@
 //! Trees are walked through open directory descriptors ([`walk`]), because a live tenant
 //! can swap any directory of its home for a symlink while we walk.
 
+// Production code here has no `unsafe`; the tests (a submodule, so under this lint too)
+// have one `unshare`, so the forbid applies outside test builds and `deny` within.
+#![cfg_attr(not(test), forbid(unsafe_code))]
+#![cfg_attr(test, deny(unsafe_code))]
+
 use std::ffi::{CStr, OsStr};
 use std::fmt;
 use std::fs::{self, File, Permissions};
@@ -13,6 +18,9 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{lgetxattr, lsetxattr, XattrFlags};
+use rustix::io::Errno;
 
 use self::walk::{at_path, c_path, open_dir_at, stat_at, walk};
 
@@ -77,17 +85,13 @@ impl Outcome {
 /// Labels `path` itself; a symlink gets the label, its target does not.
 pub fn set_label(path: &Path, label: &str) -> io::Result<()> {
     let c = c_path(path)?;
-    // SAFETY: `c` and the name are NUL-terminated and outlive the call; the value pointer
-    // covers exactly `label.len()` initialized bytes. The kernel only reads all three.
-    let rc = unsafe {
-        let value = label.as_ptr().cast();
-        libc::lsetxattr(c.as_ptr(), LABEL_XATTR_C.as_ptr(), value, label.len(), 0)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let value = label.as_bytes();
+    Ok(lsetxattr(
+        c.as_c_str(),
+        LABEL_XATTR_C,
+        value,
+        XattrFlags::empty(),
+    )?)
 }
 
 /// The label of `path` itself (a symlink's own, not its target's); `None` if it has none.
@@ -108,21 +112,14 @@ pub(super) fn get_raw(path: &Path) -> io::Result<Option<Vec<u8>>> {
     // Labels are ~15 bytes; the retry below handles anything longer.
     let mut buf = vec![0u8; 64];
     loop {
-        // SAFETY: `c` and the name are NUL-terminated and outlive the call; `buf` is an
-        // initialized buffer of `buf.len()` bytes and the kernel writes at most that many.
-        let n = unsafe {
-            let value = buf.as_mut_ptr().cast();
-            libc::lgetxattr(c.as_ptr(), LABEL_XATTR_C.as_ptr(), value, buf.len())
-        };
-        if let Ok(n) = usize::try_from(n) {
-            buf.truncate(n);
-            return Ok(Some(buf));
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ENODATA) => return Ok(None),
-            Some(libc::ERANGE) if buf.len() < XATTR_SIZE_MAX => buf.resize(XATTR_SIZE_MAX, 0),
-            _ => return Err(err),
+        match lgetxattr(c.as_c_str(), LABEL_XATTR_C, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(Errno::NODATA) => return Ok(None),
+            Err(Errno::RANGE) if buf.len() < XATTR_SIZE_MAX => buf.resize(XATTR_SIZE_MAX, 0),
+            Err(err) => return Err(err.into()),
         }
     }
 }

@@ -20,7 +20,16 @@
 //! working directory if [`HAS_CWD`], then the descriptors a sendmsg passes on. The
 //! reply is one i64: the call's result or `-errno`.
 
-use std::os::fd::RawFd;
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags};
+use rustix::process::{Pid, WaitOptions};
+
+use crate::sys::{exit_now, RawSockAddr};
 
 /// The request header's size.
 pub const HEADER: usize = 160;
@@ -122,54 +131,51 @@ impl Header {
 
 /// Forks the agent from the tenant (after its Landlock restriction, before its
 /// filter), twice so it is reparented to the init stub and the tenant never sees it as
-/// a child. The tenant closes `agent` and `supervisor` afterwards. Raw syscalls only.
+/// a child. Closes the tenant's copies of `agent` and `supervisor` once the agent is
+/// forked. Raw syscalls only in the tenant.
 ///
 /// # Safety
-/// Called in a single-threaded fresh fork; `agent` is the agent's end of the channel.
-pub(super) unsafe fn spawn(agent: RawFd, supervisor: RawFd) {
-    // SAFETY: (whole block) raw syscalls on integers; single-threaded process.
-    unsafe {
-        let first = libc::fork();
-        if first < 0 {
-            super::handoff::die(b"supervise: tenant: fork of its agent failed\n", 126);
-        }
-        if first > 0 {
-            let mut status = 0;
-            libc::waitpid(first, &mut status, 0);
-            return;
-        }
-        let second = libc::fork();
-        if second != 0 {
-            libc::_exit(if second < 0 { 1 } else { 0 });
-        }
-        libc::close(supervisor);
-        serve(agent)
+/// Called in a single-threaded fresh fork: the forked agent allocates.
+pub(super) unsafe fn spawn(agent: OwnedFd, supervisor: OwnedFd) {
+    // SAFETY: the caller guarantees this process is single-threaded, so the child may
+    // go on without exec (and allocate: no other thread can hold a lock). rustix has
+    // no safe fork.
+    let first = unsafe { libc::fork() };
+    if first < 0 {
+        super::handoff::die(b"supervise: tenant: fork of its agent failed\n", 126);
     }
+    if first > 0 {
+        let _ = rustix::process::waitpid(Pid::from_raw(first), WaitOptions::empty());
+        drop(agent);
+        drop(supervisor);
+        return;
+    }
+    // SAFETY: as above: the first child is a fork of a single-threaded process, so
+    // single-threaded itself.
+    let second = unsafe { libc::fork() };
+    if second != 0 {
+        exit_now(if second < 0 { 1 } else { 0 });
+    }
+    drop(supervisor);
+    serve(agent)
 }
 
-/// The agent's loop: one request at a time, never blocking on a tenant socket.
-///
-/// # Safety
-/// Runs in the agent process only (see [`spawn`]).
-unsafe fn serve(channel: RawFd) -> ! {
-    // SAFETY: (whole block) raw syscalls on integers and on stack buffers that live
-    // across each call; CMSG_* compute offsets inside `control`, sized by CMSG_SPACE.
+/// The agent's loop: one request at a time, never blocking on a tenant socket. Runs in
+/// the agent process only (see [`spawn`]).
+fn serve(channel: OwnedFd) -> ! {
+    crate::sys::block_all_signals();
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    let _ = rustix::thread::set_name(c"supervise-agent");
+    // Nothing but stderr and the channel.
+    let keep = channel.as_raw_fd() as libc::c_uint;
+    // SAFETY: close and close_range take integers. Nothing in this process uses
+    // stdin, stdout or any descriptor above 2 but `channel` from here on, and no
+    // `OwnedFd` it will drop names one of them (the tenant's ends were dropped or are
+    // `channel`). rustix's close is unsafe for the same reason and it has no
+    // close_range.
     unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        libc::prctl(
-            libc::PR_SET_NAME,
-            c"supervise-agent".as_ptr() as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        // Nothing but stderr and the channel.
         libc::close(0);
         libc::close(1);
-        let keep = channel as libc::c_uint;
         libc::syscall(
             libc::SYS_close_range,
             3 as libc::c_uint,
@@ -182,210 +188,182 @@ unsafe fn serve(channel: RawFd) -> ! {
             libc::c_uint::MAX,
             0 as libc::c_uint,
         );
-        let mut packet = vec![0u8; HEADER + MAX_CONTROL + MAX_PAYLOAD];
-        const FDS: usize = 3 + MAX_PASSED;
-        let mut control = vec![0u64; (FDS * 4 + 64) / 8 + 8];
-        loop {
-            let mut iov = libc::iovec {
-                iov_base: packet.as_mut_ptr().cast(),
-                iov_len: packet.len(),
-            };
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = control.len() * 8;
-            let n = libc::recvmsg(channel, &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if n == 0 {
-                libc::_exit(0); // the supervisor is gone
-            }
-            if n < 0 {
-                if *libc::__errno_location() == libc::EINTR {
-                    continue;
+    }
+    let mut packet = vec![0u8; HEADER + MAX_CONTROL + MAX_PAYLOAD];
+    const FDS: usize = 3 + MAX_PASSED;
+    // As much control space as the u64 buffer this replaced ((FDS * 4 + 64) / 8 + 8
+    // words), plus room to align it for cmsghdr.
+    const CONTROL: usize = ((FDS * 4 + 64) / 8 + 8) * 8 + 8;
+    let mut space = vec![MaybeUninit::<u8>::uninit(); CONTROL];
+    let mut fds: Vec<OwnedFd> = Vec::with_capacity(FDS);
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = rustix::net::recvmsg(
+            &channel,
+            &mut [IoSliceMut::new(&mut packet)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        );
+        let n = match received {
+            Ok(msg) if msg.bytes == 0 => exit_now(0), // the supervisor is gone
+            Ok(msg) => msg.bytes.min(packet.len()),
+            Err(Errno::INTR) => continue,
+            Err(_) => exit_now(1),
+        };
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                for fd in received {
+                    if fds.len() < FDS {
+                        fds.push(fd);
+                    } // else dropped here: closed
                 }
-                libc::_exit(1);
-            }
-            let mut fds = [-1 as RawFd; FDS];
-            let mut nfds = 0usize;
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                    let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-                    for i in 0..count {
-                        let fd = std::ptr::read_unaligned(data.add(i));
-                        if nfds < FDS {
-                            fds[nfds] = fd;
-                            nfds += 1;
-                        } else {
-                            libc::close(fd);
-                        }
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-            let result = perform(&packet[..n as usize], &fds[..nfds]);
-            if nfds > 0 {
-                let bytes = result.to_ne_bytes();
-                libc::send(
-                    fds[0],
-                    bytes.as_ptr().cast(),
-                    8,
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                );
-            }
-            for &fd in &fds[..nfds] {
-                libc::close(fd);
             }
         }
+        drop(control);
+        let result = perform(&packet[..n], &fds);
+        if let Some(reply) = fds.first() {
+            let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+            let _ = rustix::net::send(reply, &result.to_ne_bytes(), flags);
+        }
+        fds.clear(); // closes them all
     }
 }
 
-fn errno() -> i64 {
-    // SAFETY: reading this thread's errno.
-    -(unsafe { *libc::__errno_location() } as i64)
+/// A failed call's result on the wire: `-errno`.
+fn neg(e: Errno) -> i64 {
+    -i64::from(e.raw_os_error())
+}
+
+/// A call's result on the wire: 0 or `-errno`.
+fn status(r: rustix::io::Result<()>) -> i64 {
+    r.map_or_else(neg, |()| 0)
 }
 
 /// Performs one request: `fds` = reply, socket, [cwd], passed….
-fn perform(packet: &[u8], fds: &[RawFd]) -> i64 {
+fn perform(packet: &[u8], fds: &[OwnedFd]) -> i64 {
     let Some(header) = Header::decode(packet) else {
         return -(libc::EINVAL as i64);
     };
     if fds.len() < 2 {
         return -(libc::EINVAL as i64);
     }
-    let sock = fds[1];
+    let sock = fds[1].as_fd();
     let mut rest = &fds[2..];
     if header.bits & HAS_CWD != 0 {
-        let Some((&cwd, tail)) = rest.split_first() else {
+        let Some((cwd, tail)) = rest.split_first() else {
             return -(libc::EINVAL as i64);
         };
-        // SAFETY: fchdir on a descriptor we received.
-        if unsafe { libc::fchdir(cwd) } != 0 {
-            return errno();
+        if let Err(e) = rustix::process::fchdir(cwd) {
+            return neg(e);
         }
         rest = tail;
     }
-    let addr = header.addr.as_ptr().cast::<libc::sockaddr>();
-    let addr_len = header.addr_len as libc::socklen_t;
-    // SAFETY: (whole block) raw socket calls on received descriptors, with pointers
-    // into `header` and `packet`, which outlive each call.
-    unsafe {
-        match header.op {
-            Op::Bind => {
-                let old = libc::umask(header.umask as libc::mode_t);
-                let r = libc::bind(sock, addr, addr_len);
-                libc::umask(old);
-                if r == 0 {
-                    0
-                } else {
-                    errno()
-                }
-            }
-            Op::Listen => {
-                if libc::listen(sock, header.backlog) == 0 {
-                    0
-                } else {
-                    errno()
-                }
-            }
-            Op::Connect => {
-                // Never block here: a unix connect to a full backlog says EAGAIN, and
-                // the supervisor retries for a blocking caller.
-                let flags = libc::fcntl(sock, libc::F_GETFL);
-                let blocking = flags >= 0 && flags & libc::O_NONBLOCK == 0;
-                if blocking {
-                    libc::fcntl(sock, libc::F_SETFL, flags | libc::O_NONBLOCK);
-                }
-                let r = if libc::connect(sock, addr, addr_len) == 0 {
-                    0
-                } else {
-                    errno()
-                };
-                if blocking {
-                    libc::fcntl(sock, libc::F_SETFL, flags);
-                }
-                r
-            }
-            Op::Send => send(&header, packet, sock, rest),
-            Op::Watch => watch(&header, packet, sock),
+    // `decode` checked addr_len <= 128, the size of `addr` (and of sockaddr_storage).
+    let Some(addr) = RawSockAddr::new(&header.addr[..header.addr_len as usize]) else {
+        return -(libc::EINVAL as i64);
+    };
+    match header.op {
+        Op::Bind => {
+            let old = rustix::process::umask(Mode::from_bits_retain(header.umask));
+            let r = rustix::net::bind(sock, &addr);
+            rustix::process::umask(old);
+            status(r)
         }
+        Op::Listen => status(rustix::net::listen(sock, header.backlog)),
+        Op::Connect => {
+            // Never block here: a unix connect to a full backlog says EAGAIN, and
+            // the supervisor retries for a blocking caller.
+            let flags = rustix::fs::fcntl_getfl(sock);
+            let blocking = matches!(flags, Ok(f) if !f.contains(OFlags::NONBLOCK));
+            if let (true, Ok(flags)) = (blocking, flags) {
+                let _ = rustix::fs::fcntl_setfl(sock, flags | OFlags::NONBLOCK);
+            }
+            let r = status(rustix::net::connect(sock, &addr));
+            if let (true, Ok(flags)) = (blocking, flags) {
+                let _ = rustix::fs::fcntl_setfl(sock, flags);
+            }
+            r
+        }
+        Op::Send => send(&header, packet, sock, rest),
+        Op::Watch => watch(&header, packet, sock),
     }
 }
 
 /// Opens the path for reading first, so Landlock and the permissions judge it as a
 /// read by the tenant (a directory Landlock keeps it from listing cannot be watched to
 /// learn the names created in it), then watches the inode it opened.
-fn watch(header: &Header, packet: &[u8], inotify: RawFd) -> i64 {
+fn watch(header: &Header, packet: &[u8], inotify: BorrowedFd<'_>) -> i64 {
+    use rustix::fs::inotify::WatchFlags;
     const IN_DONT_FOLLOW: u32 = 0x0200_0000;
     const IN_ONLYDIR: u32 = 0x0100_0000;
     let mask = header.flags as u32;
-    let mut path = packet[HEADER..].to_vec();
+    let path = &packet[HEADER..];
     if path.contains(&0) || path.is_empty() {
         return -(libc::EINVAL as i64);
     }
-    path.push(0);
-    let mut flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     if mask & IN_DONT_FOLLOW != 0 {
-        flags |= libc::O_NOFOLLOW; // a symlink itself cannot be opened for reading: ELOOP
+        flags |= OFlags::NOFOLLOW; // a symlink itself cannot be opened for reading: ELOOP
     }
     if mask & IN_ONLYDIR != 0 {
-        flags |= libc::O_DIRECTORY;
+        flags |= OFlags::DIRECTORY;
     }
-    // SAFETY: `path` is NUL-terminated and outlives the call.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), flags) };
-    if fd < 0 {
-        return errno();
-    }
-    let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
-    let digits = fd.to_string();
-    link[14..14 + digits.len()].copy_from_slice(digits.as_bytes());
-    // SAFETY: `link` is NUL-terminated (zero-filled past the digits); the descriptors
-    // are ours.
-    unsafe {
-        let r = libc::inotify_add_watch(inotify, link.as_ptr().cast(), mask & !IN_DONT_FOLLOW);
-        let result = if r < 0 { errno() } else { i64::from(r) };
-        libc::close(fd);
-        result
-    }
+    let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => return neg(e),
+    };
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let watched = WatchFlags::from_bits_retain(mask & !IN_DONT_FOLLOW);
+    let r = rustix::fs::inotify::add_watch(inotify, link.as_str(), watched);
+    drop(fd);
+    r.map_or_else(neg, i64::from)
 }
 
-fn send(header: &Header, packet: &[u8], sock: RawFd, passed: &[RawFd]) -> i64 {
+/// Room for the forwarded control messages and one SCM_RIGHTS message of
+/// [`MAX_PASSED`] descriptors, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct Control([u8; (MAX_CONTROL + MAX_PASSED * 4 + 64) / 8 * 8]);
+
+fn send(header: &Header, packet: &[u8], sock: BorrowedFd<'_>, passed: &[OwnedFd]) -> i64 {
     let control_len = header.control_len as usize;
     let Some(control_raw) = packet.get(HEADER..HEADER + control_len) else {
         return -(libc::EINVAL as i64);
     };
     let payload = &packet[HEADER + control_len..];
     // The control buffer: the forwarded messages, then SCM_RIGHTS for `passed`.
-    let mut control = vec![0u64; (MAX_CONTROL + MAX_PASSED * 4 + 64) / 8];
-    let bytes: &mut [u8] =
-        // SAFETY: reinterpreting a u64 buffer (for cmsghdr alignment) as bytes.
-        unsafe { std::slice::from_raw_parts_mut(control.as_mut_ptr().cast(), control.len() * 8) };
+    let mut control = Control([0; (MAX_CONTROL + MAX_PASSED * 4 + 64) / 8 * 8]);
+    let bytes = &mut control.0;
     bytes[..control_len].copy_from_slice(control_raw);
     let mut total = control_len;
     if !passed.is_empty() {
-        // SAFETY: CMSG_* arithmetic on integers.
-        let (space, len) = unsafe {
-            (
-                libc::CMSG_SPACE((passed.len() * 4) as u32) as usize,
-                libc::CMSG_LEN((passed.len() * 4) as u32) as usize,
-            )
-        };
+        let data = passed.len() * 4;
+        let align = |n: usize| n.next_multiple_of(std::mem::size_of::<usize>());
+        let hdr_size = std::mem::size_of::<libc::cmsghdr>();
+        // CMSG_LEN and CMSG_SPACE, computed here (libc's are unsafe fns).
+        let (len, space) = (align(hdr_size) + data, align(hdr_size) + align(data));
         let at = total;
         let hdr = libc::cmsghdr {
-            cmsg_len: len,
+            cmsg_len: len as _,
             cmsg_level: libc::SOL_SOCKET,
             cmsg_type: libc::SCM_RIGHTS,
         };
-        let hdr_size = std::mem::size_of::<libc::cmsghdr>();
-        // SAFETY: the cmsghdr is plain data; `bytes` has room for it (sized above).
-        let raw = unsafe {
-            std::slice::from_raw_parts((&hdr as *const libc::cmsghdr).cast::<u8>(), hdr_size)
+        let mut put = |offset: usize, value: &[u8]| {
+            bytes[at + offset..at + offset + value.len()].copy_from_slice(value)
         };
-        bytes[at..at + hdr_size].copy_from_slice(raw);
+        put(
+            std::mem::offset_of!(libc::cmsghdr, cmsg_len),
+            &hdr.cmsg_len.to_ne_bytes(),
+        );
+        put(
+            std::mem::offset_of!(libc::cmsghdr, cmsg_level),
+            &hdr.cmsg_level.to_ne_bytes(),
+        );
+        put(
+            std::mem::offset_of!(libc::cmsghdr, cmsg_type),
+            &hdr.cmsg_type.to_ne_bytes(),
+        );
         for (i, fd) in passed.iter().enumerate() {
-            let o = at + hdr_size + 4 * i;
-            bytes[o..o + 4].copy_from_slice(&fd.to_ne_bytes());
+            put(hdr_size + 4 * i, &fd.as_raw_fd().to_ne_bytes());
         }
         total += space;
     }
@@ -393,9 +371,12 @@ fn send(header: &Header, packet: &[u8], sock: RawFd, passed: &[RawFd]) -> i64 {
         iov_base: payload.as_ptr() as *mut libc::c_void,
         iov_len: payload.len(),
     };
-    // SAFETY: msghdr points at `iov`, `header.addr` and `control`, all alive for the
-    // call.
-    unsafe {
+    // SAFETY: an all-zero msghdr is valid (no name, no control); it then points at
+    // `iov` (and through it `payload`), `header.addr` and `control`, all alive for the
+    // call, with their true lengths; sendmsg only reads them. libc's sendmsg because
+    // the forwarded control bytes go to the kernel as they are (rustix builds control
+    // messages only from typed values).
+    let n = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         if header.addr_len > 0 {
             msg.msg_name = header.addr.as_ptr() as *mut libc::c_void;
@@ -404,16 +385,17 @@ fn send(header: &Header, packet: &[u8], sock: RawFd, passed: &[RawFd]) -> i64 {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         if total > 0 {
-            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_control = control.0.as_mut_ptr().cast();
             msg.msg_controllen = total;
         }
         let flags = header.flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        let n = libc::sendmsg(sock, &msg, flags);
-        if n < 0 {
-            errno()
-        } else {
-            n as i64
-        }
+        libc::sendmsg(sock.as_raw_fd(), &msg, flags)
+    };
+    if n < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        -i64::from(errno.unwrap_or(libc::EIO))
+    } else {
+        n as i64
     }
 }
 

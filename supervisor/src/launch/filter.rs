@@ -7,6 +7,8 @@
 //! the i386 (`int 0x80`) or x32 entry points would reach the same kernel services under
 //! other numbers, so a foreign arch kills the process and x32 numbers get `ENOSYS`.
 
+#![forbid(unsafe_code)]
+
 use libc::sock_filter;
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;

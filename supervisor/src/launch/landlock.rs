@@ -16,7 +16,7 @@
 
 use crate::diag::Kind;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -79,22 +79,19 @@ struct PathBeneathAttr {
 /// In the tenant after fork, in its mount namespace: read rights on its own `/proc`.
 /// Raw syscalls only; a failure ends the tenant.
 pub(super) fn allow_own_proc(rule: &ProcRule) {
+    use rustix::fs::{Mode, OFlags};
     const LANDLOCK_RULE_PATH_BENEATH: libc::c_long = 1;
-    // SAFETY: a NUL-terminated literal path; integer flags.
-    let proc = unsafe {
-        libc::open(
-            c"/proc".as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if proc < 0 {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(proc) = rustix::fs::open(c"/proc", flags, Mode::empty()) else {
         super::handoff::die(b"supervise: tenant: cannot open its /proc\n", 126);
-    }
+    };
     let attr = PathBeneathAttr {
         allowed_access: rule.access,
-        parent_fd: proc,
+        parent_fd: proc.as_raw_fd(),
     };
-    // SAFETY: `attr` lives across the call; the ruleset fd is ours.
+    // SAFETY: `attr` lives on the stack across the call and the kernel only reads it;
+    // the ruleset fd and `proc` are ours and open. rustix has no Landlock calls, and
+    // the `landlock` crate's `add_rule` would allocate (it opens the path itself).
     let r = unsafe {
         libc::syscall(
             libc::SYS_landlock_add_rule,
@@ -104,8 +101,7 @@ pub(super) fn allow_own_proc(rule: &ProcRule) {
             0,
         )
     };
-    // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(proc) };
+    drop(proc);
     if r != 0 {
         super::handoff::die(
             b"supervise: tenant: landlock rule for its /proc failed\n",
@@ -194,7 +190,7 @@ fn beneath(path: &Path, access: BitFlags<AccessFs>) -> Result<PathBeneath<PathFd
 /// In the tenant after fork: restricts itself and reports over `report`. No allocation
 /// (the crate's `restrict_self` makes two syscalls and fills a plain struct); a failure
 /// ends the tenant, so it never runs with less confinement than reported.
-pub(super) fn restrict_in_child(plan: &RulesetCreated, report: RawFd) {
+pub(super) fn restrict_in_child(plan: &RulesetCreated, report: BorrowedFd<'_>) {
     let status = plan
         .try_clone()
         .map_err(|_| ())
@@ -207,15 +203,7 @@ pub(super) fn restrict_in_child(plan: &RulesetCreated, report: RawFd) {
         }) => super::handoff::landlock(encode(&ruleset), no_new_privs),
         Err(()) => super::handoff::landlock(255, false),
     };
-    // SAFETY: a 3-byte stack buffer on a socket fd inherited from the stub.
-    unsafe {
-        libc::send(
-            report,
-            message.as_ptr().cast(),
-            message.len(),
-            libc::MSG_NOSIGNAL,
-        );
-    }
+    let _ = rustix::net::send(report, &message, rustix::net::SendFlags::NOSIGNAL);
     if message[1] == 255 {
         super::handoff::die(b"supervise: tenant: landlock_restrict_self failed\n", 126);
     }

@@ -9,12 +9,21 @@
 //! a signal or a timeout does not end the wait: only the agent's answer does (a fatal
 //! signal still kills the tenant thread).
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::addresses::{Datagram, Limit};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::time::{
+    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
+    Timespec,
+};
+
+use super::msghdr::{Datagram, Limit};
 use super::request::Request;
 use super::{Park, ParkTarget, Resume, Supervisor, Verdict};
 use crate::launch::agent::{Header, Op, HAS_CWD, HEADER, MAX_CONTROL, MAX_PASSED, MAX_PAYLOAD};
@@ -46,10 +55,10 @@ impl Agent {
     /// returns our end of the reply socket.
     fn submit(&self, packet: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<OwnedFd> {
         let (ours, theirs) = sys::seqpacket_pair()?;
-        let mut raw: Vec<RawFd> = Vec::with_capacity(fds.len() + 1);
-        raw.push(theirs.as_raw_fd());
-        raw.extend(fds.iter().map(|f| f.as_raw_fd()));
-        send_with_fds(self.channel.as_fd(), packet, &raw)?;
+        let mut all: Vec<BorrowedFd<'_>> = Vec::with_capacity(fds.len() + 1);
+        all.push(theirs.as_fd());
+        all.extend_from_slice(fds);
+        send_with_fds(self.channel.as_fd(), packet, &all)?;
         Ok(ours)
     }
 }
@@ -393,7 +402,7 @@ pub(super) fn reply(
         }
     };
     if result >= 0 {
-        return super::addresses::one_message_sent(request, Verdict::Value(result));
+        return super::msghdr::one_message_sent(request, Verdict::Value(result));
     }
     let errno = (-result) as i32;
     if errno == libc::EAGAIN && pending.blocking {
@@ -436,66 +445,33 @@ fn retry_later(sv: &mut Supervisor, request: &Request, op: Op) -> Verdict {
 
 /// A one-shot timer that becomes readable after `ms` milliseconds.
 fn pause(ms: i64) -> io::Result<OwnedFd> {
-    // SAFETY: integer arguments.
-    let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: timerfd_create returned a new descriptor that nothing else owns.
-    let timer = unsafe { OwnedFd::from_raw_fd(fd) };
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec {
+    let timer = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::CLOEXEC)?;
+    let spec = Itimerspec {
+        it_interval: Timespec {
             tv_sec: 0,
             tv_nsec: 0,
         },
-        it_value: libc::timespec {
+        it_value: Timespec {
             tv_sec: 0,
             tv_nsec: ms * 1_000_000,
         },
     };
-    // SAFETY: `spec` lives across the call; a null old-value pointer is allowed.
-    if unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    timerfd_settime(&timer, TimerfdTimerFlags::empty(), &spec)?;
     Ok(timer)
 }
 
 /// One packet with `fds` in SCM_RIGHTS, without blocking (a full channel means the
 /// agent is not reading: EAGAIN, reported as unavailable).
-fn send_with_fds(channel: BorrowedFd<'_>, packet: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    let payload = fds.len() * 4;
-    // SAFETY: CMSG_SPACE is arithmetic.
-    let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
-    let mut control = vec![0u64; space.div_ceil(8)];
-    let mut iov = libc::iovec {
-        iov_base: packet.as_ptr() as *mut libc::c_void,
-        iov_len: packet.len(),
-    };
-    // SAFETY: msghdr points at `iov`, `packet` and `control`, alive for the call;
-    // CMSG_* write inside `control`, sized by CMSG_SPACE for `fds`.
-    let sent = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
-        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-        for (i, fd) in fds.iter().enumerate() {
-            std::ptr::write_unaligned(data.add(i), *fd);
-        }
-        libc::sendmsg(
-            channel.as_raw_fd(),
-            &msg,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
+fn send_with_fds(channel: BorrowedFd<'_>, packet: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other(
+            "SCM_RIGHTS does not fit its control buffer",
+        ));
     }
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    rustix::net::sendmsg(channel, &[io::IoSlice::new(packet)], &mut control, flags)?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@
 //! follows sees the table as it will be; the tenant's own call then closes (or
 //! overwrites) the placeholder, and returns what it would have.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
 use std::os::fd::AsFd;
 

@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 use super::request::Request;
+use super::Verdict;
+use crate::diag::Kind;
 use crate::sys::SockAddr;
 
 /// `sizeof(struct msghdr)`.
@@ -92,4 +94,86 @@ pub fn read_sockaddr(request: &Request, ptr: u64, len: u64) -> Result<SockAddr, 
         .read_memory(ptr, len as usize)
         .map_err(|e| e.errno())?;
     SockAddr::from_bytes(&bytes).ok_or(libc::EINVAL)
+}
+
+/// A send's answer; for sendmmsg (which sends one message per call here) the first
+/// mmsghdr's msg_len is written and 1 returned.
+pub(super) fn one_message_sent(request: &Request, verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Value(n) if request.nr() == libc::SYS_sendmmsg => {
+            let slot = request.arg(1) + MSG_LEN_AT;
+            match request.write_value(slot, &(n as u32).to_ne_bytes()) {
+                Ok(()) => Verdict::Value(1),
+                Err(e) => Verdict::Errno(e.errno()),
+            }
+        }
+        other => other,
+    }
+}
+
+/// How much of a message the supervisor takes from the tenant.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Limit {
+    /// A datagram: all of it, or EMSGSIZE past this many bytes.
+    Whole(usize),
+    /// A stream: at most this many bytes (the send may be short).
+    Prefix(usize),
+}
+
+/// Largest control data taken from a tenant's unix-socket sendmsg.
+const MAX_CONTROL_IN: usize = 4096;
+
+/// One message read out of the tenant (sendto, sendmsg, or the first of a sendmmsg):
+/// its destination, its control data if `with_control` (else control is refused),
+/// and its payload (in scratch). Read once: the decision and the call use this copy.
+pub(super) struct Datagram {
+    pub dest: Option<SockAddr>,
+    pub len: usize,
+    pub control: Vec<u8>,
+}
+
+impl Datagram {
+    pub(super) fn read(
+        request: &Request,
+        scratch: &mut [u8],
+        limit: Limit,
+        with_control: bool,
+    ) -> Result<Datagram, i32> {
+        let mut control = Vec::new();
+        let (dest, iovs) = if request.nr() == libc::SYS_sendto {
+            let dest = read_sockaddr(request, request.arg(4), request.arg(5))?;
+            let iov = libc::iovec {
+                iov_base: request.arg(1) as *mut _,
+                iov_len: request.arg(2) as usize,
+            };
+            (Some(dest), vec![iov])
+        } else {
+            let header = MsgHeader::read(request, request.arg(1))?;
+            if header.has_control() {
+                if !with_control {
+                    // IP_PKTINFO & co. could forge the source address; refused outright.
+                    tracing::warn!(target: Kind::Label.target(), "control data on a confined tenant's IP send refused");
+                    return Err(libc::EOPNOTSUPP);
+                }
+                control = header.control(request, MAX_CONTROL_IN)?;
+            }
+            (header.name(request)?, header.iovecs(request)?)
+        };
+        let total = iovs
+            .iter()
+            .map(|v| v.iov_len)
+            .fold(0usize, usize::saturating_add);
+        let total = match limit {
+            Limit::Whole(max) if total > max => return Err(libc::EMSGSIZE),
+            Limit::Whole(_) => total,
+            Limit::Prefix(max) => total.min(max),
+        };
+        let len = request
+            .read_memory_into(&iovs, &mut scratch[..total])
+            .map_err(|e| e.errno())?;
+        if len != total {
+            return Err(libc::EFAULT);
+        }
+        Ok(Datagram { dest, len, control })
+    }
 }

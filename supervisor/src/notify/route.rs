@@ -75,6 +75,55 @@ pub(super) fn family(nr: libc::c_long) -> Option<Family> {
     })
 }
 
+impl Family {
+    /// Every family, in a fixed order (metrics index by it).
+    pub(super) const ALL: [Family; 16] = [
+        Family::Read,
+        Family::Write,
+        Family::Splice,
+        Family::Accept,
+        Family::Socket,
+        Family::Connect,
+        Family::Bind,
+        Family::Listen,
+        Family::Shutdown,
+        Family::Watch,
+        Family::Close,
+        Family::CloseRange,
+        Family::DupOver,
+        Family::DupAnywhere,
+        Family::Exec,
+        Family::Fork,
+    ];
+
+    /// Its position in [`Family::ALL`].
+    pub(super) fn index(self) -> usize {
+        Family::ALL.iter().position(|f| *f == self).unwrap_or(0)
+    }
+
+    /// Its name in metrics (`read`, `close-range`).
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Family::Read => "read",
+            Family::Write => "write",
+            Family::Splice => "splice",
+            Family::Accept => "accept",
+            Family::Socket => "socket",
+            Family::Connect => "connect",
+            Family::Bind => "bind",
+            Family::Listen => "listen",
+            Family::Shutdown => "shutdown",
+            Family::Watch => "watch",
+            Family::Close => "close",
+            Family::CloseRange => "close-range",
+            Family::DupOver => "dup-over",
+            Family::DupAnywhere => "dup-anywhere",
+            Family::Exec => "exec",
+            Family::Fork => "fork",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::family;

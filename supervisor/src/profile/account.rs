@@ -76,6 +76,66 @@ fn lookup_user(name: &str) -> Result<Ids, String> {
     })
 }
 
+/// Whether `name` has a passwd entry (what `getpwnam` answers, through the reentrant
+/// call like the other lookups here).
+pub fn user_exists(name: &str) -> bool {
+    let Ok(cname) = CString::new(name) else {
+        return false;
+    };
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let found = with_growing_buffer(|buf| {
+        // SAFETY: the name is NUL-terminated; `pwd` and `result` are writable and
+        // `buf` is writable for its length, all alive across the call. No returned
+        // string is read: `result` is only compared with null.
+        unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                pwd.as_mut_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        }
+    });
+    found && !result.is_null()
+}
+
+/// Whether `gid` has a group entry (what `getgrgid` answers, reentrant).
+pub fn group_exists(gid: libc::gid_t) -> bool {
+    let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    let found = with_growing_buffer(|buf| {
+        // SAFETY: `grp` and `result` are writable and `buf` is writable for its
+        // length, all alive across the call. No returned string is read: `result` is
+        // only compared with null.
+        unsafe {
+            libc::getgrgid_r(
+                gid,
+                grp.as_mut_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        }
+    });
+    found && !result.is_null()
+}
+
+/// Runs a `get*_r` lookup with a buffer that doubles while the call says ERANGE, as
+/// the non-reentrant `getpwnam` and `getgrgid` grow theirs (a group with many members
+/// outgrows 16 KiB); whether the call returned 0.
+fn with_growing_buffer(mut lookup: impl FnMut(&mut [u8]) -> libc::c_int) -> bool {
+    let mut buf = vec![0u8; 16384];
+    loop {
+        match lookup(&mut buf) {
+            0 => return true,
+            libc::ERANGE if buf.len() < 1 << 24 => buf.resize(buf.len() * 2, 0),
+            _ => return false,
+        }
+    }
+}
+
 /// The passwd entry of `uid`, if it has one.
 pub fn account_of(uid: libc::uid_t) -> Option<Account> {
     let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();

@@ -2,7 +2,7 @@
 //! filesystem with trusted xattrs; anything else fails loudly rather than skipping.
 
 use super::*;
-use std::mem::MaybeUninit;
+use rustix::mount::{MountFlags, MountPropagationFlags};
 use std::os::unix::fs::{symlink, MetadataExt};
 
 const A: &str = "s0:c0,c1";
@@ -14,13 +14,9 @@ pub(in crate::label) fn xattr_dir() -> tempfile::TempDir {
     let probe = dir.path().join("probe");
     fs::write(&probe, "").unwrap();
     if let Err(e) = set_label(&probe, A) {
-        let mut sfs = MaybeUninit::<libc::statfs>::uninit();
-        let c = c_path(dir.path()).unwrap();
-        // SAFETY: `c` is NUL-terminated and `sfs` is a writable statfs buffer for the call.
-        let fs_type = match unsafe { libc::statfs(c.as_ptr(), sfs.as_mut_ptr()) } {
-            // SAFETY: statfs succeeded and filled the struct.
-            0 => format!("{:#x}", unsafe { sfs.assume_init() }.f_type),
-            _ => "unknown".into(),
+        let fs_type = match rustix::fs::statfs(dir.path()) {
+            Ok(sfs) => format!("{:#x}", sfs.f_type),
+            Err(_) => "unknown".into(),
         };
         panic!(
             "cannot set {LABEL_XATTR} on {} (filesystem magic {fs_type}): {e}; these tests \
@@ -150,6 +146,7 @@ fn a_file_vanishing_mid_walk_is_skipped() {
 }
 
 #[test]
+#[allow(unsafe_code)] // unshare: rustix has no safe wrapper (see the SAFETY comment)
 fn label_tree_stays_on_its_filesystem() {
     let dir = xattr_dir();
     let root = dir.path().to_path_buf();
@@ -157,36 +154,26 @@ fn label_tree_stays_on_its_filesystem() {
     fs::write(root.join("f"), "x").unwrap();
     // A private mount namespace for this thread only: the tmpfs goes away with it.
     let result = std::thread::spawn(move || {
-        // SAFETY: unshare takes flags only; CLONE_NEWNS moves only this thread (it
-        // implies CLONE_FS, which unshares the thread's root/cwd, not the process's).
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNS) };
-        assert_eq!(rc, 0, "unshare: {}", io::Error::last_os_error());
-        let none = std::ptr::null::<libc::c_char>();
-        // SAFETY: every pointer is a NUL-terminated literal or null, as mount(2) accepts
-        // for a propagation change; only this thread's private namespace is affected.
-        let rc = unsafe {
-            libc::mount(
-                none,
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "making / private: {}", io::Error::last_os_error());
+        // SAFETY: rustix's contract for `unshare_unsafe` is about CLONE_FILES (threads
+        // must not see descriptors from an unshared table), which is not asked for.
+        // CLONE_NEWNS moves only this thread, which ends with this closure, into a new
+        // mount namespace (it implies CLONE_FS, which unshares this thread's root and
+        // cwd, not the process's); no descriptor table changes.
+        let unshared =
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) };
+        unshared.unwrap_or_else(|e| panic!("unshare: {}", io::Error::from(e)));
+        let private = MountPropagationFlags::REC | MountPropagationFlags::PRIVATE;
+        rustix::mount::mount_change(c"/", private)
+            .unwrap_or_else(|e| panic!("making / private: {}", io::Error::from(e)));
         let target = c_path(&root.join("mnt")).unwrap();
-        // SAFETY: NUL-terminated literals and `target`, which outlives the call; the mount
-        // lands in this thread's private namespace and dies with it.
-        let rc = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "mounting tmpfs: {}", io::Error::last_os_error());
+        rustix::mount::mount(
+            c"tmpfs",
+            target.as_c_str(),
+            c"tmpfs",
+            MountFlags::empty(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("mounting tmpfs: {}", io::Error::from(e)));
         fs::write(root.join("mnt/inner"), "x").unwrap();
         let count = label_tree(&root, A).unwrap();
         (

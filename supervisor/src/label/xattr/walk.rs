@@ -8,14 +8,17 @@
 //! directory itself, so `<name>` is the only component a tenant can swap, and it is
 //! never followed. This needs `/proc` mounted, which [`walk`] checks.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
 /// An I/O error with the step and path it happened at; the kind is kept so callers can
 /// still tell ENOENT (vanished) or EOPNOTSUPP (filesystem without xattrs) apart.
@@ -55,38 +58,28 @@ pub(in crate::label) fn open_dir_at(
     name: &Path,
 ) -> io::Result<OwnedFd> {
     let c = c_path(name)?;
-    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `c` is NUL-terminated and outlives the call; `dirfd` is AT_FDCWD or a
-    // descriptor borrowed for the duration of the call.
-    let fd = unsafe { libc::openat(dirfd, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat just returned `fd`; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let dirfd = dir.unwrap_or(rustix::fs::CWD);
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(
+        dirfd,
+        c.as_c_str(),
+        flags,
+        Mode::empty(),
+    )?)
 }
 
 /// `lstat` of `name` in `dir`, or `fstat` of `dir` itself when `name` is empty.
-pub(in crate::label) fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<libc::stat> {
+pub(in crate::label) fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Stat> {
     let c = c_path(Path::new(name))?;
-    let mut flags = libc::AT_SYMLINK_NOFOLLOW;
+    let mut flags = AtFlags::SYMLINK_NOFOLLOW;
     if name.is_empty() {
-        flags |= libc::AT_EMPTY_PATH;
+        flags |= AtFlags::EMPTY_PATH;
     }
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `c` is NUL-terminated and outlives the call, `dir` is an open descriptor and
-    // `st` is a writable `struct stat` buffer for the duration of the call.
-    let rc = unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), flags) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstatat succeeded, so the kernel filled the whole struct.
-    Ok(unsafe { st.assume_init() })
+    Ok(rustix::fs::statat(dir, c.as_c_str(), flags)?)
 }
 
-fn is_dir(st: &libc::stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+fn is_dir(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::Directory
 }
 
 /// One file met by [`walk`].

@@ -7,6 +7,8 @@
 //! while the reserve can be kept full, so the descriptors a tracked connection later
 //! needs (its backend's pidfd, transient `/proc` reads) are there when it needs them.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::os::fd::OwnedFd;
 
