@@ -141,6 +141,34 @@ psql_tcp <<'SQL'
 SELECT 'new session' AS step, count(*) AS employees FROM employee;
 SQL
 
+say "diagnostics: every log line names its component (DPID); call that component back"
+# One client session held open: its refusal is logged with the connection's DPID, and
+# `supervise ctl` asks that very connection for its state over the control socket.
+coproc CLIENT { "${PSQL[@]}" -h 127.0.0.1 -p "$PORT" -At 2>&1; }
+echo "SELECT pg_backend_pid();" >&"${CLIENT[1]}"
+read -r -t 10 backend <&"${CLIENT[0]}" || backend='?'
+echo "SELECT * FROM salaries;" >&"${CLIENT[1]}"
+read -r -t 10 refusal <&"${CLIENT[0]}" || refusal='?'
+echo "client (backend pid $backend) got: $refusal"
+echo "SELEC 1;" >&"${CLIENT[1]}"
+read -r -t 10 syntax <&"${CLIENT[0]}" || syntax='?'
+sleep 0.5
+decision=$(grep "rule decision: refuse" "$LOG" | tail -n 1)
+dpid=$(sed -E 's/^[^ ]+ +[A-Z]+ ([^:]+):.*/\1/' <<<"$decision")
+echo "the supervisor's log line:"
+echo "  $decision"
+echo "PostgreSQL's own log line for the client's syntax error, stamped with the same DPID:"
+grep -F "$dpid: " "$LOG" | grep -F 'syntax error' | tail -n 1 | sed 's/^/  /'
+echo "$ supervise ctl state $dpid    (the connection, asked by its DPID)"
+"$SUPERVISE" ctl state "$dpid" |
+    grep -E '"(dpid|peer|backend_pids|transaction_status|taken|delivered)"|"type"' | head -n 16
+echo "$ supervise ctl selftest pg-demo/pg-clients/r2    (the deny rule replays its fixture)"
+"$SUPERVISE" ctl selftest pg-demo/pg-clients/r2 | grep -E '"(passed|detail)"'
+echo "$ supervise ctl metrics | grep rule_hits"
+"$SUPERVISE" ctl metrics | grep '^supervise_rule_hits_total'
+exec {CLIENT[1]}>&-
+wait "$CLIENT_PID" 2>/dev/null || true
+
 say "fail closed: what the supervisor cannot prove keeps the rules is refused, with the reason"
 psql_tcp <<'SQL' || true
 SELECT upper(ssn) FROM employee;
@@ -164,9 +192,9 @@ SUP_PID=
 echo "supervise exited with status $rc"
 
 say "supervisor log lines about the tracked stream (pg-clients, port $PORT)"
-# The log file holds the supervisor's lines and PostgreSQL's own stderr; PostgreSQL's
-# lines look like "2026-01-01 12:00:00.000 UTC [123] LOG: ...".
-sup_lines=$(grep -vE '^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] ' "$LOG" || true)
+# The log file holds the supervisor's lines and PostgreSQL's own stderr, stamped
+# (records ending in "fd=stderr pid=N").
+sup_lines=$(grep -vE ' fd=stderr pid=[0-9]+$' "$LOG" || true)
 # One "accepted" and one "connection closed" line (with its byte accounting) per
 # connection, and what the rules did; the rest is in the log at debug level.
 tracked=$(grep -Ei "pg-clients|$PORT|accept|connection|stream|tracked|rule|deny|denied|drop|mask|rewrit" <<<"$sup_lines" |

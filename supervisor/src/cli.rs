@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::profile::env::EnvArg;
 
@@ -14,6 +14,16 @@ pub struct Cli {
     /// Where the node registry (tenants.toml) and default homes live.
     #[arg(long, global = true, env = "SUPERVISE_STATE_DIR", default_value = crate::label::registry::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// How log lines look: `human` (TIME LEVEL DPID: message key=value) or `json` (one
+    /// object per line: time, level, dpid, kind, tenant, message, fields, ops).
+    #[arg(
+        long,
+        global = true,
+        env = "SUPERVISE_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    pub log_format: crate::diag::Format,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +62,16 @@ pub enum Command {
         /// profile's tenant.env, which overrides the defaults.
         #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]", value_parser = parse_env)]
         env: Vec<EnvArg>,
+        /// Which of the tenant's outputs come out stamped, as whole lines with the DPID
+        /// of the connection the writing process serves (log records of kind `output`):
+        /// `stderr` (its log; stdout passes through untouched, byte for byte), `all`
+        /// (stdout too, stamped on the supervisor's stdout), or `raw` (neither).
+        #[arg(long, value_enum, default_value = "stderr")]
+        tenant_output: TenantOutput,
+        /// Also serve OpenMetrics text over HTTP on this address (GET /metrics), e.g.
+        /// 127.0.0.1:9464. The same text as `supervise ctl metrics`.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// The tenant's command and arguments (default: the profile's tenant.command).
         #[arg(last = true)]
         command: Vec<OsString>,
@@ -81,8 +101,90 @@ pub enum Command {
         /// Tenant profile (TOML).
         profile: PathBuf,
     },
+    /// Ask a running supervisor about its components, or set their log levels, through
+    /// its control socket (<state dir>/ctl/<tenant>.sock; root only).
+    ///
+    /// Components are named by DPID: TENANT, TENANT/@KIND (e.g. pg-demo/@label),
+    /// TENANT/STREAM, TENANT/STREAM/cN (connection N), TENANT/STREAM/rN (rule N). The
+    /// first segment picks the tenant's socket. Exit status: 0 ok, 1 the supervisor
+    /// answered an error, 2 usage, 3 the socket cannot be reached.
+    Ctl(CtlArgs),
+}
+
+/// `supervise ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// What to ask.
+    #[command(subcommand)]
+    pub op: CtlCommand,
+    /// Print the result as the supervisor sent it (one line of JSON) instead of a
+    /// table, pretty JSON or metrics text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Control operations.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Every component (DPID, kind, the operations it offers) of every tenant served
+    /// with this state dir, or of one.
+    List {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// A component's state.
+    State {
+        /// The component's DPID.
+        dpid: String,
+    },
+    /// A component's effective configuration (secrets left out).
+    Config {
+        /// The component's DPID.
+        dpid: String,
+    },
+    /// The names of a component's self-tests.
+    Selftests {
+        /// The component's DPID.
+        dpid: String,
+    },
+    /// Run a component's self-test NAME, or all of them.
+    Selftest {
+        /// The component's DPID.
+        dpid: String,
+        /// The self-test (see `selftests`); all when absent.
+        name: Option<String>,
+    },
+    /// Set the log level of a component and everything under it.
+    Level {
+        /// The component's DPID.
+        dpid: String,
+        /// off, error, warn, info, debug, trace, or reset (drop the override).
+        level: String,
+        /// Revert after this long: 500ms, 2s, 10m, 1h.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Metrics in OpenMetrics text, of every tenant served with this state dir (one
+    /// exposition) or of one.
+    Metrics {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 fn parse_env(arg: &str) -> Result<EnvArg, String> {
     EnvArg::parse(std::ffi::OsStr::new(arg))
+}
+
+/// `--tenant-output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TenantOutput {
+    /// Stamp stderr; stdout passes through.
+    Stderr,
+    /// Stamp both.
+    All,
+    /// Stamp neither: both pass through.
+    Raw,
 }

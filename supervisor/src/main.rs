@@ -3,11 +3,14 @@
 
 use crate::diag::Kind;
 mod cli;
+mod control;
 mod diag;
 mod label;
 mod launch;
 mod limits;
 mod notify;
+mod observe;
+mod output;
 mod profile;
 mod setup;
 mod stream;
@@ -23,7 +26,7 @@ use profile::Profile;
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    init_logging();
+    diag::init(cli.log_format);
     // Homes default to <state dir>/home/<name> and must be absolute paths.
     if let Ok(absolute) = std::path::absolute(&cli.state_dir) {
         cli.state_dir = absolute;
@@ -35,6 +38,8 @@ fn main() -> ExitCode {
             sync_wakeup,
             notify_threads,
             env,
+            tenant_output,
+            metrics_listen,
             command,
         } => {
             let options = RunOptions {
@@ -42,6 +47,8 @@ fn main() -> ExitCode {
                 sync_wakeup,
                 notify_threads: notify_threads.into(),
                 env,
+                tenant_output,
+                metrics_listen,
             };
             run(profile, options, command, &cli.state_dir)
         }
@@ -51,19 +58,10 @@ fn main() -> ExitCode {
             notify_threads,
         } => up::run(&dir, &cli.state_dir, notify_threads),
         Command::Label { audit, recursive } => label_command(&cli.state_dir, &audit, recursive),
+        Command::Ctl(args) => control::client::run(&cli.state_dir, args),
     };
+    diag::shutdown();
     ExitCode::from(code.clamp(0, 255) as u8)
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SUPERVISE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(true)
-        .init();
 }
 
 /// Prints an error with its whole source chain.
@@ -91,6 +89,10 @@ struct RunOptions {
     notify_threads: usize,
     /// `--env`, in order.
     env: Vec<profile::env::EnvArg>,
+    /// Which of the tenant's outputs are stamped.
+    tenant_output: cli::TenantOutput,
+    /// `--metrics-listen`.
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn run(
@@ -105,6 +107,28 @@ fn run(
         Err(e) => {
             report(&e);
             return 2;
+        }
+    };
+    diag::set_tenant(&profile.tenant);
+    // The control socket first: a second supervisor of the same tenant on this node is
+    // refused here, before it touches the registry, the home or the cgroup.
+    let bridge = match control::bridge::Bridge::new() {
+        Ok(b) => b,
+        Err(e) => {
+            report(&e);
+            return 125;
+        }
+    };
+    let control_path = control::socket_path(state_dir, &profile.tenant);
+    let backend = std::sync::Arc::new(control::bridge::LoopBackend(bridge.clone()));
+    let backend_for_metrics = backend.clone();
+    let control_server = match std::fs::create_dir_all(state_dir)
+        .and_then(|()| control::Server::start(&control_path, backend))
+    {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("supervise: control socket {}: {e}", control_path.display());
+            return 125;
         }
     };
     if options.continue_all && profile.confinement.is_some() {
@@ -132,8 +156,7 @@ fn run(
         );
         return 2;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("supervise: must run as root (it creates a PID namespace, drops the tenant's credentials and reads tenant memory)");
         return 2;
     }
@@ -174,7 +197,7 @@ fn run(
             tracing::warn!(target: Kind::Supervisor.target(), name = %arg.name.to_string_lossy(), "--env: not set in the supervisor's environment; not passed to the tenant");
         }
     }
-    let prepared =
+    let mut prepared =
         match launch::Prepared::new(&profile, &command, &options.env, original_mask, confined) {
             Ok(p) => p,
             Err(e) => {
@@ -182,6 +205,14 @@ fn run(
                 return 127;
             }
         };
+    let outputs = match output::Pipes::create(options.tenant_output) {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            eprintln!("supervise: cannot create the tenant's output pipes: {e}");
+            return 125;
+        }
+    };
+    prepared.outputs = outputs.child_ends();
     // The tenant's cgroup exists, with its limits, before the tenant does.
     let mut limits = match (&entry, &profile.limits) {
         (Some(entry), Some(l)) => match limits::Enforcement::create(&entry.name, l, home_fs) {
@@ -200,6 +231,9 @@ fn run(
             return 125;
         }
     };
+    // The tenant has its ends; the supervisor keeps only the reading ends, drained
+    // for what bypasses the notified writes.
+    let output_ids = outputs.started(&profile.tenant);
     if let Some(limits) = &mut limits {
         if let Err(error) = limits.watch() {
             tracing::warn!(target: Kind::Limits.target(), %error, "cannot start the limits thread; limit hits are logged when the tenant ends");
@@ -234,13 +268,30 @@ fn run(
             state_dir.to_owned(),
         ));
     }
-    let supervisor = match notify::Supervisor::new(profile, launched, options.continue_all, guard) {
-        Ok(s) => s,
-        Err(e) => {
-            report(&e);
-            return 125;
-        }
+    let mut supervisor =
+        match notify::Supervisor::new(profile, launched, options.continue_all, guard) {
+            Ok(s) => s,
+            Err(e) => {
+                report(&e);
+                return 125;
+            }
+        };
+    for (id, which) in output_ids {
+        supervisor.capture_output(id, which);
+    }
+    let _metrics_server = match options.metrics_listen {
+        Some(address) => match control::metrics_http::serve(address, backend_for_metrics.clone()) {
+            Ok(server) => Some(server),
+            Err(error) => {
+                tracing::error!(target: Kind::Control.target(), %address, %error, "cannot serve --metrics-listen");
+                None
+            }
+        },
+        None => None,
     };
+    if let Err(error) = supervisor.attach_control(bridge, control_server.path()) {
+        tracing::error!(target: Kind::Control.target(), %error, "cannot serve the control socket from the loop; ctl requests will time out");
+    }
     let code = supervisor.run(options.notify_threads);
     if let Some(relabeler) = relabeler {
         tracing::info!(target: Kind::Label.target(), files = relabeler.relabeled(), "home watcher stopped");
@@ -249,6 +300,7 @@ fn run(
     // Last limit hits logged, cgroup removed once the tenant's processes are gone, home
     // unmounted.
     drop(limits);
+    drop(control_server);
     code
 }
 
@@ -299,8 +351,7 @@ fn label_command(
             return 2;
         }
     };
-    // SAFETY: geteuid has no preconditions.
-    if !audit.is_empty() && unsafe { libc::geteuid() } != 0 {
+    if !audit.is_empty() && !rustix::process::geteuid().is_root() {
         eprintln!("supervise: label --audit must run as root (labels live in the trusted xattr namespace, which only CAP_SYS_ADMIN can read)");
         return 2;
     }

@@ -573,3 +573,128 @@ mod tests {
         assert_eq!(addr.port(), Some(8080));
     }
 }
+
+// --- added for launch/ rustix conversion ---
+
+/// `_exit(code)`: ends this process at once, without atexit handlers, stdio flushes or
+/// destructors; for forked children (async-signal-safe, allocation-free).
+pub fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: _exit takes an integer and never returns; it touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// `unshare(flags)` for namespace flags only (CLONE_NEW*); anything else is refused with
+/// EINVAL before the call. Raw syscall, allocation-free (usable after fork).
+pub fn unshare_namespaces(flags: rustix::thread::UnshareFlags) -> rustix::io::Result<()> {
+    use rustix::thread::UnshareFlags as F;
+    let namespaces = F::NEWNS
+        | F::NEWCGROUP
+        | F::NEWUTS
+        | F::NEWIPC
+        | F::NEWUSER
+        | F::NEWPID
+        | F::NEWNET
+        | F::NEWTIME;
+    if !namespaces.contains(flags) {
+        return Err(rustix::io::Errno::INVAL);
+    }
+    // SAFETY: `unshare_unsafe` is unsafe only for CLONE_FILES (threads would stop
+    // sharing the descriptor table, so an fd one thread owns could be another's in the
+    // other); the check above admits namespace flags only, which leave the fd table
+    // (and every memory object) shared as before.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
+}
+
+/// A socket address given as raw bytes (as a caller encoded it), passed to the kernel
+/// as is: it validates family and length itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RawSockAddr<'a>(&'a [u8]);
+
+impl<'a> RawSockAddr<'a> {
+    /// `None` when `bytes` is longer than any socket address (`sockaddr_storage`).
+    pub fn new(bytes: &'a [u8]) -> Option<RawSockAddr<'a>> {
+        (bytes.len() <= std::mem::size_of::<libc::sockaddr_storage>()).then_some(RawSockAddr(bytes))
+    }
+}
+
+// SAFETY: `with_sockaddr` hands `f` a pointer to the borrowed bytes with their exact
+// length (at most 128, checked in `new`, so the cast is lossless), readable for the
+// whole call; the kernel copies and checks the address, so any content is acceptable
+// to the calls that take a `const struct sockaddr *`.
+unsafe impl rustix::net::addr::SocketAddrArg for RawSockAddr<'_> {
+    unsafe fn with_sockaddr<R>(
+        &self,
+        f: impl FnOnce(
+            *const rustix::net::addr::SocketAddrOpaque,
+            rustix::net::addr::SocketAddrLen,
+        ) -> R,
+    ) -> R {
+        f(
+            self.0.as_ptr().cast(),
+            self.0.len() as rustix::net::addr::SocketAddrLen,
+        )
+    }
+}
+
+/// Blocks every signal in this thread (`sigprocmask(SIG_SETMASK, full set)`) and returns
+/// the full set, for `sigwaitinfo`. Allocation-free: usable after fork.
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data (all-zero is a valid value); sigfillset initialises
+    // the local set, sigprocmask only reads it (no old mask wanted).
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        all
+    }
+}
+
+/// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: marks every descriptor from `first` on
+/// close-on-exec (closes none). Allocation-free: usable after fork.
+pub fn cloexec_from(first: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: integers only; with CLOSE_RANGE_CLOEXEC the kernel closes nothing, so no
+    // descriptor an `OwnedFd` or `BorrowedFd` names is invalidated.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Device, inode and whether it is a socket, of an open descriptor: a file's identity
+/// across filesystems (inode numbers alone repeat between them).
+pub fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, bool)> {
+    let st = rustix::fs::fstat(fd)?;
+    let socket = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket;
+    Ok((st.st_dev, st.st_ino, socket))
+}
+
+/// Spawns a helper thread with every signal blocked. Threads inherit their creator's
+/// mask; one started before `notify::block_handled_signals` would otherwise take a
+/// SIGTERM meant for the signalfd and die of it, and a helper thread should never
+/// handle a signal anyway.
+pub fn spawn_without_signals<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<T>> {
+    // SAFETY: sigset_t is plain data; sigfillset initialises `all`, pthread_sigmask
+    // reads it and writes the old mask into `old`, a valid local.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    let spawned = std::thread::Builder::new().name(name.to_owned()).spawn(f);
+    // SAFETY: `old` is the mask read above; no old mask wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    spawned
+}

@@ -98,6 +98,25 @@ pub trait Framer: Send + fmt::Debug {
     fn refusal(&self, _reason: &str) -> Vec<u8> {
         Vec::new()
     }
+    /// The protocol's name for a whole message this framer delimited (`Query`,
+    /// `ReadyForQuery`), for diagnostics; `None` when the protocol has no names.
+    fn describe(&self, _message: &[u8]) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Something a rule decided about a message, reported for diagnostics (the bytes in
+/// [`Output`] are what takes effect; this only says why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What was done: `refuse`, `drop-session`, `rewrite`.
+    pub action: &'static str,
+    /// Why, in the words the client was given (or would be).
+    pub reason: String,
+    /// The configured rule that caused it, by its index in the stream's rule list;
+    /// `None` when no one rule did (a statement refused because it could not be proven
+    /// to keep every rule's promise).
+    pub rule: Option<usize>,
 }
 
 /// Bytes a rule emits for one message.
@@ -110,6 +129,19 @@ pub struct Output {
     pub back: Vec<u8>,
     /// End the session after these bytes are delivered.
     pub close: bool,
+    /// What the rules decided (diagnostics only).
+    pub decisions: Vec<Decision>,
+}
+
+impl Output {
+    /// Records a decision.
+    pub fn decide(&mut self, action: &'static str, reason: impl Into<String>, rule: Option<usize>) {
+        self.decisions.push(Decision {
+            action,
+            reason: reason.into(),
+            rule,
+        });
+    }
 }
 
 /// Why a rule could not handle a message.
@@ -135,6 +167,12 @@ pub trait Rule: Send + fmt::Debug {
     ) -> Result<(), RuleError>;
     /// Short name for logs.
     fn name(&self) -> &'static str;
+
+    /// What the rule knows about the session, for diagnostics (e.g. the server's
+    /// transaction status). Default: nothing.
+    fn state(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 
     /// Framing failed in `direction` and the stream will close: emit what the protocol
     /// says in that case (e.g. a FATAL error to the client). Default: nothing.
@@ -167,6 +205,7 @@ pub fn apply_rules(
             back: std::mem::take(&mut current.back),
             close: current.close,
             onward: Vec::new(),
+            decisions: std::mem::take(&mut current.decisions),
         };
         rule.apply(direction, &current.onward, &mut next)?;
         current = next;
@@ -174,6 +213,7 @@ pub fn apply_rules(
     out.onward.extend_from_slice(&current.onward);
     out.back.extend_from_slice(&current.back);
     out.close |= current.close;
+    out.decisions.append(&mut current.decisions);
     Ok(())
 }
 

@@ -79,4 +79,8 @@ impl Rule for OneDirection {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+
+    fn state(&self) -> Vec<(&'static str, String)> {
+        self.inner.state()
+    }
 }

@@ -83,6 +83,14 @@ impl Kind {
         }
     }
 
+    /// Whether there is one of this kind per tenant (its DPID is `TENANT/@kind`).
+    pub const fn is_singleton(self) -> bool {
+        !matches!(
+            self,
+            Kind::Tenant | Kind::Stream | Kind::Connection | Kind::Rule
+        )
+    }
+
     /// The kind whose target this is.
     pub fn from_target(target: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.target() == target)

@@ -25,6 +25,8 @@ pub struct Guard {
     stamp: Option<(u64, i64, u64)>,
     /// Denial lines are rate-limited: a tenant must not flood the host's logs.
     log_budget: LogBudget,
+    /// Calls refused so far (all of them, logged or held back).
+    pub denials: u64,
 }
 
 /// At most [`LogBudget::PER_SECOND`] lines a second; what is held back is counted and
@@ -99,6 +101,7 @@ impl Guard {
             tenants: Vec::new(),
             stamp: None,
             log_budget: LogBudget::new(Instant::now()),
+            denials: 0,
         };
         guard.refresh();
         guard
@@ -156,6 +159,7 @@ impl Guard {
             Call::Accept => policy.check_accept(ip),
         };
         if let Err(denial) = &decision {
+            self.denials += 1;
             if let Some(held_back) = self.log_budget.take(Instant::now()) {
                 tracing::warn!(
                     target: Kind::Label.target(),
@@ -170,6 +174,75 @@ impl Guard {
             }
         }
         decision
+    }
+
+    /// What `ctl state` shows of the enforcer.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tenant": self.own.name,
+            "label": self.own.label.to_string(),
+            "address": self.own.address.to_string(),
+            "node_network": self.node.to_string(),
+            "other_tenants_known": self.tenants.iter().filter(|t| t.name != self.own.name).count(),
+            "denials": self.denials,
+        })
+    }
+
+    /// The enforcer's configuration (the profile's network rules).
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::json!({ "network": format!("{:?}", self.rules) })
+    }
+
+    /// Self-test: an address carrying another tenant's label is refused for connect.
+    /// Uses a registered tenant when there is one, otherwise a made-up tenant in the
+    /// node network, labeled differently from this one; nothing is logged or counted.
+    pub fn selftest_foreign_label(&mut self) -> Result<String, String> {
+        self.refresh();
+        let other = self
+            .tenants
+            .iter()
+            .find(|t| t.name != self.own.name && t.label != self.own.label)
+            .cloned();
+        let foreign = match other {
+            Some(entry) => entry,
+            None => {
+                let label = (0..1000)
+                    .filter_map(|i| crate::label::mcs::Label::from_index(i).ok())
+                    .find(|l| *l != self.own.label)
+                    .ok_or("no label other than this tenant's could be made")?;
+                let base = u32::from(self.node.addr()) + (1 << 16) + (0xfe << 8);
+                let address = crate::label::Ipv4Net::new(std::net::Ipv4Addr::from(base), 24)
+                    .map_err(|e| format!("cannot make a foreign range: {e}"))?;
+                if address.contains(crate::label::policy::primary_address(&self.own)) {
+                    return Err("the made-up range overlaps this tenant's".into());
+                }
+                Entry {
+                    name: "selftest-foreign".into(),
+                    label,
+                    address,
+                    ..self.own.clone()
+                }
+            }
+        };
+        let mut tenants = self.tenants.clone();
+        if !tenants.iter().any(|t| t.name == foreign.name) {
+            tenants.push(foreign.clone());
+        }
+        let policy = Policy {
+            tenants: &tenants,
+            ..self.policy()
+        };
+        let target = crate::label::policy::primary_address(&foreign);
+        match policy.check_connect(IpAddr::V4(target), 5432, true) {
+            Err(denial) => Ok(format!(
+                "connect to {target} (tenant {}, label {}) refused: {denial}",
+                foreign.name, foreign.label
+            )),
+            Ok(()) => Err(format!(
+                "connect to {target} (tenant {}, label {}) would be ALLOWED: check network.allowed_peers",
+                foreign.name, foreign.label
+            )),
+        }
     }
 
     /// Source address to bind before connecting to `ip` (see [`Policy::source_for`]).

@@ -9,10 +9,16 @@ pub mod handoff;
 pub mod landlock;
 
 use std::ffi::{CString, OsString};
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::process::{Gid, Uid};
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use crate::label::policy::primary_address;
 use crate::label::registry::Entry;
@@ -73,7 +79,7 @@ pub(crate) struct Prepared {
     argv_ptrs: Vec<*const libc::c_char>,
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
-    ids: Option<Ids>,
+    ids: Option<Credentials>,
     filter: Vec<libc::sock_filter>,
     tenant_sigmask: libc::sigset_t,
     chdir: Option<CString>,
@@ -88,6 +94,33 @@ pub(crate) struct Prepared {
     own_address: Option<[u8; 4]>,
     /// What the Landlock rules cover, for the start-up report.
     pub landlock_summary: Option<String>,
+    /// Descriptors the tenant gets as its stdout and stderr instead of the
+    /// supervisor's (the pipes whose writes are stamped, see `notify::output`).
+    pub outputs: [Option<std::os::fd::RawFd>; 2],
+}
+
+/// The credentials the tenant switches to, as the post-fork code passes them to the
+/// kernel (built before fork: the child cannot allocate the group list).
+struct Credentials {
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+}
+
+impl From<&Ids> for Credentials {
+    fn from(ids: &Ids) -> Credentials {
+        // `from_raw_unchecked`: no debug assertion on -1 (the kernel refuses it with
+        // EINVAL, as it did through libc).
+        Credentials {
+            uid: Uid::from_raw_unchecked(ids.uid),
+            gid: Gid::from_raw_unchecked(ids.gid),
+            groups: ids
+                .groups
+                .iter()
+                .map(|&g| Gid::from_raw_unchecked(g))
+                .collect(),
+        }
+    }
 }
 
 /// A confined tenant's registry entry and profile section, for [`Prepared::new`].
@@ -193,9 +226,10 @@ impl Prepared {
             envp_ptrs: ptrs(&envp),
             _argv: argv,
             _envp: envp,
-            ids,
+            ids: ids.as_ref().map(Credentials::from),
             filter: filter::compile_for(confined.is_some()),
             tenant_sigmask,
+            outputs: [None, None],
         })
     }
 }
@@ -227,11 +261,10 @@ fn tenant_environment(
             (identity, fixed.map(|(k, v)| (k.to_owned(), v)).to_vec())
         }
         None => {
-            // SAFETY: geteuid has no preconditions.
             let uid = profile
                 .ids
                 .as_ref()
-                .map_or(unsafe { libc::geteuid() }, |i| i.uid);
+                .map_or(rustix::process::geteuid().as_raw(), |i| i.uid);
             let identity = match account_of(uid) {
                 Some(a) => Identity {
                     home: a.home,
@@ -259,9 +292,8 @@ fn tenant_environment(
 /// Finds `program` like `execvp` would, but now, so a typo is reported before fork.
 fn resolve_command(program: &Path) -> Option<PathBuf> {
     let executable = |p: &Path| {
-        let c = CString::new(p.as_os_str().as_bytes()).ok()?;
-        // SAFETY: `c` is NUL-terminated and lives across the call.
-        let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && p.is_file();
+        // A path with a NUL byte fails (EINVAL) like any other inaccessible one.
+        let ok = rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok() && p.is_file();
         ok.then(|| p.to_owned())
     };
     if program.as_os_str().as_bytes().contains(&b'/') {
@@ -287,33 +319,30 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
     } else {
         None
     };
-    let agent_fds = agent.as_ref().map(|(sup, theirs)| child::AgentFds {
-        agent: theirs.as_raw_fd(),
-        supervisor: sup.as_raw_fd(),
-    });
     // Our own namespace, to switch back to after the fork: while pid_for_children
     // differs from our namespace the kernel refuses to create threads (EINVAL).
     let own_ns = std::fs::File::open("/proc/self/ns/pid").map_err(LaunchError::PidNamespace)?;
-    // SAFETY: unshare takes a flag by value; it affects only our future children.
-    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
-        return Err(LaunchError::PidNamespace(io::Error::last_os_error()));
-    }
+    // It affects only our future children.
+    sys::unshare_namespaces(UnshareFlags::NEWPID)
+        .map_err(|e| LaunchError::PidNamespace(e.into()))?;
     // SAFETY: the supervisor is single-threaded at this point (launch runs before the
-    // loop starts any thread), so the child may run the allocation-free stub code.
+    // loop starts any thread), so the child may run the allocation-free stub code (it
+    // never returns here: `run_init_stub` ends in `_exit` or `execve`). rustix has no
+    // safe fork.
     let stub_pid = unsafe { libc::fork() };
     if stub_pid < 0 {
         return Err(LaunchError::Fork(io::Error::last_os_error()));
     }
     if stub_pid == 0 {
         drop(ours);
-        child::run_init_stub(prep, theirs.as_raw_fd(), agent_fds);
+        let agent = agent.map(|(supervisor, agent)| child::AgentFds { agent, supervisor });
+        child::run_init_stub(prep, theirs, agent);
     }
     drop(theirs);
     let agent = agent.map(|(sup, _theirs)| sup);
-    // SAFETY: setns takes an fd we own and a flag; it resets pid_for_children only.
-    if unsafe { libc::setns(own_ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-        return Err(LaunchError::PidNamespace(io::Error::last_os_error()));
-    }
+    // Resets pid_for_children only.
+    rustix::thread::move_into_link_name_space(own_ns.as_fd(), Some(LinkNameSpaceType::ProcessID))
+        .map_err(|e| LaunchError::PidNamespace(e.into()))?;
 
     let (tenant_pidfd, landlock) = receive_handoff(&ours)?;
     if prep.landlock.is_some() && landlock.is_none() {
@@ -343,7 +372,8 @@ pub fn launch(prep: &Prepared, sync_wakeup: bool) -> Result<Launched, LaunchErro
 /// here, pgbench -S -c 4 lost ~20% with it, so it is opt-in (`--sync-wakeup`).
 fn enable_sync_wakeup(listener: &OwnedFd) {
     const SYNC_WAKE_UP: u64 = 1;
-    // SAFETY: SET_FLAGS takes the flags by value in the argument slot.
+    // SAFETY: a seccomp notify ioctl (rustix has none) on the listener we own;
+    // SET_FLAGS takes the flags by value in the argument slot, no pointer.
     let rc = unsafe {
         libc::ioctl(
             listener.as_raw_fd(),
@@ -381,50 +411,41 @@ enum Handoff {
 /// Waits (bounded) for the next message: the stub's SCM_RIGHTS message carrying the
 /// tenant's pidfd, or the tenant's Landlock report.
 fn receive_pidfd(sock: &OwnedFd) -> Result<Handoff, LaunchError> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    let mut pfd = [PollFd::new(sock, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: 30,
+        tv_nsec: 0,
     };
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pfd, 1, 30_000) };
-    if ready <= 0 {
+    if !matches!(rustix::event::poll(&mut pfd, Some(&timeout)), Ok(n) if n > 0) {
         return Err(LaunchError::Handoff(io::Error::new(
             io::ErrorKind::TimedOut,
             "no handoff from the init stub within 30 s",
         )));
     }
     let mut byte = [0u8; 3];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: byte.len(),
-    };
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr fields point at live stack buffers of the stated sizes.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: `msg` describes valid writable buffers.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    let received = usize::try_from(n).unwrap_or(0);
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let received = rustix::net::recvmsg(
+        sock,
+        &mut [IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_or(0, |m| m.bytes.min(byte.len()));
     match handoff::decode(&byte[..received]) {
         Some(handoff::Report::Landlock { status, .. }) => return Ok(Handoff::Landlock(status)),
         Some(handoff::Report::Pidfd) => {}
         _ => return Err(LaunchError::EarlyExit),
     }
-    // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR/CMSG_DATA stay inside `control`.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-            return Err(LaunchError::Handoff(io::Error::other(
-                "handoff carried no descriptor",
-            )));
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-        Ok(Handoff::Pidfd(OwnedFd::from_raw_fd(fd)))
-    }
+    // The first descriptor of the first SCM_RIGHTS message (any others are closed
+    // when `control` is dropped).
+    let pidfd = control.drain().find_map(|message| match message {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    pidfd
+        .map(Handoff::Pidfd)
+        .ok_or_else(|| LaunchError::Handoff(io::Error::other("handoff carried no descriptor")))
 }
 
 /// The pid (in our namespace) behind a pidfd, from /proc/self/fdinfo.

@@ -1,7 +1,15 @@
 //! The loop's event sources: epoll (with typed tokens), signalfd and the waiter ticker.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::io::Errno;
+use rustix::time::{
+    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
+    Timespec,
+};
 
 /// What an epoll event is about (encoded in its 64-bit data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +30,8 @@ pub enum Token {
     Process(libc::pid_t),
     /// A socket owned by one parked notification (serial).
     Waiter(u64),
+    /// The control socket's threads have requests for the loop.
+    Control,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -38,6 +48,7 @@ impl Token {
             Token::Thread(tid) => (6, tid as u64),
             Token::Waiter(serial) => (7, serial & LOW),
             Token::Process(tgid) => (8, tgid as u64),
+            Token::Control => (9, 0),
         };
         (kind << KIND_SHIFT) | low
     }
@@ -53,6 +64,7 @@ impl Token {
             6 => Token::Thread(low as libc::pid_t),
             7 => Token::Waiter(low),
             8 => Token::Process(low as libc::pid_t),
+            9 => Token::Control,
             _ => return None,
         })
     }
@@ -72,13 +84,19 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// An `epoll_wait` timeout in milliseconds (negative: block) as the `Timespec` rustix
+/// takes (`None`: block).
+fn timeout_of_ms(timeout_ms: libc::c_int) -> Option<Timespec> {
+    (timeout_ms >= 0).then(|| Timespec {
+        tv_sec: i64::from(timeout_ms / 1000),
+        tv_nsec: i64::from(timeout_ms % 1000) * 1_000_000,
+    })
+}
+
 impl Epoll {
     /// A new epoll instance.
     pub fn new() -> io::Result<Epoll> {
-        // SAFETY: flag argument only.
-        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: epoll_create1 returned a new descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         Ok(Epoll { fd })
     }
 
@@ -89,65 +107,41 @@ impl Epoll {
         })
     }
 
-    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: Token) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events,
-            u64: token.encode(),
-        };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
-        Ok(())
-    }
-
     /// Watches `fd` for `events` (level-triggered unless EPOLLET/EPOLLONESHOT given).
     pub fn add(&self, fd: BorrowedFd<'_>, events: u32, token: Token) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token)
+        let data = EventData::new_u64(token.encode());
+        epoll::add(&self.fd, fd, data, EventFlags::from_bits_retain(events))?;
+        Ok(())
     }
 
     /// Changes the interest of a watched fd.
     pub fn modify(&self, fd: BorrowedFd<'_>, events: u32, token: Token) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), events, token)
+        let data = EventData::new_u64(token.encode());
+        epoll::modify(&self.fd, fd, data, EventFlags::from_bits_retain(events))?;
+        Ok(())
     }
 
     /// Stops watching `fd`.
     pub fn remove(&self, fd: BorrowedFd<'_>) {
-        // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL.
-        unsafe {
-            libc::epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd.as_raw_fd(),
-                std::ptr::null_mut(),
-            )
-        };
+        let _ = epoll::delete(&self.fd, fd);
     }
 
-    /// Waits for events; `timeout_ms` -1 blocks.
+    /// Waits for events; `timeout_ms` -1 blocks. Interrupted by a signal, it returns
+    /// `Ok` with `out` untouched.
     pub fn wait(&self, out: &mut Vec<(Token, u32)>, timeout_ms: libc::c_int) -> io::Result<()> {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
-        // SAFETY: `events` is writable for its length, which is passed.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as libc::c_int,
-                timeout_ms,
-            )
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 64];
+        let timeout = timeout_of_ms(timeout_ms);
+        let (ready, _) = match epoll::wait(&self.fd, &mut events, timeout.as_ref()) {
+            Ok(ready) => ready,
+            Err(Errno::INTR) => return Ok(()),
+            Err(err) => return Err(err.into()),
         };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return if err.raw_os_error() == Some(libc::EINTR) {
-                Ok(())
-            } else {
-                Err(err)
-            };
-        }
         out.clear();
-        out.extend(
-            events[..n as usize]
-                .iter()
-                .filter_map(|e| Some((Token::decode(e.u64)?, e.events))),
-        );
+        out.extend(ready.iter().filter_map(|e| {
+            // Copied out: `Event` is packed, so its fields cannot be borrowed.
+            let (data, flags) = (e.data, e.flags);
+            Some((Token::decode(data.u64())?, flags.bits()))
+        }));
         Ok(())
     }
 }
@@ -166,7 +160,11 @@ pub const FORWARDED: [libc::c_int; 7] = [
 
 /// Blocks the handled signals and returns the previous mask (which the tenant gets).
 pub fn block_handled_signals() -> io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    // rustix has no safe `pthread_sigmask` (only the raw, unsafe `rt_sigprocmask`).
+    // SAFETY: `set` and `old` are zeroed `sigset_t`s (plain bit arrays, valid when all
+    // zero), local and alive for every call that gets a pointer to them; sigemptyset and
+    // sigaddset only write inside `set`, with valid signal numbers; pthread_sigmask reads
+    // `set`, writes `old` and changes only this thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -183,8 +181,11 @@ pub fn block_handled_signals() -> io::Result<libc::sigset_t> {
 
 /// A signalfd for the handled signals (they must already be blocked).
 pub fn signalfd() -> io::Result<OwnedFd> {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset/sigaddset; signalfd
-    // returns a new descriptor that we take ownership of.
+    // rustix has no signalfd.
+    // SAFETY: `set` is a zeroed `sigset_t` (valid when all zero), filled in place by
+    // sigemptyset/sigaddset with valid signal numbers and alive across signalfd, which
+    // only reads it; with -1 signalfd creates a new descriptor, which nothing else owns,
+    // so `OwnedFd` takes sole ownership of it (only once `check` saw it is not -1).
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -200,60 +201,49 @@ pub fn signalfd() -> io::Result<OwnedFd> {
     }
 }
 
+/// `struct signalfd_siginfo`: what one read of a signalfd returns.
+const SIGINFO_SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+
 /// Reads one pending signal: `(signo, sent_by_a_process)`.
 pub fn read_signal(fd: BorrowedFd<'_>) -> Option<(libc::c_int, bool)> {
-    // SAFETY: signalfd_siginfo is plain data.
-    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
-    // SAFETY: `info` is writable for `size` bytes.
-    let n = unsafe {
-        libc::read(
-            fd.as_raw_fd(),
-            (&mut info as *mut libc::signalfd_siginfo).cast(),
-            size,
-        )
-    };
-    if n as usize != size {
-        return None;
+    let mut info = [0u8; SIGINFO_SIZE];
+    match rustix::io::read(fd, &mut info) {
+        Ok(SIGINFO_SIZE) => {}
+        _ => return None,
     }
+    // `ssi_signo` (u32) at offset 0 and `ssi_code` (i32) at offset 8 of signalfd_siginfo.
+    let field = |at: usize| <[u8; 4]>::try_from(&info[at..at + 4]).expect("4 bytes");
+    let signo = u32::from_ne_bytes(field(0));
+    let code = i32::from_ne_bytes(field(8));
     // si_code <= 0 (SI_USER, SI_QUEUE, SI_TKILL…) means a process sent it; SI_KERNEL
     // (e.g. ^C on the terminal) already reached the tenant through its process group.
-    Some((info.ssi_signo as libc::c_int, info.ssi_code <= 0))
+    Some((signo as libc::c_int, code <= 0))
 }
 
 /// A periodic timerfd, disarmed until [`set_ticker`] arms it.
 pub fn ticker() -> io::Result<OwnedFd> {
-    // SAFETY: flags only; returns a new descriptor that we take ownership of.
-    let fd = check(unsafe {
-        libc::timerfd_create(
-            libc::CLOCK_MONOTONIC,
-            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
-        )
-    })?;
-    // SAFETY: as above.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK;
+    Ok(timerfd_create(TimerfdClockId::Monotonic, flags)?)
 }
 
 /// Arms (`Some(period)`) or disarms the ticker.
 pub fn set_ticker(fd: BorrowedFd<'_>, period_ms: Option<i64>) {
     let ns = period_ms.unwrap_or(0) * 1_000_000;
-    let spec = libc::timespec {
+    let spec = Timespec {
         tv_sec: ns / 1_000_000_000,
         tv_nsec: ns % 1_000_000_000,
     };
-    let value = libc::itimerspec {
+    let value = Itimerspec {
         it_interval: spec,
         it_value: spec,
     };
-    // SAFETY: `value` is a valid itimerspec; old value not requested.
-    unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &value, std::ptr::null_mut()) };
+    let _ = timerfd_settime(fd, TimerfdTimerFlags::empty(), &value);
 }
 
 /// Consumes a ticker expiration.
 pub fn drain(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 8];
-    // SAFETY: `buf` is writable for 8 bytes.
-    unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    let _ = rustix::io::read(fd, &mut buf);
 }
 
 /// A thread's signals, from `/proc/<tgid>/task/<tid>/status`.

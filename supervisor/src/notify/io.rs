@@ -8,7 +8,10 @@
 //! complete a message it is transformed and sent (n:1) — before the call returns, for a
 //! blocking socket.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
+use crate::observe::{Event, Stage};
 use std::os::fd::BorrowedFd;
 
 use transforms::Direction;
@@ -214,7 +217,17 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
             }
             Ok(n) => {
                 let (stream, _) = sv.table.stream(inode).expect("stream present");
+                let before = stream.inbound.messages;
+                if sv.components.observers.wants_messages() {
+                    sv.components.observers.emit(&Event::Bytes {
+                        conn: &stream.dpid,
+                        direction: Direction::Inbound,
+                        stage: Stage::Taken,
+                        bytes: &sv.scratch[..n],
+                    });
+                }
                 let effects = stream.push(Direction::Inbound, &sv.scratch[..n]);
+                sv.after_push(inode, Direction::Inbound, before);
                 let over = over_budget(sv, inode, Direction::Inbound);
                 if effects.back_queued || effects.close || over {
                     let _ = flush_outbound(sv, inode);
@@ -364,6 +377,19 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     let inode = match tracked_stream(sv, request, request.fd_arg(0)) {
         Ok(Some(inode)) => inode,
         Ok(None) => {
+            if let Some(which) = sv.table.found_output() {
+                let sends = matches!(
+                    request.nr(),
+                    libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg
+                );
+                if sends {
+                    return Verdict::Errno(libc::ENOTSOCK); // a pipe, as the kernel says
+                }
+                return match parse_write(request) {
+                    Ok(call) => super::output::write(sv, request, which, &call.iovs),
+                    Err(errno) => Verdict::Errno(errno),
+                };
+            }
             let sends = matches!(
                 request.nr(),
                 libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg
@@ -412,7 +438,17 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         Err(e) => return mem_error(e),
     };
     let (stream, _) = sv.table.stream(inode).expect("stream present");
+    let before = stream.outbound.messages;
+    if sv.components.observers.wants_messages() {
+        sv.components.observers.emit(&Event::Bytes {
+            conn: &stream.dpid,
+            direction: Direction::Outbound,
+            stage: Stage::Taken,
+            bytes: &sv.scratch[..taken],
+        });
+    }
     let effects = stream.push(Direction::Outbound, &sv.scratch[..taken]);
+    sv.after_push(inode, Direction::Outbound, before);
     if effects.close || over_budget(sv, inode, Direction::Outbound) {
         tracing::info!(target: Kind::Connection.target(), inode, "session closed by policy after a tenant write");
     }
@@ -496,7 +532,20 @@ pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i3
     let Some((stream, copy)) = sv.table.stream(inode) else {
         return Ok(());
     };
-    let result = send_all_nonblocking(copy, &mut stream.outbound);
+    let observers = &mut sv.components.observers;
+    let result = if observers.wants_messages() {
+        let conn = stream.dpid.clone();
+        send_all_nonblocking(copy, &mut stream.outbound, &mut |bytes| {
+            observers.emit(&Event::Bytes {
+                conn: &conn,
+                direction: Direction::Outbound,
+                stage: Stage::Delivered,
+                bytes,
+            })
+        })
+    } else {
+        send_all_nonblocking(copy, &mut stream.outbound, &mut |_| {})
+    };
     if stream.shutdown_after_flush && stream.outbound.ready.is_empty() {
         stream.shutdown_after_flush = false;
         let _ = sys::shutdown(copy, libc::SHUT_WR);
@@ -509,11 +558,19 @@ pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i3
     result
 }
 
-fn send_all_nonblocking(copy: BorrowedFd<'_>, half: &mut crate::stream::Half) -> Result<(), i32> {
+/// Sends what `half` has ready; `sent` sees each run of bytes the kernel took.
+fn send_all_nonblocking(
+    copy: BorrowedFd<'_>,
+    half: &mut crate::stream::Half,
+    sent: &mut dyn FnMut(&[u8]),
+) -> Result<(), i32> {
     while !half.ready.is_empty() {
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         match sys::send(copy, half.ready.as_slice(), flags) {
-            Ok(n) => half.delivered(n),
+            Ok(n) => {
+                sent(&half.ready.as_slice()[..n]);
+                half.delivered(n)
+            }
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => {

@@ -2,8 +2,14 @@
 //! tracked sockets released once nobody holds them), the supervisor's own signals, and
 //! the init stub's report of the tenant's exit status.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::RecvFlags;
+use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions};
 
 use super::events;
 use super::{io, Supervisor};
@@ -27,6 +33,7 @@ impl Supervisor {
         }
         let gone = self.waiters.of_threads(|t, _| t == tgid);
         self.drop_waiters(gone);
+        self.flush_output_of(tgid);
         self.table.forget_process(tgid);
     }
 
@@ -95,7 +102,7 @@ impl Supervisor {
                 // ended, never a live socket nobody tracks.
                 let _ = sys::shutdown(t.copy.as_fd(), libc::SHUT_RDWR);
                 if let SocketKind::Stream(stream) = &t.kind {
-                    stream.log_accounting();
+                    self.emit_released(stream);
                 }
                 tracing::debug!(target: Kind::Supervisor.target(), inode, "released tracked socket");
             }
@@ -108,38 +115,46 @@ impl Supervisor {
                 self.reap_stub();
             } else if from_process {
                 tracing::info!(target: Kind::Supervisor.target(), sig, "forwarding signal to the tenant");
-                // SAFETY: plain kill(2) of our own child, the init stub, which relays it.
-                unsafe { libc::kill(self.launched.stub_pid, sig) };
+                // Our own child, the init stub, relays it. The signals read here are the
+                // handled ones (named), and the stub's pid is positive, so both convert.
+                if let (Some(pid), Some(sig)) = (
+                    Pid::from_raw(self.launched.stub_pid),
+                    Signal::from_named_raw(sig),
+                ) {
+                    let _ = kill_process(pid, sig);
+                }
             }
         }
     }
 
     pub(super) fn on_report(&mut self) {
         let mut message = [0u8; 8];
-        // SAFETY: `message` is writable for its length.
-        let n = unsafe {
-            libc::recv(
-                self.launched.report.as_raw_fd(),
-                message.as_mut_ptr().cast(),
-                message.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let received = usize::try_from(n).unwrap_or(0);
+        // 0 for an error as for the end of the stream: both mean the stub is gone.
+        let received =
+            match rustix::net::recv(&self.launched.report, &mut message, RecvFlags::DONTWAIT) {
+                Ok((n, _)) => n,
+                Err(_) => 0,
+            };
         if let Some(Report::Status(status)) = handoff::decode(&message[..received]) {
             self.exit_code = Some(exit_code_of(status));
             tracing::info!(target: Kind::Supervisor.target(), code = self.exit_code, "tenant exited");
-        } else if n <= 0 {
+        } else if received == 0 {
             self.epoll.remove(self.launched.report.as_fd());
             self.reap_stub();
         }
     }
 
     pub(super) fn reap_stub(&mut self) {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let pid = unsafe { libc::waitpid(self.launched.stub_pid, &mut status, libc::WNOHANG) };
-        if pid == self.launched.stub_pid && self.exit_code.is_none() {
+        // Only our own child, the init stub: never `None` (any child) for a bad pid.
+        let Some(stub) = Pid::from_raw(self.launched.stub_pid) else {
+            return;
+        };
+        let reaped = waitpid(Some(stub), WaitOptions::NOHANG);
+        let Ok(Some((pid, status))) = reaped else {
+            return;
+        };
+        let status = status.as_raw();
+        if pid == stub && self.exit_code.is_none() {
             self.on_report();
             if self.exit_code.is_none() {
                 tracing::error!(target: Kind::Supervisor.target(), status, "the init stub died without reporting the tenant's status");
@@ -151,6 +166,7 @@ impl Supervisor {
     /// The tenant is gone: give queued outbound bytes a bounded chance to reach their
     /// peers before the supervisor exits (and closes its copies).
     pub(super) fn drain_before_exit(&mut self) {
+        self.flush_all_output();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let inodes: Vec<Inode> = self.table.sockets.keys().copied().collect();
         for inode in inodes {
@@ -158,13 +174,12 @@ impl Supervisor {
                 let Some(copy) = self.table.copy(inode) else {
                     break;
                 };
-                let mut pfd = libc::pollfd {
-                    fd: copy.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
+                let mut pfd = [PollFd::from_borrowed_fd(copy, PollFlags::OUT)];
+                let wait = Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000_000,
                 };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, 100) };
+                let _ = poll(&mut pfd, Some(&wait));
                 if io::flush_outbound(self, inode).is_err() {
                     break;
                 }

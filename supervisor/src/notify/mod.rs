@@ -14,12 +14,16 @@
 use crate::diag::Kind;
 mod addresses;
 mod agent;
+mod components;
 mod events;
 mod fds;
 mod forks;
 mod io;
 mod lifecycle;
+mod metrics;
 mod msghdr;
+mod output;
+mod provide;
 mod request;
 mod route;
 mod sockets;
@@ -198,6 +202,14 @@ pub struct Supervisor {
     /// Most bytes the tenant's partial messages may hold in the supervisor, together: a
     /// quarter of its memory limit (at least 16 MiB); `None` without a limit.
     spool_budget: Option<usize>,
+    /// Components by DPID, hit counters, and the observers events go to.
+    components: components::Components,
+    /// The control socket's path, once it is serving.
+    control_path: Option<std::path::PathBuf>,
+    /// Where the control threads queue requests for the loop.
+    control: Option<std::sync::Arc<crate::control::bridge::Bridge>>,
+    /// The tenant's partial output lines (see `output`).
+    outputs: output::Outputs,
 }
 
 impl Supervisor {
@@ -236,6 +248,10 @@ impl Supervisor {
                 .max(16 << 20)
         });
         Ok(Supervisor {
+            components: components::Components::new(&profile),
+            control_path: None,
+            control: None,
+            outputs: Default::default(),
             table: Table::new(launched.tenant_pid, launched.stub_pid),
             profile,
             launched,
@@ -359,6 +375,7 @@ impl Supervisor {
             Token::Waiter(serial) => self.wake(serial, waiters::Wake::Ready),
             Token::Thread(tid) => self.on_thread_exit(tid),
             Token::Process(tgid) => self.on_process_exit(tgid),
+            Token::Control => self.on_control(),
         }
         self.after_event();
     }
@@ -383,6 +400,8 @@ impl Supervisor {
         }
         // A bug in a handler must not leave the call (and with it the tenant) waiting
         // forever: the panic is logged and the call fails with ENOMEM.
+        let started = std::time::Instant::now();
+        let family = route::family(request.nr());
         let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.dispatch(&request, tgid)
         }));
@@ -391,6 +410,10 @@ impl Supervisor {
             Verdict::Errno(libc::ENOMEM)
         });
         self.finish(request, tgid, verdict);
+        match family {
+            Some(family) => self.components.stats.record(family, started.elapsed()),
+            None => self.components.stats.other += 1,
+        }
         self.after_event();
     }
 
@@ -471,6 +494,16 @@ impl Supervisor {
                 let sent = request.respond(Answer::Value(reply));
                 if sent.is_ok() && !peek {
                     if let Some((stream, _)) = self.table.stream(inode) {
+                        if self.components.observers.wants_messages() {
+                            self.components
+                                .observers
+                                .emit(&crate::observe::Event::Bytes {
+                                    conn: &stream.dpid,
+                                    direction: transforms::Direction::Inbound,
+                                    stage: crate::observe::Stage::Delivered,
+                                    bytes: &stream.inbound.ready.as_slice()[..n],
+                                });
+                        }
                         stream.inbound.delivered(n);
                     }
                 }
@@ -530,6 +563,44 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// Services writes to the pipe given to the tenant as `which` (device, inode).
+    pub fn capture_output(&mut self, id: (u64, u64), which: table::OutputFd) {
+        self.table.set_output(id, which);
+        self.outputs.captured.push(which.name());
+    }
+
+    /// Serves the control socket's requests from this loop (see `control::bridge`).
+    pub fn attach_control(
+        &mut self,
+        bridge: std::sync::Arc<crate::control::bridge::Bridge>,
+        path: &std::path::Path,
+    ) -> std::io::Result<()> {
+        self.epoll
+            .add(bridge.wake_fd(), libc::EPOLLIN as u32, Token::Control)?;
+        self.control = Some(bridge);
+        self.control_path = Some(path.to_owned());
+        Ok(())
+    }
+
+    /// Answers what the control threads queued. A bug in a provider fails that request,
+    /// never the loop.
+    fn on_control(&mut self) {
+        let Some(bridge) = self.control.clone() else {
+            return;
+        };
+        for (op, reply) in bridge.take() {
+            let answer =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve_control(op)))
+                    .unwrap_or_else(|_| {
+                        Err(crate::control::Failure::new(
+                            "internal",
+                            "the component's provider failed (a bug; see the supervisor's log)",
+                        ))
+                    });
+            let _ = reply.try_send(answer);
+        }
+    }
+
     /// An accepted connection the tenant did not receive waits for the next accept.
     fn stash_connection(
         &mut self,

@@ -2,6 +2,8 @@
 //! connections. The supervisor performs them on its own copy of the socket with its own
 //! copy of the arguments, never by letting the kernel re-read tenant memory.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -126,15 +128,19 @@ pub(super) fn accept(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t) 
             peer,
         };
     };
-    let stream = Stream::new(&sv.profile.streams[config]);
-    tracing::debug!(target: Kind::Connection.target(), stream = %stream.name, ?peer, "accepted tracked connection");
+    let dpid = sv.components.new_connection(config);
+    let stream = Stream::new(&sv.profile.streams[config], config, dpid);
+    let local = address_text(sys::local_addr(conn.as_fd()).ok());
     match sv.table.track(conn, SocketKind::Stream(Box::new(stream))) {
-        Ok(inode) => Verdict::Inject {
-            inode,
-            cloexec: flags & libc::SOCK_CLOEXEC != 0,
-            listener,
-            peer,
-        },
+        Ok(inode) => {
+            sv.emit_opened(inode, &local, &address_text(Some(peer)), true);
+            Verdict::Inject {
+                inode,
+                cloexec: flags & libc::SOCK_CLOEXEC != 0,
+                listener,
+                peer,
+            }
+        }
         Err(e) => Verdict::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
     }
 }
@@ -342,7 +348,7 @@ pub(super) fn connect(sv: &mut Supervisor, request: &Request, tgid: libc::pid_t)
         result.is_ok() || errno == Some(libc::EINPROGRESS) || errno == Some(libc::EALREADY);
     let mut target_inode = None;
     if let (Some(config), true) = (config, started) {
-        target_inode = Some(track_connection(sv, request, tgid, fd, &copy, config));
+        target_inode = Some(track_connection(sv, tgid, fd, &copy, config));
     }
     match errno {
         None => Verdict::Value(0),
@@ -408,7 +414,6 @@ fn label_connect(
 
 fn track_connection(
     sv: &mut Supervisor,
-    request: &Request,
     tgid: libc::pid_t,
     fd: i32,
     copy: &OwnedFd,
@@ -416,11 +421,20 @@ fn track_connection(
 ) -> Inode {
     let (inode, _) = sys::inode_of(copy.as_fd()).unwrap_or((0, true));
     if !sv.table.sockets.contains_key(&inode) {
-        let stream = Stream::new(&sv.profile.streams[config]);
-        tracing::info!(target: Kind::Connection.target(), stream = %stream.name, tid = request.tid(), "tracking outgoing connection");
+        let dpid = sv.components.new_connection(config);
+        let stream = Stream::new(&sv.profile.streams[config], config, dpid);
         if let Ok(own) = copy.try_clone() {
+            let local = address_text(sys::local_addr(own.as_fd()).ok());
+            let peer = address_text(
+                rustix::net::getpeername(&own)
+                    .ok()
+                    .flatten()
+                    .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+                    .map(SockAddr::from_std),
+            );
             if let Ok(inode) = sv.table.track(own, SocketKind::Stream(Box::new(stream))) {
                 sv.table.hold((sv.table.files(tgid), fd), inode);
+                sv.emit_opened(inode, &local, &peer, false);
             }
         }
     }
@@ -487,4 +501,14 @@ pub(super) fn shutdown(sv: &mut Supervisor, request: &Request) -> Verdict {
     stream.shutdown_after_flush = true;
     sv.arm(inode);
     Verdict::Value(0)
+}
+
+/// An address as logs and `ctl state` show it (`127.0.0.1:5432`).
+fn address_text(address: Option<SockAddr>) -> String {
+    match address {
+        Some(a) => a
+            .as_std()
+            .map_or_else(|| format!("{a:?}"), |std| std.to_string()),
+        None => "unknown".to_owned(),
+    }
 }

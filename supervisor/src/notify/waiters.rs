@@ -18,6 +18,8 @@
 //! Calls are indexed by socket and by deadline, so waking the calls of one socket costs
 //! nothing per other parked call.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -66,6 +68,11 @@ impl Waiters {
     /// Number of parked calls.
     pub fn len(&self) -> usize {
         self.parked.len()
+    }
+
+    /// Number of calls parked on `inode`.
+    pub fn parked_on(&self, inode: Inode) -> usize {
+        self.on_socket.get(&inode).map_or(0, Vec::len)
     }
 
     fn insert(&mut self, serial: u64, waiter: Waiter) {

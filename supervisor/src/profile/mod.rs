@@ -250,6 +250,33 @@ impl StreamConfig {
         rules::instantiate(&self.rules, self.framer, self.tenant_is_client())
     }
 
+    /// The profile index of each postgres rule, in the order the session gets them.
+    pub fn postgres_rule_indices(&self) -> Vec<usize> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, rules::RuleConfig::Postgres(_)))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Rule `i`'s kind, its configuration as text, and whether it has self-test
+    /// fixtures.
+    pub fn rule_summary(&self, i: usize) -> Option<(&'static str, String, bool)> {
+        let rule = self.rules.get(i)?;
+        Some((rule.kind_name(), format!("{rule:?}"), rule.has_fixtures()))
+    }
+
+    /// Replays rule `i`'s fixtures through a fresh instance of it.
+    pub fn rule_replay(&self, i: usize) -> Option<Result<String, String>> {
+        self.rules.get(i).map(|r| r.replay())
+    }
+
+    /// How many rules the stream has (each one a component, `tenant/stream/rN`).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     /// True when bytes pass unchanged and unframed: the engine may then pull exactly
     /// what the tenant asked for, so the kernel's readiness stays exact.
     pub fn is_identity(&self) -> bool {
@@ -341,6 +368,27 @@ impl Profile {
         let mut streams = Vec::new();
         for (i, spec) in file.stream.into_iter().enumerate() {
             let key = |name: &str| k(&format!("stream[{i}].{name}"));
+            // The name is part of the stream's DPIDs (`tenant/stream/c17`).
+            let name_ok = !spec.name.is_empty()
+                && spec
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+            if !name_ok {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?} must be non-empty [A-Za-z0-9_-] (it is part of the stream's DPIDs)",
+                        spec.name
+                    ),
+                ));
+            }
+            if streams.iter().any(|s: &StreamConfig| s.name == spec.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} names another stream already", spec.name),
+                ));
+            }
             let (selector, selector_key) = match (spec.listen_port, spec.remote_port) {
                 (Some(p), None) => (Selector::ListenPort(p), "listen_port"),
                 (None, Some(p)) => (Selector::RemotePort(p), "remote_port"),

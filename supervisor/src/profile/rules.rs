@@ -317,8 +317,77 @@ impl Rule for TenantIsClient {
         self.0.name()
     }
 
+    fn state(&self) -> Vec<(&'static str, String)> {
+        self.0.state()
+    }
+
     fn on_framing_error(&mut self, direction: Direction, error: &FrameError, out: &mut Output) {
         self.0.on_framing_error(direction.reverse(), error, out);
+    }
+}
+
+/// A rule as a component: its kind, its configuration, its self-tests.
+impl RuleConfig {
+    /// The rule's kind as the profile names it.
+    pub(super) fn kind_name(&self) -> &'static str {
+        match self {
+            RuleConfig::Uppercase(_) => "uppercase",
+            RuleConfig::Wrap { .. } => "wrap",
+            RuleConfig::Postgres(PgRule::Rewrite { .. }) => "rewrite",
+            RuleConfig::Postgres(PgRule::Mask { .. }) => "mask",
+            RuleConfig::Postgres(PgRule::Deny { .. }) => "deny",
+            RuleConfig::Postgres(PgRule::DropSession { .. }) => "drop-session",
+            RuleConfig::Postgres(PgRule::Allow { .. }) => "allow",
+            RuleConfig::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether [`RuleConfig::replay`] has something to check.
+    pub(super) fn has_fixtures(&self) -> bool {
+        match self {
+            RuleConfig::Postgres(rule) => transforms::pg::selftest::has_fixtures(rule),
+            _ => true,
+        }
+    }
+
+    /// Replays the rule's fixtures through a fresh instance of it.
+    pub(super) fn replay(&self) -> Result<String, String> {
+        let (mut rule, expect): (Box<dyn Rule>, &[u8]) = match self {
+            RuleConfig::Postgres(rule) => return transforms::pg::selftest::replay(rule),
+            RuleConfig::Uppercase(_) => (Box::new(UppercaseRule), b"ABC\n"),
+            RuleConfig::Wrap { prefix, suffix, .. } => {
+                let expected: Vec<u8> = [prefix.as_slice(), b"abc\n", suffix.as_slice()].concat();
+                let mut out = Output::default();
+                let mut rule = WrapRule::new(prefix.clone(), suffix.clone());
+                rule.apply(Direction::Inbound, b"abc\n", &mut out)
+                    .map_err(|e| e.to_string())?;
+                return if out.onward == expected {
+                    Ok(format!(
+                        "\"abc\\n\" → {:?}",
+                        String::from_utf8_lossy(&out.onward)
+                    ))
+                } else {
+                    Err(format!(
+                        "\"abc\\n\" came out as {:?}",
+                        String::from_utf8_lossy(&out.onward)
+                    ))
+                };
+            }
+        };
+        let mut out = Output::default();
+        rule.apply(Direction::Inbound, b"abc\n", &mut out)
+            .map_err(|e| e.to_string())?;
+        if out.onward == expect {
+            Ok(format!(
+                "\"abc\\n\" → {:?}",
+                String::from_utf8_lossy(&out.onward)
+            ))
+        } else {
+            Err(format!(
+                "\"abc\\n\" came out as {:?}",
+                String::from_utf8_lossy(&out.onward)
+            ))
+        }
     }
 }
 

@@ -311,3 +311,21 @@ fn remote_port_streams_map_the_protocol_roles() {
     assert_eq!(out.back, b"N");
     assert!(out.onward.is_empty());
 }
+
+#[test]
+fn stream_names_must_fit_a_dpid_and_be_unique() {
+    let bad = error(
+        "[tenant]\nname = \"x\"\n\n[[stream]]\nname = \"a/b\"\nlisten_port = 1\nframer = \"raw\"\n",
+    );
+    assert!(
+        bad.contains("stream[0].name") && bad.contains("DPID"),
+        "{bad}"
+    );
+    let twice = error(
+        "[tenant]\nname = \"x\"\n\n[[stream]]\nname = \"a\"\nlisten_port = 1\nframer = \"raw\"\n\n[[stream]]\nname = \"a\"\nlisten_port = 2\nframer = \"raw\"\n",
+    );
+    assert!(
+        twice.contains("stream[1].name") && twice.contains("another stream"),
+        "{twice}"
+    );
+}

@@ -13,11 +13,15 @@
 
 use crate::diag::Kind;
 mod queue;
+pub mod recent;
 
 pub use queue::ByteQueue;
+use recent::{Pending, Recent, Seen};
 
 use transforms::{apply_rules, Direction, Framer, Framing, Output, Rule};
 
+use crate::diag::Dpid;
+use crate::observe::Totals;
 use crate::profile::{OnError, OnPartialClose, StreamConfig};
 
 /// One direction's state.
@@ -44,6 +48,8 @@ pub struct Half {
     pub delivered: u64,
     /// Bytes dropped by a policy (accounting).
     pub dropped: u64,
+    /// Whole messages framed (accounting).
+    pub messages: u64,
 }
 
 /// What the engine must do after feeding bytes in.
@@ -63,6 +69,18 @@ const KEEP_CAPACITY: usize = 256 * 1024;
 pub struct Stream {
     /// The profile's stream name (logs).
     pub name: String,
+    /// The connection's DPID (`tenant/stream/cN`): its events carry it, `ctl` finds it
+    /// by it.
+    pub dpid: Dpid,
+    /// The stream's index in the profile.
+    pub config: usize,
+    /// The last messages, by name.
+    pub recent: Recent,
+    /// Rule decisions the engine has yet to log.
+    pub pending: Pending,
+    /// The profile index of each postgres rule (the session numbers its rules in the
+    /// order it got them; decisions are reported by profile index).
+    pg_rule_index: Vec<usize>,
     /// Peer → tenant.
     pub inbound: Half,
     /// One rule chain for both directions: a protocol rule needs what it saw one way
@@ -91,6 +109,7 @@ impl Half {
             emitted: 0,
             delivered: 0,
             dropped: 0,
+            messages: 0,
         }
     }
 
@@ -107,28 +126,31 @@ impl Half {
 }
 
 impl Stream {
-    /// Logs where every byte of the connection went; called when it is released.
-    pub fn log_accounting(&self) {
-        let (i, o) = (&self.inbound, &self.outbound);
-        tracing::info!(
-            target: Kind::Connection.target(),
-            stream = %self.name,
-            peer_to_tenant_taken = i.taken,
-            peer_to_tenant_emitted = i.emitted,
-            peer_to_tenant_delivered = i.delivered,
-            peer_to_tenant_dropped = i.dropped,
-            tenant_to_peer_taken = o.taken,
-            tenant_to_peer_emitted = o.emitted,
-            tenant_to_peer_delivered = o.delivered,
-            tenant_to_peer_dropped = o.dropped,
-            "connection closed"
-        );
+    /// Where every byte of `direction` went so far.
+    pub fn totals(&self, direction: Direction) -> Totals {
+        let h = match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        };
+        Totals {
+            taken: h.taken,
+            emitted: h.emitted,
+            delivered: h.delivered,
+            dropped: h.dropped,
+            messages: h.messages,
+        }
     }
 
-    /// Fresh state for a new connection of `config`.
-    pub fn new(config: &StreamConfig) -> Stream {
+    /// Fresh state for a new connection of `config` (the profile's stream `index`),
+    /// known as `dpid`.
+    pub fn new(config: &StreamConfig, index: usize, dpid: Dpid) -> Stream {
         Stream {
             name: config.name.clone(),
+            dpid,
+            config: index,
+            recent: Recent::default(),
+            pending: Pending::default(),
+            pg_rule_index: config.postgres_rule_indices(),
             inbound: Half::new(config, Direction::Inbound),
             rules: config.new_rules(),
             outbound: Half::new(config, Direction::Outbound),
@@ -143,6 +165,11 @@ impl Stream {
     /// the tenant asks for, keeping kernel readiness exact).
     pub fn is_identity(&self) -> bool {
         self.inbound.identity && !self.closing
+    }
+
+    /// What the rules know about the session (e.g. the server's transaction status).
+    pub fn rule_state(&self) -> Vec<(&'static str, String)> {
+        self.rules.iter().flat_map(|r| r.state()).collect()
     }
 
     /// The half for `direction`.
@@ -194,7 +221,7 @@ impl Stream {
                 Ok(Framing::Complete { len }) => len,
                 Err(error) => {
                     let framer = half.framer.name();
-                    tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, framer, %error, policy = ?self.on_error, "framing failed");
+                    tracing::warn!(target: Kind::Connection.target(), dpid = %self.dpid, stream = %self.name, %direction, framer, %error, policy = ?self.on_error, "framing failed");
                     if self.on_error == OnError::Close {
                         // The protocol's own way of saying so (e.g. a FATAL
                         // ErrorResponse to the client), before the connection closes.
@@ -217,12 +244,26 @@ impl Stream {
             };
             let mut out = Output::default();
             let message = &half.spool[consumed..consumed + message_len];
+            half.messages += 1;
+            let name = half.framer.describe(message).unwrap_or("message");
+            self.recent.push(Seen {
+                direction,
+                name,
+                len: message_len,
+            });
             let result = apply_rules(rules, direction, message, &mut out);
             consumed += message_len;
+            if !out.decisions.is_empty() {
+                let mut decisions = std::mem::take(&mut out.decisions);
+                for d in &mut decisions {
+                    d.rule = d.rule.and_then(|k| self.pg_rule_index.get(k).copied());
+                }
+                self.pending.extend(direction, decisions);
+            }
             match result {
                 Ok(()) => self.deliver(direction, out, effects),
                 Err(error) => {
-                    tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, %error, "rule failed; message not delivered");
+                    tracing::warn!(target: Kind::Connection.target(), dpid = %self.dpid, stream = %self.name, %direction, %error, "rule failed; message not delivered");
                     self.half(direction).dropped += message_len as u64;
                     self.half(direction).spool.drain(..consumed);
                     consumed = 0;
@@ -248,7 +289,7 @@ impl Stream {
             effects.back_queued = true;
         }
         if out.close {
-            tracing::info!(target: Kind::Connection.target(), stream = %self.name, %direction, "a rule ended the session");
+            tracing::info!(target: Kind::Connection.target(), dpid = %self.dpid, stream = %self.name, %direction, "a rule ended the session");
             self.closing = true;
             effects.close = true;
         }
@@ -263,13 +304,13 @@ impl Stream {
                 half.spool = Vec::new(); // and its memory
                 half.dropped += dropped as u64;
                 if dropped > 0 {
-                    tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, dropped, "session closed by on_error policy; spooled bytes dropped");
+                    tracing::warn!(target: Kind::Connection.target(), dpid = %self.dpid, stream = %self.name, %direction, dropped, "session closed by on_error policy; spooled bytes dropped");
                 }
                 self.closing = true;
                 effects.close = true;
             }
             OnError::Passthrough => {
-                tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, "on_error = passthrough: this direction now flows unframed and untransformed");
+                tracing::warn!(target: Kind::Connection.target(), dpid = %self.dpid, stream = %self.name, %direction, "on_error = passthrough: this direction now flows unframed and untransformed");
                 self.half(direction).raw = true;
             }
         }
@@ -282,7 +323,7 @@ impl Stream {
     pub fn over_budget(&mut self, direction: Direction, budget: usize) -> Effects {
         let mut effects = Effects::default();
         let spooled = self.half(direction).spool.len();
-        tracing::warn!(target: Kind::Connection.target(), stream = %self.name, %direction, spooled, budget, policy = ?self.on_error, "the tenant's spools passed their budget (a quarter of limits.memory)");
+        tracing::warn!(target: Kind::Connection.target(), dpid = %self.dpid, stream = %self.name, %direction, spooled, budget, policy = ?self.on_error, "the tenant's spools passed their budget (a quarter of limits.memory)");
         self.fail(direction, &mut effects);
         effects
     }
@@ -292,6 +333,7 @@ impl Stream {
     pub fn end(&mut self, direction: Direction) -> usize {
         let policy = self.on_partial_close;
         let name = self.name.clone();
+        let dpid = self.dpid.clone();
         let half = self.half(direction);
         half.ended = true;
         let partial = std::mem::take(&mut half.spool);
@@ -300,14 +342,14 @@ impl Stream {
         }
         match policy {
             OnPartialClose::Flush => {
-                tracing::warn!(target: Kind::Connection.target(), stream = %name, %direction, bytes = partial.len(), "direction ended inside a message; partial bytes delivered untransformed (on_partial_close = flush)");
+                tracing::warn!(target: Kind::Connection.target(), dpid = %dpid, stream = %name, %direction, bytes = partial.len(), "direction ended inside a message; partial bytes delivered untransformed (on_partial_close = flush)");
                 half.ready.extend(&partial);
                 half.emitted += partial.len() as u64;
                 0
             }
             OnPartialClose::Drop => {
                 half.dropped += partial.len() as u64;
-                tracing::warn!(target: Kind::Connection.target(), stream = %name, %direction, dropped = partial.len(), "direction ended inside a message; partial bytes dropped (on_partial_close = drop)");
+                tracing::warn!(target: Kind::Connection.target(), dpid = %dpid, stream = %name, %direction, dropped = partial.len(), "direction ended inside a message; partial bytes dropped (on_partial_close = drop)");
                 partial.len()
             }
         }
@@ -332,7 +374,7 @@ mod tests {
     #[test]
     fn n_to_one_whole_message_transformed_once() {
         let cfg = config("framer = \"lines\"\n[[stream.rule]]\nkind = \"wrap\"\ndirection = \"outbound\"\nprefix = \"[\"\nsuffix = \"]\"\n");
-        let mut s = Stream::new(&cfg);
+        let mut s = Stream::new(&cfg, 0, Dpid::tenant("t"));
         for piece in [&b"hel"[..], b"lo wo", b"rld\n"] {
             s.push(Direction::Outbound, piece);
         }
@@ -341,11 +383,15 @@ mod tests {
 
     #[test]
     fn partial_at_end_flushes_or_drops() {
-        let mut s = Stream::new(&config("framer = \"lines\"\n"));
+        let mut s = Stream::new(&config("framer = \"lines\"\n"), 0, Dpid::tenant("t"));
         s.push(Direction::Inbound, b"ab\ncd");
         assert_eq!(s.end(Direction::Inbound), 0);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\ncd");
-        let mut s = Stream::new(&config("framer = \"lines\"\non_partial_close = \"drop\"\n"));
+        let mut s = Stream::new(
+            &config("framer = \"lines\"\non_partial_close = \"drop\"\n"),
+            0,
+            Dpid::tenant("t"),
+        );
         s.push(Direction::Inbound, b"ab\ncd");
         assert_eq!(s.end(Direction::Inbound), 2);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\n");
@@ -361,7 +407,7 @@ mod tests {
                 .streams
                 .remove(0)
         };
-        let mut s = Stream::new(&cfg);
+        let mut s = Stream::new(&cfg, 0, Dpid::tenant("t"));
         // The tenant (client) asks for TLS: declined back to it, nothing to the server.
         let fx = s.push(Direction::Outbound, &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
         assert!(fx.back_queued && !fx.close);
@@ -386,13 +432,19 @@ mod tests {
 
     #[test]
     fn oversized_message_follows_policy() {
-        let mut s = Stream::new(&config("framer = \"lines\"\nmax_message = 4\n"));
+        let mut s = Stream::new(
+            &config("framer = \"lines\"\nmax_message = 4\n"),
+            0,
+            Dpid::tenant("t"),
+        );
         let fx = s.push(Direction::Inbound, b"abcdef");
         assert!(fx.close && s.closing);
         assert!(s.inbound.ready.is_empty());
-        let mut s = Stream::new(&config(
-            "framer = \"lines\"\nmax_message = 4\non_error = \"passthrough\"\n",
-        ));
+        let mut s = Stream::new(
+            &config("framer = \"lines\"\nmax_message = 4\non_error = \"passthrough\"\n"),
+            0,
+            Dpid::tenant("t"),
+        );
         let fx = s.push(Direction::Inbound, b"abcdef");
         assert!(!fx.close);
         s.push(Direction::Inbound, b"gh\n");

@@ -196,6 +196,10 @@ impl Framer for PgFramer {
         PROTOCOL
     }
 
+    fn describe(&self, message: &[u8]) -> Option<&'static str> {
+        Some(message_name(self.direction, message))
+    }
+
     /// A FATAL ErrorResponse with SQLSTATE 53300 (too_many_connections), which libpq
     /// reports whether it sent an SSLRequest or a StartupMessage first (the server's own
     /// answer when it cannot start a backend).
@@ -214,5 +218,61 @@ fn malformed(reason: impl Into<String>) -> FrameError {
     FrameError::Malformed {
         protocol: PROTOCOL,
         reason: reason.into(),
+    }
+}
+
+/// The protocol's name for a whole message travelling in `direction` (inbound: client
+/// to server). An untyped startup packet starts with its length, whose first byte is
+/// 0 for any packet the framer accepts, which no typed message does.
+pub fn message_name(direction: Direction, message: &[u8]) -> &'static str {
+    let Some(&tag) = message.first() else {
+        return "Empty";
+    };
+    if tag == 0 {
+        return match message.get(4..8) {
+            Some([0x04, 0xd2, 0x16, 0x2f]) => "SSLRequest",
+            Some([0x04, 0xd2, 0x16, 0x30]) => "GSSENCRequest",
+            Some([0x04, 0xd2, 0x16, 0x2e]) => "CancelRequest",
+            _ => "StartupMessage",
+        };
+    }
+    match (direction, tag) {
+        (Direction::Inbound, b'Q') => "Query",
+        (Direction::Inbound, b'P') => "Parse",
+        (Direction::Inbound, b'B') => "Bind",
+        (Direction::Inbound, b'E') => "Execute",
+        (Direction::Inbound, b'D') => "Describe",
+        (Direction::Inbound, b'S') => "Sync",
+        (Direction::Inbound, b'H') => "Flush",
+        (Direction::Inbound, b'C') => "Close",
+        (Direction::Inbound, b'X') => "Terminate",
+        (Direction::Inbound, b'F') => "FunctionCall",
+        (Direction::Inbound, b'p') => "PasswordMessage",
+        (Direction::Inbound, b'f') => "CopyFail",
+        (Direction::Outbound, b'R') => "Authentication",
+        (Direction::Outbound, b'S') => "ParameterStatus",
+        (Direction::Outbound, b'K') => "BackendKeyData",
+        (Direction::Outbound, b'Z') => "ReadyForQuery",
+        (Direction::Outbound, b'T') => "RowDescription",
+        (Direction::Outbound, b'D') => "DataRow",
+        (Direction::Outbound, b'C') => "CommandComplete",
+        (Direction::Outbound, b'E') => "ErrorResponse",
+        (Direction::Outbound, b'N') => "NoticeResponse",
+        (Direction::Outbound, b'A') => "NotificationResponse",
+        (Direction::Outbound, b'1') => "ParseComplete",
+        (Direction::Outbound, b'2') => "BindComplete",
+        (Direction::Outbound, b'3') => "CloseComplete",
+        (Direction::Outbound, b'n') => "NoData",
+        (Direction::Outbound, b's') => "PortalSuspended",
+        (Direction::Outbound, b't') => "ParameterDescription",
+        (Direction::Outbound, b'I') => "EmptyQueryResponse",
+        (Direction::Outbound, b'G') => "CopyInResponse",
+        (Direction::Outbound, b'H') => "CopyOutResponse",
+        (Direction::Outbound, b'W') => "CopyBothResponse",
+        (Direction::Outbound, b'V') => "FunctionCallResponse",
+        (Direction::Outbound, b'v') => "NegotiateProtocolVersion",
+        (_, b'd') => "CopyData",
+        (_, b'c') => "CopyDone",
+        _ => "Unknown",
     }
 }

@@ -6,5 +6,6 @@ pub mod framer;
 pub mod lex;
 pub mod message;
 pub mod policy;
+pub mod selftest;
 pub mod session;
 pub mod sql;

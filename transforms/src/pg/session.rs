@@ -254,6 +254,16 @@ pub fn refusal_statement(message: &str) -> String {
     format!("DO $supervise$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '{safe}'; END$supervise$")
 }
 
+/// Whether `text` names `word` as a whole identifier (not inside a longer one).
+fn mentions(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
 /// Whether a `replication` startup value asks for a replication connection.
 fn is_replication(value: &str) -> bool {
     !matches!(
@@ -287,6 +297,22 @@ impl PgSession {
             held: VecDeque::new(),
             answer: learn::Answer::default(),
         }
+    }
+
+    /// Records a decision, attributed to the configured rule that caused it: the first
+    /// deny (refuse) or drop-session rule naming an object the reason names, the first
+    /// rewrite rule for a rewrite; none for a fail-closed refusal no one rule caused.
+    /// Attribution is for counting hits only; it decides nothing.
+    fn decide(&self, out: &mut Output, action: &'static str, reason: &str) {
+        let lower = reason.to_ascii_lowercase();
+        let names = |objects: &[String]| objects.iter().any(|o| mentions(&lower, o));
+        let rule = self.rules.iter().position(|rule| match (action, rule) {
+            ("refuse", PgRule::Deny { objects, .. }) => names(objects),
+            ("drop-session", PgRule::DropSession { objects, .. }) => names(objects),
+            ("rewrite", PgRule::Rewrite { .. }) => true,
+            _ => false,
+        });
+        out.decide(action, reason, rule);
     }
 
     /// The server's transaction status as last reported (`I`, `T` or `E`).
@@ -345,6 +371,7 @@ impl PgSession {
                 };
                 self.activate();
                 if let Some(reason) = self.startup_refusal() {
+                    out.decide("refuse", reason.as_str(), None);
                     out.back
                         .extend_from_slice(&msg::build_error("FATAL", "42501", &reason));
                     out.close = true;
@@ -398,6 +425,17 @@ impl Rule for PgSession {
 
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn state(&self) -> Vec<(&'static str, String)> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        vec![
+            ("transaction_status", char::from(self.status).to_string()),
+            ("user", text(&self.params.user)),
+            ("database", text(&self.params.database)),
+            ("application_name", text(&self.params.application_name)),
+            ("rules_active", self.policy.is_active().to_string()),
+        ]
     }
 
     fn on_framing_error(&mut self, direction: Direction, error: &FrameError, out: &mut Output) {

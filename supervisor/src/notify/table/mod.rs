@@ -15,6 +15,8 @@
 //! down before the copy closes, so a holder the supervisor missed finds a dead
 //! connection, never an untracked one.
 
+#![forbid(unsafe_code)]
+
 mod reserve;
 pub mod tenants;
 
@@ -104,6 +106,23 @@ pub struct Table {
     /// Sockets that became unheld (no cached holder, no pin) since the loop last
     /// looked: it releases them, once [`Table::confirm_unheld`] agrees.
     pub unheld: Vec<Inode>,
+    /// The pipes the supervisor gave the tenant as stdout/stderr, by (device, inode):
+    /// writes to them are taken and stamped (see `notify::output`).
+    output_ids: Vec<((u64, u64), OutputFd)>,
+    /// Cached (fd table, fd) of those pipes; entries are also in `not_sockets` and
+    /// forgotten with them.
+    outputs: BTreeMap<(Files, RawFd), OutputFd>,
+    /// What the last [`Table::lookup`] found, if the fd was one of those pipes.
+    found_output: Option<OutputFd>,
+}
+
+/// Which of the tenant's outputs a descriptor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutputFd {
+    /// Its stdout.
+    Stdout,
+    /// Its stderr.
+    Stderr,
 }
 
 impl Table {
@@ -137,6 +156,7 @@ impl Table {
     /// must be known). A parked call resumed on the socket it pinned gets that socket,
     /// whatever its fd number means now (another thread may have closed it).
     pub fn lookup(&mut self, request: &Request, fd: RawFd) -> io::Result<Lookup> {
+        self.found_output = None;
         if let Some(inode) = request.pinned() {
             if fd == request.fd_arg(0) && self.sockets.contains_key(&inode) {
                 return Ok(Lookup::Tracked(inode));
@@ -153,19 +173,30 @@ impl Table {
         let cacheable = self.tenants.may_cache_untracked(tgid);
         if self.not_sockets.contains(&key) {
             if cacheable {
+                self.found_output = self.outputs.get(&key).copied();
                 return Ok(Lookup::Untracked(None));
             }
             self.not_sockets.remove(&key);
+            self.outputs.remove(&key);
         }
         let pidfd = self
             .tenants
             .pidfd_of(request.tid())
             .ok_or_else(|| io::Error::other("unknown thread"))?;
         let copy = self.reserve.retry(|| request.fetch_fd(pidfd, fd))?;
-        let (inode, is_socket) = sys::inode_of(copy.as_fd())?;
+        let (dev, inode, is_socket) = sys::file_id(copy.as_fd())?;
         if !is_socket {
+            let output = self
+                .output_ids
+                .iter()
+                .find(|(id, _)| *id == (dev, inode))
+                .map(|(_, o)| *o);
+            self.found_output = output;
             if cacheable {
                 self.not_sockets.insert(key);
+                if let Some(output) = output {
+                    self.outputs.insert(key, output);
+                }
             }
             return Ok(Lookup::Untracked(None));
         }
@@ -189,6 +220,7 @@ impl Table {
             .collect();
         for key in gone {
             self.not_sockets.remove(&key);
+            self.outputs.remove(&key);
         }
     }
 
@@ -314,5 +346,53 @@ impl Table {
             SocketKind::Stream(s) => Some((s, t.copy.as_fd())),
             SocketKind::Listener { .. } => None,
         }
+    }
+}
+
+/// What `ctl state` shows of the registry.
+impl Table {
+    /// The tenant processes whose descriptors hold `inode` (a connection's backend).
+    pub fn holder_processes(&self, inode: Inode) -> Vec<libc::pid_t> {
+        let mut pids: Vec<libc::pid_t> = self
+            .fds
+            .iter()
+            .filter(|(_, &i)| i == inode)
+            .flat_map(|((files, _), _)| self.tenants.processes_using(*files))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Tracked connections each process holds: (tgid, inode) pairs.
+    pub fn held_by(&self, tgid: libc::pid_t) -> Vec<Inode> {
+        let files = self.tenants.files_of(tgid);
+        let mut inodes: Vec<Inode> = self.entries_of(files).into_iter().map(|(_, i)| i).collect();
+        inodes.sort_unstable();
+        inodes.dedup();
+        inodes
+    }
+
+    /// Cached (fd table, fd) entries of tracked sockets, and of known non-sockets.
+    pub fn cache_sizes(&self) -> (usize, usize) {
+        (self.fds.len(), self.not_sockets.len())
+    }
+
+    /// Holders and pins of `inode`.
+    pub fn holds(&self, inode: Inode) -> Option<(usize, usize)> {
+        self.sockets.get(&inode).map(|t| (t.holders, t.pins))
+    }
+}
+
+/// The tenant's outputs.
+impl Table {
+    /// Registers the pipe given to the tenant as `which` (by its device and inode).
+    pub fn set_output(&mut self, id: (u64, u64), which: OutputFd) {
+        self.output_ids.push((id, which));
+    }
+
+    /// Whether the fd of the last [`Table::lookup`] was one of the tenant's outputs.
+    pub fn found_output(&self) -> Option<OutputFd> {
+        self.found_output
     }
 }

@@ -20,11 +20,15 @@
 //! one a private copy. A process first seen without a resolved fork is matched to a
 //! known table with `kcmp(KCMP_FILES)`, so a close in one sharer is a close for all.
 
+#![forbid(unsafe_code)]
+
 use crate::diag::Kind;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::process::{Pid, PidfdFlags};
 
 use super::{Inode, Reserve, Table};
 use crate::sys;
@@ -115,13 +119,10 @@ pub struct Tenants {
 const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
 
 fn pidfd_open(pid: libc::pid_t, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: integer arguments only.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    // The kernel refuses a pid <= 0 with EINVAL; rustix's `Pid` cannot hold one.
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = PidfdFlags::from_bits_retain(flags as libc::c_uint);
+    Ok(rustix::process::pidfd_open(pid, flags)?)
 }
 
 /// Whether the process or thread behind a pidfd has exited.
@@ -706,6 +707,38 @@ fn sockets_held_by(pid: libc::pid_t, inodes: &[Inode]) -> io::Result<Vec<(RawFd,
 fn parse_socket_link(target: &[u8]) -> Option<Inode> {
     let inner = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     std::str::from_utf8(inner).ok()?.parse().ok()
+}
+
+/// What `ctl state` shows of the tenant's processes.
+impl Tenants {
+    /// The tenant processes known (tgids, ascending).
+    pub fn process_ids(&self) -> Vec<libc::pid_t> {
+        let mut ids: Vec<_> = self.processes.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Threads known.
+    pub fn thread_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// The processes using fd table `files`.
+    pub fn processes_using(&self, files: Files) -> Vec<libc::pid_t> {
+        let mut ids: Vec<_> = self
+            .processes
+            .iter()
+            .filter(|(_, p)| p.files == files)
+            .map(|(&tgid, _)| tgid)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The fd tables in use.
+    pub fn files_in_use(&self) -> usize {
+        self.tables.len()
+    }
 }
 
 #[cfg(test)]

@@ -84,11 +84,13 @@ impl PgSession {
                 let sql = msg::parse_query(typed.body).map_err(rule_error)?;
                 match self.judge(sql) {
                     Judged::Drop(reason) => {
+                        self.decide(out, "drop-session", &reason);
                         Self::drop_session(&reason, &mut out.back, &mut out.onward);
                         out.close = true;
                         return Ok(());
                     }
                     Judged::Refuse(reason) => {
+                        self.decide(out, "refuse", &reason);
                         // The server raises the error itself: its status byte is the truth.
                         out.onward
                             .extend_from_slice(&msg::build_query(&refusal_statement(&reason)));
@@ -96,7 +98,10 @@ impl PgSession {
                     }
                     Judged::Text(text, prepared) => {
                         match text {
-                            Some(new) => out.onward.extend_from_slice(&msg::build_query(&new)),
+                            Some(new) => {
+                                self.decide(out, "rewrite", "a predicate on a rewritten column");
+                                out.onward.extend_from_slice(&msg::build_query(&new))
+                            }
                             None => out.onward.extend_from_slice(message),
                         }
                         self.client_copies += prepared.copies;
@@ -112,6 +117,7 @@ impl PgSession {
                 let name = parse.name.to_owned();
                 match self.judge(parse.query) {
                     Judged::Drop(reason) => {
+                        self.decide(out, "drop-session", &reason);
                         Self::drop_session(&reason, &mut out.back, &mut out.onward);
                         out.close = true;
                         return Ok(());
@@ -124,6 +130,7 @@ impl PgSession {
                         prepared.param_types = parse.param_types.clone();
                         match text {
                             Some(new) => {
+                                self.decide(out, "rewrite", "a predicate on a rewritten column");
                                 let swapped = msg::ParseMsg {
                                     query: &new,
                                     ..parse
@@ -177,6 +184,7 @@ impl PgSession {
             b'F' if self.policy.is_active() => {
                 // A FunctionCall names its function by OID: nothing to judge it by.
                 let reason = "supervise: refused: FunctionCall messages call a function by OID, which the supervisor cannot judge while rules are in force";
+                out.decide("refuse", reason, None);
                 out.onward
                     .extend_from_slice(&msg::build_query(&refusal_statement(reason)));
                 self.expect.push_back(Expect::Simple { named: Vec::new() });
@@ -328,6 +336,7 @@ impl PgSession {
     /// the refusal has no parameters, so a driver binding the original's parameters
     /// fails differently.)
     fn refuse_extended(&mut self, reason: &str, out: &mut Output) {
+        self.decide(out, "refuse", reason);
         let refusal = refusal_statement(reason);
         out.onward
             .extend_from_slice(&msg::build_parse(&msg::ParseMsg {

@@ -1,0 +1,80 @@
+//! How a control thread asks the notification loop: it queues the operation, wakes the
+//! loop through an eventfd in its epoll set, and waits (bounded) for the answer. The
+//! loop answers between notifications, so the engine's state is read by its owner, and
+//! a request costs the tenant at most the time of building one answer.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustix::event::{eventfd, EventfdFlags};
+
+use super::{Backend, Failure, Op};
+
+/// How long a control thread waits for the loop.
+const LOOP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Requests waiting for the loop beyond which new ones are refused as busy.
+const MAX_QUEUED: usize = 64;
+
+type Job = (Op, SyncSender<Result<serde_json::Value, Failure>>);
+
+/// The queue between control threads and the loop.
+#[derive(Debug)]
+pub struct Bridge {
+    queue: Mutex<VecDeque<Job>>,
+    wake: OwnedFd,
+}
+
+impl Bridge {
+    /// A bridge; register [`Bridge::wake_fd`] for reading in the loop's epoll set.
+    pub fn new() -> std::io::Result<Arc<Bridge>> {
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Arc::new(Bridge {
+            queue: Mutex::new(VecDeque::new()),
+            wake,
+        }))
+    }
+
+    /// The descriptor that becomes readable when requests are queued.
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    /// The loop's side: takes every queued request (and clears the wake-up).
+    pub fn take(&self) -> Vec<Job> {
+        let mut counter = [0u8; 8];
+        let _ = rustix::io::read(&self.wake, &mut counter);
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.drain(..).collect()
+    }
+}
+
+/// The control threads' side.
+#[derive(Debug, Clone)]
+pub struct LoopBackend(pub Arc<Bridge>);
+
+impl Backend for LoopBackend {
+    fn serve(&self, op: Op) -> Result<serde_json::Value, Failure> {
+        let (reply, answer) = sync_channel(1);
+        {
+            let mut queue = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.len() >= MAX_QUEUED {
+                return Err(Failure::new(
+                    "busy",
+                    "too many requests are waiting for the supervisor",
+                ));
+            }
+            queue.push_back((op, reply));
+        }
+        let _ = rustix::io::write(&self.0.wake, &1u64.to_ne_bytes());
+        answer.recv_timeout(LOOP_PATIENCE).unwrap_or_else(|_| {
+            Err(Failure::new(
+                "timeout",
+                "the supervisor's loop did not answer within 5 s",
+            ))
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! The control socket: one unix socket per supervising process,
+//! `<state dir>/ctl/<tenant>.sock`, through which `supervise ctl` (or any program
+//! speaking [`protocol`]) calls back into a component by its DPID.
+//!
+//! Root only: the directory is 0700, the socket 0600, and every connection's
+//! `SO_PEERCRED` must show uid 0 and a process outside the tenant's PID namespace (a
+//! tenant running as root still cannot reach it). Requests are read and answered on the
+//! control threads; what needs the engine's state is asked of the notification loop
+//! through a [`Backend`], so a slow or hostile client never holds the loop.
+
+pub mod bridge;
+pub mod client;
+pub mod metrics_http;
+pub mod protocol;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+
+pub use protocol::{Failure, Op, Request, Response};
+pub use server::Server;
+
+/// `<state dir>/ctl`: the control sockets of every tenant sharing a state dir.
+pub fn socket_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("ctl")
+}
+
+/// `<state dir>/ctl/<tenant>.sock`: where `tenant`'s supervising process answers.
+pub fn socket_path(state_dir: &Path, tenant: &str) -> PathBuf {
+    socket_dir(state_dir).join(format!("{tenant}.sock"))
+}
+
+/// What answers requests (the notification loop, or a test double in unit tests).
+pub trait Backend: Send + Sync + 'static {
+    /// Serves one operation. Called on a control thread; may block briefly.
+    fn serve(&self, op: Op) -> Result<serde_json::Value, Failure>;
+}
