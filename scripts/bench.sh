@@ -23,10 +23,18 @@
 #     time); 2000 threads parked in recv (supervisor CPU while they wait, wake time).
 #     Bare vs profiles/postgres.toml vs profiles/pg-demo.toml (bench/parked.toml for
 #     the parked threads), same run.
+# (e) diag (scripts/bench_diag.sh, knobs DG_*): pgbench -S under profiles/pg-demo.toml
+#     with diagnostics off (SUPERVISE_LOG=warn, human log to /dev/null) vs on
+#     (SUPERVISE_LOG=info, --log-format json to a file, one connection at debug via
+#     `supervise ctl level`) vs bare, interleaved: on ÷ off, on ÷ bare, the JSON log's size.
+# (f) ctl (scripts/bench_diag.sh, knobs CT_*): with 1000 idle tracked connections, one
+#     client's transaction latency (p50/p99) while the control socket is idle vs while
+#     100 `supervise ctl state` dumps (and `ctl list`s of all 1000) run back to back.
+#     Alone: BENCH_PARTS=diag, BENCH_PARTS=ctl.
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
-#   BENCH_PARTS ["pingpong pgbench tenants pressure"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
+#   BENCH_PARTS ["pingpong pgbench tenants pressure diag ctl"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
 #   BENCH_BIN_DIR [target/release] where supervise and the testbins are taken from, e.g.
 #     BENCH_BIN_DIR=/work/before-bin BENCH_PARTS=pressure scripts/bench.sh measures a
 #     saved build (it overrides REL and SUPERVISE)
@@ -35,7 +43,7 @@
 #   PG_SCALE [10]   PG_SECONDS [15]   PG_ROUNDS [2]   PG_CLIENTS [4]   PG_JOBS [2]
 #   PG_VARIANTS ["floor supervised pg-demo"]; also supervised-t0 (--notify-threads 0),
 #     supervised-t2 (--notify-threads 2), supervised-sync (--sync-wakeup)
-#   SUPERVISE_LOG [warn] supervisor log level during measurements
+#   SUPERVISE_LOG [warn] supervisor log level during measurements (part (e) sets its own)
 set -euo pipefail
 
 if [ -n "${BENCH_BIN_DIR:-}" ]; then
@@ -48,9 +56,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/bench_tenants.sh"
 # shellcheck source=scripts/bench_pressure.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_pressure.sh"
+# shellcheck source=scripts/bench_diag.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_diag.sh"
 
 BENCH_BIN_DIR=$REL
-BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure}
+BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure diag ctl}
 BENCH_PIN=${BENCH_PIN:-both}
 BENCH_SYNC=${BENCH_SYNC:-0}
 PP_PORT=7100 # must match bench/pingpong.toml
@@ -75,6 +85,10 @@ CHILD_PID=
 FAILED=0
 cleanup() {
     local rc=$?
+    local p
+    for p in "${BG_PIDS[@]}"; do # clients of parts (e) and (f) (scripts/bench_diag.sh)
+        alive "$p" && stop_pid "$p" 10
+    done
     if [ -n "$CHILD_PID" ] && alive "$CHILD_PID"; then
         stop_pid "$CHILD_PID" 20
     fi
@@ -82,6 +96,8 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # hdr: a section header on stdout (with the tables, for `just bench | tee`).
 hdr() { printf '\n== %s\n' "$*"; }
@@ -285,6 +301,8 @@ for part in $BENCH_PARTS; do
     pgbench) bench_pgbench ;;
     tenants) bench_tenants ;;
     pressure) bench_pressure ;;
+    diag) bench_diag ;;
+    ctl) bench_ctl ;;
     *) die "unknown part $part in BENCH_PARTS" ;;
     esac
 done

@@ -111,9 +111,10 @@ impl fmt::Display for Stage {
 
 /// Something that watches the engine.
 pub trait Observer: Send + fmt::Debug {
-    /// Whether it wants [`Event::Message`] and [`Event::Bytes`] right now (they are
-    /// built only then).
-    fn wants_messages(&self) -> bool {
+    /// Whether it wants [`Event::Message`] and [`Event::Bytes`] of connection `conn`
+    /// right now (they are built only then).
+    fn wants_messages(&self, conn: &Dpid) -> bool {
+        let _ = conn;
         false
     }
     /// Sees one event. Must not block: a slow sink drops, it never stalls the tenant.
@@ -132,10 +133,10 @@ impl Observers {
         self.list.push(observer);
     }
 
-    /// Whether any observer wants message- and byte-level events now.
+    /// Whether any observer wants message- and byte-level events of `conn` now.
     #[inline]
-    pub fn wants_messages(&self) -> bool {
-        !self.list.is_empty() && self.list.iter().any(|o| o.wants_messages())
+    pub fn wants_messages(&self, conn: &Dpid) -> bool {
+        !self.list.is_empty() && self.list.iter().any(|o| o.wants_messages(conn))
     }
 
     /// Hands `event` to every observer.
@@ -162,8 +163,8 @@ mod tests {
     #[test]
     fn no_observer_wants_nothing_and_events_reach_each_observer() {
         let mut none = Observers::default();
-        assert!(!none.wants_messages());
         let conn = Dpid::tenant("t");
+        assert!(!none.wants_messages(&conn));
         none.emit(&Event::Message {
             conn: &conn,
             direction: Direction::Inbound,
@@ -172,6 +173,9 @@ mod tests {
         });
         let mut some = Observers::default();
         some.add(Box::new(Count::default()));
-        assert!(!some.wants_messages(), "an observer must ask for messages");
+        assert!(
+            !some.wants_messages(&conn),
+            "an observer must ask for messages"
+        );
     }
 }

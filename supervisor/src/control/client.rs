@@ -211,7 +211,17 @@ fn print_json(value: &Value, raw: bool) {
     } else {
         serde_json::to_string_pretty(value)
     };
-    println!("{}", text.unwrap_or_else(|e| format!("(unprintable: {e})")));
+    out(&format!(
+        "{}\n",
+        text.unwrap_or_else(|e| format!("(unprintable: {e})"))
+    ));
+}
+
+/// Writes to stdout; a closed stdout (`ctl state … | head`) ends the output quietly
+/// instead of panicking.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// The sockets to ask: one tenant's, or every `*.sock` in `<state dir>/ctl`, sorted.
@@ -301,7 +311,7 @@ fn list(state_dir: &Path, tenant: Option<&str>, json: bool) -> i32 {
     if json {
         print_json(&Value::Array(items), true);
     } else if !items.is_empty() || status == 0 {
-        print!("{}", table(&items));
+        out(&table(&items));
     }
     status
 }
@@ -361,7 +371,7 @@ fn metrics(state_dir: &Path, tenant: Option<&str>, json: bool) -> i32 {
         }
     }
     if !texts.is_empty() {
-        print!("{}", merge_metrics(&texts));
+        out(&merge_metrics(&texts));
     }
     status
 }

@@ -5,7 +5,7 @@
 
 use tracing::Level;
 
-use super::Kind;
+use super::{Dpid, Kind};
 use crate::observe::{Event, Observer};
 
 /// Logs events.
@@ -13,8 +13,16 @@ use crate::observe::{Event, Observer};
 pub struct EventLog;
 
 impl Observer for EventLog {
-    fn wants_messages(&self) -> bool {
-        tracing::enabled!(target: Kind::Connection.target(), Level::DEBUG)
+    fn wants_messages(&self, conn: &Dpid) -> bool {
+        match super::get() {
+            // An override somewhere: only for connections it makes debug.
+            Some(diag) if diag.levels.has_overrides() => {
+                diag.levels
+                    .level_for(Kind::Connection.target(), conn.as_str())
+                    >= tracing_core::LevelFilter::DEBUG
+            }
+            _ => tracing::enabled!(target: Kind::Connection.target(), Level::DEBUG),
+        }
     }
 
     fn observe(&mut self, event: &Event<'_>) {
@@ -26,7 +34,7 @@ impl Observer for EventLog {
                 peer,
                 accepted,
             } => {
-                tracing::info!(target: Kind::Connection.target(), dpid = %conn, stream, local, peer, accepted, "connection opened");
+                tracing::info!(target: Kind::Connection.target(), dpid = conn.as_str(), stream, local, peer, accepted, "connection opened");
             }
             Event::Closed {
                 conn,
@@ -36,7 +44,7 @@ impl Observer for EventLog {
             } => {
                 tracing::info!(
                     target: Kind::Connection.target(),
-                    dpid = %conn,
+                    dpid = conn.as_str(),
                     stream,
                     peer_to_tenant_taken = i.taken,
                     peer_to_tenant_emitted = i.emitted,
@@ -55,7 +63,7 @@ impl Observer for EventLog {
                 name,
                 len,
             } => {
-                tracing::debug!(target: Kind::Connection.target(), dpid = %conn, %direction, message = name, len, "message");
+                tracing::debug!(target: Kind::Connection.target(), dpid = conn.as_str(), %direction, msg = name, len, "message");
             }
             Event::Bytes {
                 conn,
@@ -63,7 +71,7 @@ impl Observer for EventLog {
                 stage,
                 bytes,
             } => {
-                tracing::trace!(target: Kind::Connection.target(), dpid = %conn, %direction, %stage, len = bytes.len(), "bytes");
+                tracing::trace!(target: Kind::Connection.target(), dpid = conn.as_str(), %direction, %stage, len = bytes.len(), "bytes");
             }
             Event::Decision {
                 conn,
@@ -73,7 +81,7 @@ impl Observer for EventLog {
                 reason,
             } => {
                 let rule = rule.map_or_else(|| "none (fail-closed)".to_owned(), |r| r.to_string());
-                tracing::warn!(target: Kind::Connection.target(), dpid = %conn, rule, %direction, action, reason, "rule decision: {action}");
+                tracing::warn!(target: Kind::Connection.target(), dpid = conn.as_str(), rule, %direction, action, reason, "rule decision: {action}");
             }
         }
     }

@@ -7,7 +7,7 @@
 //! control thread calls it when the earliest one is due), and until then every check
 //! also ignores an expired one, so a revert is never late by more than a check.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,10 @@ impl Directives {
     pub fn level_for(&self, target: &str) -> LevelFilter {
         self.targets
             .iter()
-            .find(|(t, _)| target == t || target.starts_with(&format!("{t}::")))
+            .find(|(t, _)| {
+                target == t
+                    || (target.starts_with(t.as_str()) && target[t.len()..].starts_with("::"))
+            })
             .map_or(self.default, |(_, l)| *l)
     }
 
@@ -92,6 +95,31 @@ pub struct Levels {
     overrides: RwLock<Vec<Override>>,
     /// Any override set: checks must look at each event's DPID.
     active: AtomicBool,
+    /// The most verbose override level (as `level_index`), so events more verbose than
+    /// anything allows are refused without looking at their fields.
+    max_override: AtomicU8,
+}
+
+fn level_index(level: LevelFilter) -> u8 {
+    match level.into_level() {
+        None => 0,
+        Some(tracing_core::Level::ERROR) => 1,
+        Some(tracing_core::Level::WARN) => 2,
+        Some(tracing_core::Level::INFO) => 3,
+        Some(tracing_core::Level::DEBUG) => 4,
+        Some(tracing_core::Level::TRACE) => 5,
+    }
+}
+
+fn level_of_index(index: u8) -> LevelFilter {
+    [
+        LevelFilter::OFF,
+        LevelFilter::ERROR,
+        LevelFilter::WARN,
+        LevelFilter::INFO,
+        LevelFilter::DEBUG,
+        LevelFilter::TRACE,
+    ][usize::from(index.min(5))]
 }
 
 impl Levels {
@@ -101,7 +129,23 @@ impl Levels {
             base,
             overrides: RwLock::new(Vec::new()),
             active: AtomicBool::new(false),
+            max_override: AtomicU8::new(0),
         }
+    }
+
+    /// The most verbose level any override allows.
+    pub fn max_override(&self) -> LevelFilter {
+        level_of_index(self.max_override.load(Ordering::Acquire))
+    }
+
+    fn note_overrides(&self, overrides: &[Override]) {
+        let max = overrides
+            .iter()
+            .map(|o| level_index(o.level))
+            .max()
+            .unwrap_or(0);
+        self.max_override.store(max, Ordering::Release);
+        self.active.store(!overrides.is_empty(), Ordering::Release);
     }
 
     /// Whether per-DPID checks are needed.
@@ -149,7 +193,7 @@ impl Levels {
                 level,
                 until: duration.map(|d| Instant::now() + d),
             });
-            self.active.store(true, Ordering::Release);
+            self.note_overrides(&overrides);
         }
         tracing_core::callsite::rebuild_interest_cache();
     }
@@ -160,7 +204,7 @@ impl Levels {
             let mut overrides = self.overrides.write().unwrap_or_else(|p| p.into_inner());
             let before = overrides.len();
             overrides.retain(|o| o.dpid != dpid);
-            self.active.store(!overrides.is_empty(), Ordering::Release);
+            self.note_overrides(&overrides);
             before != overrides.len()
         };
         tracing_core::callsite::rebuild_interest_cache();
@@ -176,7 +220,7 @@ impl Levels {
                 .drain(..)
                 .partition(|o| o.until.is_some_and(|t| t <= now));
             *overrides = kept;
-            self.active.store(!overrides.is_empty(), Ordering::Release);
+            self.note_overrides(&overrides);
             (expired, overrides.iter().filter_map(|o| o.until).min())
         };
         if !expired.is_empty() {

@@ -83,10 +83,27 @@ impl<S: Subscriber> Layer<S> for DiagLayer {
             return true;
         }
         let meta = event.metadata();
-        let mut finder = DpidField(None);
+        let level = LevelFilter::from_level(*meta.level());
+        // More verbose than the filter and every override: no need to find the DPID.
+        if level
+            > self
+                .levels
+                .base_for(meta.target())
+                .max(self.levels.max_override())
+        {
+            return false;
+        }
+        let mut finder = DpidLevel {
+            levels: &self.levels,
+            target: meta.target(),
+            found: None,
+        };
         event.record(&mut finder);
-        let dpid = finder.0.unwrap_or_else(|| self.implied_dpid(meta.target()));
-        self.levels.level_for(meta.target(), &dpid) >= *meta.level()
+        let allowed = finder.found.unwrap_or_else(|| {
+            self.levels
+                .level_for(meta.target(), &self.implied_dpid(meta.target()))
+        });
+        allowed >= level
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
@@ -208,18 +225,23 @@ impl tracing_core::field::Visit for Fields {
     }
 }
 
-/// Finds just the `dpid` field.
-struct DpidField(Option<String>);
+/// Finds the `dpid` field and the level in force for it (a `&str` field costs no
+/// allocation; a `Display` one is formatted).
+struct DpidLevel<'a> {
+    levels: &'a Levels,
+    target: &'a str,
+    found: Option<LevelFilter>,
+}
 
-impl tracing_core::field::Visit for DpidField {
+impl tracing_core::field::Visit for DpidLevel<'_> {
     fn record_debug(&mut self, field: &tracing_core::Field, value: &dyn std::fmt::Debug) {
         if field.name() == "dpid" {
-            self.0 = Some(format!("{value:?}"));
+            self.found = Some(self.levels.level_for(self.target, &format!("{value:?}")));
         }
     }
     fn record_str(&mut self, field: &tracing_core::Field, value: &str) {
         if field.name() == "dpid" {
-            self.0 = Some(value.to_owned());
+            self.found = Some(self.levels.level_for(self.target, value));
         }
     }
 }

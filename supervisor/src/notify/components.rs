@@ -156,11 +156,10 @@ impl Supervisor {
     /// half's message count before): the framed messages and the rules' decisions go to
     /// the observers, and each decision counts as a hit of its rule.
     pub(super) fn after_push(&mut self, inode: Inode, direction: Direction, messages_before: u64) {
-        let wants_messages = self.components.observers.wants_messages();
         let Some((stream, _)) = self.table.stream(inode) else {
             return;
         };
-        if wants_messages {
+        if self.components.observers.wants_messages(&stream.dpid) {
             let new = stream
                 .half(direction)
                 .messages

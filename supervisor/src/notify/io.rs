@@ -218,7 +218,7 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
             Ok(n) => {
                 let (stream, _) = sv.table.stream(inode).expect("stream present");
                 let before = stream.inbound.messages;
-                if sv.components.observers.wants_messages() {
+                if sv.components.observers.wants_messages(&stream.dpid) {
                     sv.components.observers.emit(&Event::Bytes {
                         conn: &stream.dpid,
                         direction: Direction::Inbound,
@@ -439,7 +439,7 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     };
     let (stream, _) = sv.table.stream(inode).expect("stream present");
     let before = stream.outbound.messages;
-    if sv.components.observers.wants_messages() {
+    if sv.components.observers.wants_messages(&stream.dpid) {
         sv.components.observers.emit(&Event::Bytes {
             conn: &stream.dpid,
             direction: Direction::Outbound,
@@ -533,7 +533,7 @@ pub(super) fn flush_outbound(sv: &mut Supervisor, inode: Inode) -> Result<(), i3
         return Ok(());
     };
     let observers = &mut sv.components.observers;
-    let result = if observers.wants_messages() {
+    let result = if observers.wants_messages(&stream.dpid) {
         let conn = stream.dpid.clone();
         send_all_nonblocking(copy, &mut stream.outbound, &mut |bytes| {
             observers.emit(&Event::Bytes {

@@ -494,7 +494,7 @@ impl Supervisor {
                 let sent = request.respond(Answer::Value(reply));
                 if sent.is_ok() && !peek {
                     if let Some((stream, _)) = self.table.stream(inode) {
-                        if self.components.observers.wants_messages() {
+                        if self.components.observers.wants_messages(&stream.dpid) {
                             self.components
                                 .observers
                                 .emit(&crate::observe::Event::Bytes {
