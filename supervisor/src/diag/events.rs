@@ -63,7 +63,7 @@ impl Observer for EventLog {
                 name,
                 len,
             } => {
-                tracing::debug!(target: Kind::Connection.target(), dpid = conn.as_str(), %direction, msg = name, len, "message");
+                tracing::debug!(target: Kind::Connection.target(), dpid = conn.as_str(), %direction, r#type = name, len, "message");
             }
             Event::Bytes {
                 conn,
