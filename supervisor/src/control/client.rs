@@ -376,11 +376,43 @@ fn metrics(state_dir: &Path, tenant: Option<&str>, json: bool) -> i32 {
     status
 }
 
-/// Concatenates OpenMetrics expositions: each one's `# EOF` removed, one at the end.
+/// Merges OpenMetrics expositions (one per tenant) into one: each metric family once,
+/// with its `# TYPE`/`# HELP`/`# UNIT` lines, then every tenant's samples of it (the
+/// DPID label keeps them apart), one `# EOF` at the end. A strict parser refuses a
+/// family that appears twice.
 fn merge_metrics(texts: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        std::collections::HashMap::new();
+    for text in texts {
+        let mut current = String::new();
+        for line in text.lines() {
+            let line = line.trim_end();
+            if line == "# EOF" || line.is_empty() {
+                continue;
+            }
+            let meta = line
+                .strip_prefix("# TYPE ")
+                .or_else(|| line.strip_prefix("# HELP "))
+                .or_else(|| line.strip_prefix("# UNIT "));
+            if let Some(rest) = meta {
+                current = rest.split_whitespace().next().unwrap_or("").to_owned();
+            }
+            let entry = families.entry(current.clone()).or_insert_with(|| {
+                order.push(current.clone());
+                (Vec::new(), Vec::new())
+            });
+            match meta {
+                Some(_) if !entry.0.iter().any(|h| h == line) => entry.0.push(line.to_owned()),
+                Some(_) => {}
+                None => entry.1.push(line.to_owned()),
+            }
+        }
+    }
     let mut out = String::new();
-    for line in texts.iter().flat_map(|t| t.lines()) {
-        if line.trim_end() != "# EOF" {
+    for name in &order {
+        let (headers, samples) = &families[name];
+        for line in headers.iter().chain(samples) {
             out.push_str(line);
             out.push('\n');
         }

@@ -46,6 +46,13 @@ fn durations_parse_and_bad_ones_are_named() {
 fn metrics_merge_into_one_exposition_and_lists_into_one_table() {
     let merged = merge_metrics(&["a 1\n# EOF\n".into(), "b 2\n# EOF".into()]);
     assert_eq!(merged, "a 1\nb 2\n# EOF\n");
+    // A family both tenants expose appears once, with both tenants' samples.
+    let one = "# TYPE x counter\nx_total{dpid=\"a\"} 1\n# TYPE y gauge\ny{dpid=\"a\"} 2\n# EOF\n";
+    let two = "# TYPE x counter\nx_total{dpid=\"b\"} 3\n# EOF\n";
+    assert_eq!(
+        merge_metrics(&[one.into(), two.into()]),
+        "# TYPE x counter\nx_total{dpid=\"a\"} 1\nx_total{dpid=\"b\"} 3\n# TYPE y gauge\ny{dpid=\"a\"} 2\n# EOF\n"
+    );
     let items = components(
         json!({"components": [{"dpid": "pg/@label", "kind": "label", "ops": ["state"]}]}),
     );
