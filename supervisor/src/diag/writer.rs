@@ -13,9 +13,14 @@ use std::time::Duration;
 /// Lines queued per output before new ones are dropped.
 pub const QUEUE_LINES: usize = 8192;
 
-/// How long the writer lets lines gather after writing a batch (a line waits at most
-/// this long; 8192 lines in 10 ms is 800 000 a second before anything is dropped).
+/// How long the writer lets lines gather after writing a batch while lines stream in
+/// (a line waits at most this long; 8192 lines in 10 ms is 800 000 a second before
+/// anything is dropped).
 const BATCH_PAUSE: Duration = Duration::from_millis(10);
+/// A window with at least [`BUSY_LINES`] lines (5 000 a second) switches batching on
+/// for the next one; fewer switch it off.
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+const BUSY_LINES: u64 = 500;
 
 /// Builds the notice written after `n` lines were dropped.
 pub type DropNotice = fn(name: &str, dropped: u64) -> Vec<u8>;
@@ -108,6 +113,8 @@ fn drain(
             reported = now;
         }
     };
+    let (mut window_start, mut window_lines, mut counted, mut busy) =
+        (std::time::Instant::now(), 0u64, 0u64, false);
     while let Ok(line) = receiver.recv() {
         report(&mut out);
         if out.write_all(&line).is_err() {
@@ -124,10 +131,21 @@ fn drain(
             }
         }
         let _ = out.flush();
-        // Let lines gather before the next wake-up: while this thread sleeps rather
-        // than waits on the channel, a send is a queue push with no futex wake and no
-        // context switch on the sender's (the notification loop's) side.
-        std::thread::sleep(BATCH_PAUSE);
+        // Under a steady stream, let lines gather before the next wake-up: while this
+        // thread sleeps rather than waits on the channel, a send is a queue push with
+        // no futex wake and no context switch on the sender's (the notification
+        // loop's) side. At a trickle, each line goes out at once.
+        let now = std::time::Instant::now();
+        window_lines += written.load(Ordering::Relaxed) - counted;
+        counted = written.load(Ordering::Relaxed);
+        if now.duration_since(window_start) >= RATE_WINDOW {
+            busy = window_lines >= BUSY_LINES;
+            window_start = now;
+            window_lines = 0;
+        }
+        if busy {
+            std::thread::sleep(BATCH_PAUSE);
+        }
     }
     report(&mut out);
     let _ = out.flush();

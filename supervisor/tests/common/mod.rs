@@ -403,3 +403,30 @@ pub fn run_ok(cmd: &mut Command) -> String {
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A throwaway PostgreSQL cluster: a temporary directory owned by postgres with
+/// `initdb` run in `data/` (trust auth, no locale, no sync). Returns the directory
+/// (removed when dropped) and the data directory.
+pub fn init_cluster(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    run_ok(
+        Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path()),
+    );
+    let data = dir.path().join("data");
+    run_ok(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Path::new(PG_BIN).join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["--auth=trust", "-U", "postgres", "-E", "UTF8"])
+            .args(["--no-locale", "--no-sync"])
+            .current_dir(dir.path()),
+    );
+    (dir, data)
+}

@@ -149,7 +149,13 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 /// The tenant's host pid from the supervisor's start line (`... pid=N ...`).
 pub fn tenant_pid(t: &Tenant) -> i32 {
-    let stderr = t.stderr();
+    // The log is written by a thread: give the line a moment to arrive.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stderr = t.stderr();
+    while !stderr.contains("tenant started") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stderr = t.stderr();
+    }
     let line = stderr
         .lines()
         .find(|l| l.contains("tenant started"))

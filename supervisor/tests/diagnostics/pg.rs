@@ -43,23 +43,8 @@ impl PgDemo {
     pub fn start(state: &StateDir, extra_run: &[&str]) -> PgDemo {
         require_root();
         require_postgres();
-        let dir = tempfile::Builder::new()
-            .prefix("supervise-diag-pg-")
-            .tempdir()
-            .expect("tempdir");
+        let (dir, data) = init_cluster("supervise-diag-pg-");
         let root = dir.path().to_path_buf();
-        run_ok(Command::new("chown").args(["postgres:postgres"]).arg(&root));
-        let data = root.join("data");
-        run_ok(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(pg("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["--auth=trust", "-U", "postgres", "-E", "UTF8"])
-                .args(["--no-locale", "--no-sync"])
-                .current_dir(&root),
-        );
         let port = free_port();
         let demo = repo_profile("pg-demo.toml");
         let text = std::fs::read_to_string(&demo).expect("read pg-demo.toml");
