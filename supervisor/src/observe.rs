@@ -139,6 +139,19 @@ impl Observers {
         !self.list.is_empty() && self.list.iter().any(|o| o.wants_messages(conn))
     }
 
+    /// Bytes of `conn` were taken from their source in `direction`.
+    #[inline]
+    pub fn taken(&mut self, conn: &Dpid, direction: Direction, bytes: &[u8]) {
+        if self.wants_messages(conn) {
+            self.emit(&Event::Bytes {
+                conn,
+                direction,
+                stage: Stage::Taken,
+                bytes,
+            });
+        }
+    }
+
     /// Hands `event` to every observer.
     #[inline]
     pub fn emit(&mut self, event: &Event<'_>) {

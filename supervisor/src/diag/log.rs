@@ -174,20 +174,72 @@ pub fn record(
             }
             line
         }
-        Format::Json => serde_json::json!({
-            "time": now_rfc3339(),
-            "level": level,
-            "dpid": dpid,
-            "kind": kind.name(),
-            "tenant": tenant,
-            "message": message,
-            "fields": serde_json::Map::from_iter(fields.iter().map(|(k, v)| (k.to_string(), v.clone()))),
-            "ops": super::ops_of(kind),
-        })
-        .to_string(),
+        Format::Json => {
+            // Written directly (no serde_json::Value tree): this runs on the emitting
+            // thread, the notification loop for a connection at debug.
+            let mut line = String::with_capacity(256 + message.len());
+            line.push_str("{\"time\":");
+            json_str(&mut line, &now_rfc3339());
+            line.push_str(",\"level\":");
+            json_str(&mut line, level);
+            line.push_str(",\"dpid\":");
+            json_str(&mut line, dpid);
+            line.push_str(",\"kind\":");
+            json_str(&mut line, kind.name());
+            line.push_str(",\"tenant\":");
+            match tenant {
+                Some(t) => json_str(&mut line, t),
+                None => line.push_str("null"),
+            }
+            line.push_str(",\"message\":");
+            json_str(&mut line, message);
+            line.push_str(",\"fields\":{");
+            for (i, (name, value)) in fields.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                json_str(&mut line, name);
+                line.push(':');
+                match value {
+                    serde_json::Value::String(s) => json_str(&mut line, s),
+                    other => {
+                        let _ = write!(line, "{other}");
+                    }
+                }
+            }
+            line.push_str("},\"ops\":[");
+            for (i, op) in super::ops_of(kind).iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                json_str(&mut line, op);
+            }
+            line.push_str("]}");
+            line
+        }
     };
     line.push('\n');
     line
+}
+
+/// Appends `text` as a JSON string (quotes, backslashes and control characters
+/// escaped).
+fn json_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// An event's fields: the message, its `dpid`, and the rest with their JSON types.
@@ -243,5 +295,50 @@ impl tracing_core::field::Visit for DpidLevel<'_> {
         if field.name() == "dpid" {
             self.found = Some(self.levels.level_for(self.target, value));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_records_parse_back_with_every_field() {
+        let nasty = "quote \" backslash \\ newline \n tab \t bell \u{7} é";
+        let line = record(
+            Format::Json,
+            "WARN",
+            "pg/s/c1",
+            Kind::Connection,
+            Some("pg"),
+            nasty,
+            &[
+                ("n", serde_json::Value::from(3)),
+                ("ok", serde_json::Value::from(true)),
+                ("text", serde_json::Value::from(nasty)),
+            ],
+        );
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["message"], nasty);
+        assert_eq!(v["fields"]["text"], nasty);
+        assert_eq!(v["fields"]["n"], 3);
+        assert_eq!(v["fields"]["ok"], true);
+        assert_eq!(v["dpid"], "pg/s/c1");
+        assert_eq!(v["kind"], "connection");
+        assert_eq!(v["tenant"], "pg");
+        assert_eq!(v["level"], "WARN");
+        assert!(v["ops"].as_array().is_some_and(|o| !o.is_empty()));
+        let none = record(
+            Format::Json,
+            "INFO",
+            "supervise",
+            Kind::Supervisor,
+            None,
+            "x",
+            &[],
+        );
+        let v: serde_json::Value = serde_json::from_str(&none).expect("valid JSON");
+        assert!(v["tenant"].is_null());
     }
 }

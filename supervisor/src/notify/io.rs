@@ -218,14 +218,9 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
             Ok(n) => {
                 let (stream, _) = sv.table.stream(inode).expect("stream present");
                 let before = stream.inbound.messages;
-                if sv.components.observers.wants_messages(&stream.dpid) {
-                    sv.components.observers.emit(&Event::Bytes {
-                        conn: &stream.dpid,
-                        direction: Direction::Inbound,
-                        stage: Stage::Taken,
-                        bytes: &sv.scratch[..n],
-                    });
-                }
+                sv.components
+                    .observers
+                    .taken(&stream.dpid, Direction::Inbound, &sv.scratch[..n]);
                 let effects = stream.push(Direction::Inbound, &sv.scratch[..n]);
                 sv.after_push(inode, Direction::Inbound, before);
                 let over = over_budget(sv, inode, Direction::Inbound);
@@ -439,14 +434,9 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
     };
     let (stream, _) = sv.table.stream(inode).expect("stream present");
     let before = stream.outbound.messages;
-    if sv.components.observers.wants_messages(&stream.dpid) {
-        sv.components.observers.emit(&Event::Bytes {
-            conn: &stream.dpid,
-            direction: Direction::Outbound,
-            stage: Stage::Taken,
-            bytes: &sv.scratch[..taken],
-        });
-    }
+    sv.components
+        .observers
+        .taken(&stream.dpid, Direction::Outbound, &sv.scratch[..taken]);
     let effects = stream.push(Direction::Outbound, &sv.scratch[..taken]);
     sv.after_push(inode, Direction::Outbound, before);
     if effects.close || over_budget(sv, inode, Direction::Outbound) {

@@ -352,41 +352,22 @@ impl RuleConfig {
 
     /// Replays the rule's fixtures through a fresh instance of it.
     pub(super) fn replay(&self) -> Result<String, String> {
-        let (mut rule, expect): (Box<dyn Rule>, &[u8]) = match self {
+        let (mut rule, expect): (Box<dyn Rule>, Vec<u8>) = match self {
             RuleConfig::Postgres(rule) => return transforms::pg::selftest::replay(rule),
-            RuleConfig::Uppercase(_) => (Box::new(UppercaseRule), b"ABC\n"),
-            RuleConfig::Wrap { prefix, suffix, .. } => {
-                let expected: Vec<u8> = [prefix.as_slice(), b"abc\n", suffix.as_slice()].concat();
-                let mut out = Output::default();
-                let mut rule = WrapRule::new(prefix.clone(), suffix.clone());
-                rule.apply(Direction::Inbound, b"abc\n", &mut out)
-                    .map_err(|e| e.to_string())?;
-                return if out.onward == expected {
-                    Ok(format!(
-                        "\"abc\\n\" → {:?}",
-                        String::from_utf8_lossy(&out.onward)
-                    ))
-                } else {
-                    Err(format!(
-                        "\"abc\\n\" came out as {:?}",
-                        String::from_utf8_lossy(&out.onward)
-                    ))
-                };
-            }
+            RuleConfig::Uppercase(_) => (Box::new(UppercaseRule), b"ABC\n".to_vec()),
+            RuleConfig::Wrap { prefix, suffix, .. } => (
+                Box::new(WrapRule::new(prefix.clone(), suffix.clone())),
+                [prefix.as_slice(), b"abc\n", suffix.as_slice()].concat(),
+            ),
         };
         let mut out = Output::default();
         rule.apply(Direction::Inbound, b"abc\n", &mut out)
             .map_err(|e| e.to_string())?;
+        let got = String::from_utf8_lossy(&out.onward);
         if out.onward == expect {
-            Ok(format!(
-                "\"abc\\n\" → {:?}",
-                String::from_utf8_lossy(&out.onward)
-            ))
+            Ok(format!("\"abc\\n\" → {got:?}"))
         } else {
-            Err(format!(
-                "\"abc\\n\" came out as {:?}",
-                String::from_utf8_lossy(&out.onward)
-            ))
+            Err(format!("\"abc\\n\" came out as {got:?}"))
         }
     }
 }
@@ -417,6 +398,34 @@ mod tests {
         let text = "[tenant]\nname = \"t\"\n[[stream]]\nname = \"s\"\nlisten_port = 1\nframer = \"postgres\"\n";
         let p = Profile::parse(text, Path::new("t.toml")).unwrap();
         assert_eq!(p.streams[0].new_rules().len(), 1);
+    }
+
+    #[test]
+    fn every_rule_kind_replays_its_fixture_and_allow_has_none() {
+        for (rule, framer) in [
+            ("kind = \"uppercase\"\ndirection = \"inbound\"\n", "lines"),
+            (
+                "kind = \"wrap\"\ndirection = \"both\"\nprefix = \"<\"\nsuffix = \">\"\n",
+                "lines",
+            ),
+            ("kind = \"deny\"\nobjects = [\"salaries\"]\n", "postgres"),
+            (
+                "kind = \"drop-session\"\nobjects = [\"audit_log\"]\n",
+                "postgres",
+            ),
+            (
+                "kind = \"mask\"\ntable = \"employee\"\ncolumn = \"ssn\"\n",
+                "postgres",
+            ),
+        ] {
+            let p = check(rule, framer).unwrap();
+            let (_, _, fixtures) = p.streams[0].rule_summary(0).unwrap();
+            assert!(fixtures, "{rule}");
+            let outcome = p.streams[0].rule_replay(0).unwrap();
+            assert!(outcome.is_ok(), "{rule}: {outcome:?}");
+        }
+        let p = check("kind = \"allow\"\nfunctions = [\"f\"]\n", "postgres").unwrap();
+        assert!(!p.streams[0].rule_summary(0).unwrap().2);
     }
 
     #[test]
