@@ -160,8 +160,10 @@ echo "  $decision"
 echo "PostgreSQL's own log line for the client's syntax error, stamped with the same DPID:"
 grep -F "$dpid: " "$LOG" | grep -F 'syntax error' | tail -n 1 | sed 's/^/  /'
 echo "$ supervise ctl state $dpid    (the connection, asked by its DPID)"
-"$SUPERVISE" ctl state "$dpid" |
-    grep -E '"(dpid|peer|backend_pids|transaction_status|taken|delivered)"|"type"' | head -n 16
+"$SUPERVISE" ctl --json state "$dpid" |
+    grep -oE '"(dpid|peer|backend_pids|transaction_status|peer_to_tenant|tenant_to_peer)":(\[[^]]*\]|"[^"]*"|\{[^}]*\})' |
+    sed 's/^/  /'
+echo "  (and the last 16 messages by type, spooled bytes, parked calls: ctl state shows all)"
 echo "$ supervise ctl selftest pg-demo/pg-clients/r2    (the deny rule replays its fixture)"
 "$SUPERVISE" ctl selftest pg-demo/pg-clients/r2 | grep -E '"(passed|detail)"'
 echo "$ supervise ctl metrics | grep rule_hits"
