@@ -32,6 +32,8 @@ pub struct Outputs {
     pub lines: u64,
     /// The outputs being stamped (`stdout`, `stderr`).
     pub captured: Vec<&'static str>,
+    /// Each writing process's pid in the tenant's namespace, read from /proc once.
+    namespace_pids: HashMap<libc::pid_t, libc::pid_t>,
 }
 
 impl Outputs {
@@ -108,6 +110,7 @@ impl Supervisor {
                 self.stamp(tgid, which, &partial, false);
             }
         }
+        self.outputs.namespace_pids.remove(&tgid);
     }
 
     /// Every unfinished line goes out (the tenant ended).
@@ -132,7 +135,11 @@ impl Supervisor {
         let dpid = connections.first().unwrap_or(&tenant);
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\r').unwrap_or(&text);
-        let pid = super::provide::namespace_pid(tgid).unwrap_or(tgid);
+        let pid = *self
+            .outputs
+            .namespace_pids
+            .entry(tgid)
+            .or_insert_with(|| super::provide::namespace_pid(tgid).unwrap_or(tgid));
         let mut fields = vec![
             ("fd", serde_json::Value::from(which.name())),
             ("pid", serde_json::Value::from(pid)),

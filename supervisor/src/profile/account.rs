@@ -39,20 +39,22 @@ pub(super) fn resolve_ids(
 fn lookup_user(name: &str) -> Result<Ids, String> {
     let cname = CString::new(name).map_err(|_| format!("user {name:?} contains a NUL byte"))?;
     let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buf = vec![0u8; 16384];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call: `pwd` and `result` are writable,
-    // `buf` is writable for its length and outlives every use of the returned strings.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
+    let found = with_growing_buffer(|buf| {
+        // SAFETY: the name is NUL-terminated; `pwd` and `result` are writable and `buf`
+        // is writable for its length, all alive across the call. Only the numeric
+        // fields are read afterwards, never the strings that point into `buf`.
+        unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                pwd.as_mut_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        }
+    });
+    if !found || result.is_null() {
         return Err(format!("no such user {name:?} on this host"));
     }
     // SAFETY: getpwnam_r succeeded and `result` points at `pwd`, now initialised.
