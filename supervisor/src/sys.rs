@@ -5,7 +5,6 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Turns a `-1`-on-error return into `io::Result`.
@@ -108,14 +107,10 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<
     Ok(())
 }
 
-/// The inode number of an open descriptor (sockets are identified by inode).
+/// The inode number of an open descriptor and whether it is a socket (sockets are
+/// identified by inode); see [`file_id`].
 pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<(u64, bool)> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` is a valid, writable `struct stat` buffer for the duration of the call.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) }.into())?;
-    // SAFETY: fstat succeeded, so the kernel filled the whole struct.
-    let st = unsafe { st.assume_init() };
-    Ok((st.st_ino, st.st_mode & libc::S_IFMT == libc::S_IFSOCK))
+    file_id(fd).map(|(_, ino, socket)| (ino, socket))
 }
 
 /// Copies `local` into the tenant's memory described by `remote` iovecs.
