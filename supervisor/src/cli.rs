@@ -165,6 +165,21 @@ pub enum CtlCommand {
         #[arg(long = "for", value_name = "DURATION")]
         duration: Option<String>,
     },
+    /// Changes what the mirror captures, from each connection's next message: for a
+    /// tenant, a stream or a connection (by DPID), or a peer network (`--peer` with
+    /// the tenant's DPID). CAPTURE: none, header, all, a length N, M..N, or reset.
+    Capture {
+        /// The tenant's, a stream's or a connection's DPID.
+        dpid: String,
+        /// none, header, all, N, M..N, or reset (drop the change).
+        capture: String,
+        /// A peer address or CIDR (with the tenant's DPID).
+        #[arg(long)]
+        peer: Option<String>,
+        /// Revert after this long: 500ms, 2s, 10m, 1h.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
     /// Metrics in OpenMetrics text, of every tenant served with this state dir (one
     /// exposition) or of one.
     Metrics {

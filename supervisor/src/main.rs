@@ -8,6 +8,7 @@ mod diag;
 mod label;
 mod launch;
 mod limits;
+mod mirror;
 mod notify;
 mod observe;
 mod output;
@@ -131,6 +132,18 @@ fn run(
             return 125;
         }
     };
+    // The mirror's stations start before the tenant (one that is down is retried).
+    let mirror = match mirror::start::start(&profile, state_dir) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("supervise: mirror: {e}");
+            return 2;
+        }
+    };
+    if options.continue_all && mirror.is_some() {
+        eprintln!("supervise: --continue-all lets every call through unseen: nothing would be mirrored ({} has a [mirror])", profile.source);
+        return 2;
+    }
     if options.continue_all && profile.confinement.is_some() {
         eprintln!("supervise: --continue-all would let every call through unchecked; it cannot be used with a confined tenant ({})", profile.source);
         return 2;
@@ -278,6 +291,9 @@ fn run(
         };
     for (id, which) in output_ids {
         supervisor.capture_output(id, which);
+    }
+    if let Some(mirror) = mirror {
+        supervisor.attach_mirror(mirror);
     }
     let _metrics_server = match options.metrics_listen {
         Some(address) => match control::metrics_http::serve(address, backend_for_metrics.clone()) {

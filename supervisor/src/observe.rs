@@ -63,6 +63,18 @@ pub enum Event<'a> {
         name: &'static str,
         /// Its length.
         len: usize,
+        /// The message as it arrived, before any rule.
+        bytes: &'a [u8],
+    },
+    /// Bytes the rules queued toward a destination for one message: whole protocol
+    /// messages (or an unframed chunk), as the destination will get them.
+    Queued {
+        /// The connection.
+        conn: &'a Dpid,
+        /// Which way they travel.
+        direction: Direction,
+        /// The bytes.
+        bytes: &'a [u8],
     },
     /// Bytes moved between the engine and one side (`taken` from a source or
     /// `delivered` to a destination).
@@ -106,6 +118,49 @@ impl fmt::Display for Stage {
             Stage::Taken => "taken",
             Stage::Delivered => "delivered",
         })
+    }
+}
+
+/// Sees whole messages as they pass, for observers (mirroring needs the bytes): what
+/// arrived from a source before any rule, and what the rules queued toward a
+/// destination. Called only for connections an observer watches.
+pub trait Tap {
+    /// A whole message of `direction`, as it arrived, before the rules (`name`: the
+    /// framer's name for it).
+    fn message(&mut self, conn: &Dpid, direction: Direction, name: &'static str, message: &[u8]);
+    /// Bytes the rules queued toward `direction`'s destination for one message (whole
+    /// protocol messages, or the chunk of an unframed stream).
+    fn queued(&mut self, conn: &Dpid, direction: Direction, bytes: &[u8]);
+}
+
+/// The tap of an unwatched connection.
+#[derive(Debug)]
+pub struct NoTap;
+
+impl Tap for NoTap {
+    #[inline]
+    fn message(&mut self, _: &Dpid, _: Direction, _: &'static str, _: &[u8]) {}
+    #[inline]
+    fn queued(&mut self, _: &Dpid, _: Direction, _: &[u8]) {}
+}
+
+impl Tap for Observers {
+    fn message(&mut self, conn: &Dpid, direction: Direction, name: &'static str, message: &[u8]) {
+        self.emit(&Event::Message {
+            conn,
+            direction,
+            name,
+            len: message.len(),
+            bytes: message,
+        });
+    }
+
+    fn queued(&mut self, conn: &Dpid, direction: Direction, bytes: &[u8]) {
+        self.emit(&Event::Queued {
+            conn,
+            direction,
+            bytes,
+        });
     }
 }
 
@@ -183,6 +238,7 @@ mod tests {
             direction: Direction::Inbound,
             name: "Query",
             len: 5,
+            bytes: b"Q\0\0\0\x04",
         });
         let mut some = Observers::default();
         some.add(Box::new(Count::default()));

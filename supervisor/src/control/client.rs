@@ -7,6 +7,7 @@
 //!
 //! Exit status: 0 ok, 1 a server answered an error, 2 usage, 3 a socket unreachable.
 
+pub use crate::profile::duration::parse_duration;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -116,37 +117,30 @@ pub fn run(state_dir: &Path, args: CtlArgs) -> i32 {
             };
             single(state_dir, &dpid, op, json)
         }
+        CtlCommand::Capture {
+            dpid,
+            capture,
+            peer,
+            duration,
+        } => {
+            let for_ms = match duration.as_deref().map(parse_duration).transpose() {
+                Ok(d) => d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                Err(e) => return usage(&e),
+            };
+            let op = Op::SetCapture {
+                dpid: dpid.clone(),
+                peer,
+                capture,
+                for_ms,
+            };
+            single(state_dir, &dpid, op, json)
+        }
     }
 }
 
 fn usage(message: &str) -> i32 {
     eprintln!("supervise: ctl: {message}");
     USAGE
-}
-
-/// `500ms`, `2s`, `10m`, `1h`: a positive whole number and a unit.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = |why: &str| format!("bad duration {text:?}: {why} (examples: 500ms, 2s, 10m, 1h)");
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| bad("expected a number, then ms, s, m or h"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "" => return Err(bad("missing the unit (ms, s, m or h)")),
-        other => return Err(bad(&format!("unknown unit {other:?}"))),
-    };
-    match n.checked_mul(unit_ms) {
-        Some(0) => Err(bad("must be more than zero")),
-        Some(ms) => Ok(Duration::from_millis(ms)),
-        None => Err(bad("too long")),
-    }
 }
 
 /// One request about one DPID, routed to its tenant's socket.

@@ -48,6 +48,16 @@ impl Dpid {
         Dpid(format!("{stream}/r{index}").into())
     }
 
+    /// Sink `name` of a tenant's mirror.
+    pub fn sink(tenant: &str, name: &str) -> Dpid {
+        Dpid(format!("{tenant}/@sink/{name}").into())
+    }
+
+    /// The shared text (records and events hold it without copying).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
     /// Connection `serial` of a stream.
     pub fn connection(stream: &Dpid, serial: u64) -> Dpid {
         Dpid(format!("{stream}/c{serial}").into())
@@ -74,10 +84,11 @@ impl Dpid {
                 Some(k) if k.is_singleton() => k,
                 _ => return bad("unknown @component"),
             },
+            [_, "@sink", n] if name_ok(n) => Kind::Sink,
             [_, s] if name_ok(s) => Kind::Stream,
             [_, s, c] if name_ok(s) && serial(c, 'c').is_some() => Kind::Connection,
             [_, s, r] if name_ok(s) && serial(r, 'r').is_some() => Kind::Rule,
-            _ => return bad("expected TENANT, TENANT/@KIND, TENANT/STREAM, TENANT/STREAM/cN or TENANT/STREAM/rN"),
+            _ => return bad("expected TENANT, TENANT/@KIND, TENANT/STREAM, TENANT/STREAM/cN, TENANT/STREAM/rN or TENANT/@sink/NAME"),
         };
         Ok((Dpid(text.into()), kind))
     }
@@ -127,6 +138,8 @@ mod tests {
             (stream.clone(), Kind::Stream),
             (Dpid::connection(&stream, 17), Kind::Connection),
             (Dpid::rule(&stream, 2), Kind::Rule),
+            (Dpid::sink("pg-demo", "file"), Kind::Sink),
+            (Dpid::singleton("pg-demo", Kind::Mirror), Kind::Mirror),
         ];
         for (dpid, kind) in cases {
             assert_eq!(Dpid::parse(dpid.as_str()), Ok((dpid.clone(), kind)));

@@ -62,6 +62,7 @@ impl Observer for EventLog {
                 direction,
                 name,
                 len,
+                ..
             } => {
                 tracing::debug!(target: Kind::Connection.target(), dpid = conn.as_str(), %direction, r#type = name, len, "message");
             }
@@ -72,6 +73,13 @@ impl Observer for EventLog {
                 bytes,
             } => {
                 tracing::trace!(target: Kind::Connection.target(), dpid = conn.as_str(), %direction, %stage, len = bytes.len(), "bytes");
+            }
+            Event::Queued {
+                conn,
+                direction,
+                bytes,
+            } => {
+                tracing::trace!(target: Kind::Connection.target(), dpid = conn.as_str(), %direction, len = bytes.len(), "queued");
             }
             Event::Decision {
                 conn,

@@ -31,11 +31,15 @@ pub enum Kind {
     Control,
     /// The tenant's own stdout and stderr, stamped line by line.
     Output,
+    /// Mirroring: its policies, triggers and runtime capture changes.
+    Mirror,
+    /// One listening station group of the mirror (`TENANT/@sink/NAME`).
+    Sink,
 }
 
 impl Kind {
     /// Every kind, in the order listings show them.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Supervisor,
         Kind::Tenant,
         Kind::Stream,
@@ -47,6 +51,8 @@ impl Kind {
         Kind::Limits,
         Kind::Control,
         Kind::Output,
+        Kind::Mirror,
+        Kind::Sink,
     ];
 
     /// The tracing target of this kind's events (`supervise::<name>`).
@@ -63,6 +69,8 @@ impl Kind {
             Kind::Limits => "supervise::limits",
             Kind::Control => "supervise::control",
             Kind::Output => "supervise::output",
+            Kind::Mirror => "supervise::mirror",
+            Kind::Sink => "supervise::sink",
         }
     }
 
@@ -80,6 +88,8 @@ impl Kind {
             Kind::Limits => "limits",
             Kind::Control => "control",
             Kind::Output => "output",
+            Kind::Mirror => "mirror",
+            Kind::Sink => "sink",
         }
     }
 
@@ -87,7 +97,7 @@ impl Kind {
     pub const fn is_singleton(self) -> bool {
         !matches!(
             self,
-            Kind::Tenant | Kind::Stream | Kind::Connection | Kind::Rule
+            Kind::Tenant | Kind::Stream | Kind::Connection | Kind::Rule | Kind::Sink
         )
     }
 

@@ -25,13 +25,28 @@ const BUSY_LINES: u64 = 500;
 /// Builds the notice written after `n` lines were dropped.
 pub type DropNotice = fn(name: &str, dropped: u64) -> Vec<u8>;
 
+/// A copy of every line, for a station that collects diagnostics (it queues, never
+/// blocks).
+pub type Tee = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// One output (stderr, stdout, a file).
-#[derive(Debug)]
 pub struct LineWriter {
     sender: Mutex<Option<SyncSender<Vec<u8>>>>,
+    /// Also given every line (a fleet sink); must not block.
+    tee: std::sync::OnceLock<Tee>,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for LineWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineWriter")
+            .field("dropped", &self.dropped)
+            .field("written", &self.written)
+            .field("tee", &self.tee.get().is_some())
+            .finish()
+    }
 }
 
 impl LineWriter {
@@ -50,6 +65,7 @@ impl LineWriter {
         })?;
         Ok(LineWriter {
             sender: Mutex::new(Some(sender)),
+            tee: std::sync::OnceLock::new(),
             dropped,
             written,
             thread: Mutex::new(Some(thread)),
@@ -58,6 +74,9 @@ impl LineWriter {
 
     /// Queues one line (with its newline); drops it if the queue is full.
     pub fn send(&self, line: Vec<u8>) {
+        if let Some(tee) = self.tee.get() {
+            tee(&line);
+        }
         let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         let Some(sender) = sender.as_ref() else {
             return;
@@ -68,6 +87,11 @@ impl LineWriter {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Gives every line from now on to `tee` as well; false if one is set already.
+    pub fn set_tee(&self, tee: Tee) -> bool {
+        self.tee.set(tee).is_ok()
     }
 
     /// Lines dropped so far (never reset).

@@ -14,7 +14,6 @@ use super::Supervisor;
 use crate::diag::{Dpid, Kind};
 use crate::observe::{Event, Observers, Totals};
 use crate::profile::Profile;
-use crate::stream::recent::RECENT;
 
 /// One stream of the profile as a component.
 #[derive(Debug)]
@@ -59,6 +58,8 @@ pub struct Components {
     pub released: VecDeque<Released>,
     /// Where events go.
     pub observers: Observers,
+    /// The mirror, when the profile has one (also among the observers).
+    pub mirror: Option<crate::mirror::Shared>,
     /// Notifications serviced and their service times.
     pub stats: super::metrics::ServiceStats,
     /// When the supervisor started.
@@ -91,6 +92,7 @@ impl Components {
             streams,
             released: VecDeque::new(),
             observers,
+            mirror: None,
             stats: Default::default(),
             started: std::time::Instant::now(),
         }
@@ -112,6 +114,13 @@ impl Components {
 }
 
 impl Supervisor {
+    /// Installs the tenant's mirror: an observer of every event, and a component the
+    /// control socket reaches (`TENANT/@mirror`, `TENANT/@sink/NAME`).
+    pub fn attach_mirror(&mut self, mirror: crate::mirror::Shared) {
+        self.components.observers.add(Box::new(mirror.clone()));
+        self.components.mirror = Some(mirror);
+    }
+
     /// A tracked connection began: tell the observers.
     pub(super) fn emit_opened(&mut self, inode: Inode, local: &str, peer: &str, accepted: bool) {
         let Some((stream, _)) = self.table.stream(inode) else {
@@ -152,29 +161,13 @@ impl Supervisor {
         });
     }
 
-    /// After bytes went into `inode`'s spool in `direction` (`messages_before`: the
-    /// half's message count before): the framed messages and the rules' decisions go to
-    /// the observers, and each decision counts as a hit of its rule.
-    pub(super) fn after_push(&mut self, inode: Inode, direction: Direction, messages_before: u64) {
+    /// After bytes went into `inode`'s spool (the messages themselves went to the
+    /// observers through the stream's tap): the rules' decisions go to the observers,
+    /// and each decision counts as a hit of its rule.
+    pub(super) fn after_push(&mut self, inode: Inode) {
         let Some((stream, _)) = self.table.stream(inode) else {
             return;
         };
-        if self.components.observers.wants_messages(&stream.dpid) {
-            let new = stream
-                .half(direction)
-                .messages
-                .saturating_sub(messages_before);
-            let recent = stream.recent.list();
-            let from = recent.len().saturating_sub((new as usize).min(RECENT));
-            for seen in &recent[from..] {
-                self.components.observers.emit(&Event::Message {
-                    conn: &stream.dpid,
-                    direction: seen.direction,
-                    name: seen.name,
-                    len: seen.len,
-                });
-            }
-        }
         if stream.pending.is_empty() {
             return;
         }

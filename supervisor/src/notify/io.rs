@@ -11,7 +11,8 @@
 #![forbid(unsafe_code)]
 
 use crate::diag::Kind;
-use crate::observe::{Event, Stage};
+use crate::observe::{Event, Observers, Stage};
+use crate::stream::{Effects, NoTap, Stream};
 use std::os::fd::BorrowedFd;
 
 use transforms::Direction;
@@ -217,12 +218,13 @@ pub(super) fn read_family(sv: &mut Supervisor, request: &Request) -> Verdict {
             }
             Ok(n) => {
                 let (stream, _) = sv.table.stream(inode).expect("stream present");
-                let before = stream.inbound.messages;
-                sv.components
-                    .observers
-                    .taken(&stream.dpid, Direction::Inbound, &sv.scratch[..n]);
-                let effects = stream.push(Direction::Inbound, &sv.scratch[..n]);
-                sv.after_push(inode, Direction::Inbound, before);
+                let effects = push(
+                    stream,
+                    &mut sv.components.observers,
+                    Direction::Inbound,
+                    &sv.scratch[..n],
+                );
+                sv.after_push(inode);
                 let over = over_budget(sv, inode, Direction::Inbound);
                 if effects.back_queued || effects.close || over {
                     let _ = flush_outbound(sv, inode);
@@ -433,12 +435,13 @@ pub(super) fn write_family(sv: &mut Supervisor, request: &Request) -> Verdict {
         Err(e) => return mem_error(e),
     };
     let (stream, _) = sv.table.stream(inode).expect("stream present");
-    let before = stream.outbound.messages;
-    sv.components
-        .observers
-        .taken(&stream.dpid, Direction::Outbound, &sv.scratch[..taken]);
-    let effects = stream.push(Direction::Outbound, &sv.scratch[..taken]);
-    sv.after_push(inode, Direction::Outbound, before);
+    let effects = push(
+        stream,
+        &mut sv.components.observers,
+        Direction::Outbound,
+        &sv.scratch[..taken],
+    );
+    sv.after_push(inode);
     if effects.close || over_budget(sv, inode, Direction::Outbound) {
         tracing::info!(target: Kind::Connection.target(), inode, "session closed by policy after a tenant write");
     }
@@ -514,6 +517,22 @@ fn outbound_len(sv: &mut Supervisor, inode: Inode) -> usize {
 /// Whether transformed bytes toward the peer are still queued.
 pub(super) fn outbound_pending(sv: &mut Supervisor, inode: Inode) -> bool {
     outbound_len(sv, inode) > 0
+}
+
+/// Feeds bytes taken in `direction` to the stream: observers that watch the
+/// connection see the bytes, each message and what the rules queued for it.
+fn push(
+    stream: &mut Stream,
+    observers: &mut Observers,
+    direction: Direction,
+    bytes: &[u8],
+) -> Effects {
+    if observers.wants_messages(&stream.dpid) {
+        observers.taken(&stream.dpid, direction, bytes);
+        stream.push(direction, bytes, observers)
+    } else {
+        stream.push(direction, bytes, &mut NoTap)
+    }
 }
 
 /// Sends queued outbound bytes without blocking, as far as the kernel takes them.

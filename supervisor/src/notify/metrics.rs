@@ -70,6 +70,85 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The mirror's counters, and each station's of each sink.
+fn mirror_metrics(w: &mut String, m: &crate::mirror::Mirror) {
+    let me = label(&crate::diag::Dpid::singleton(m.tenant(), Kind::Mirror).to_string());
+    let t = m.totals;
+    for (name, help, value) in [
+        (
+            "supervise_mirror_messages",
+            "Messages mirrored (queued to a station or dropped by a full queue).",
+            t.messages,
+        ),
+        (
+            "supervise_mirror_captured_bytes",
+            "Bytes captured of mirrored messages.",
+            t.captured_bytes,
+        ),
+        (
+            "supervise_mirror_original_bytes",
+            "Full lengths of mirrored messages.",
+            t.original_bytes,
+        ),
+        (
+            "supervise_mirror_redacted_bytes",
+            "Bytes a capture asked for that structural redaction withheld.",
+            t.redacted,
+        ),
+    ] {
+        let _ = writeln!(
+            w,
+            "# TYPE {name} counter\n# HELP {name} {help}\n{name}_total{{dpid=\"{me}\"}} {value}"
+        );
+    }
+    let _ = writeln!(w, "# TYPE supervise_mirror_trigger_firings counter\n# HELP supervise_mirror_trigger_firings Times each trigger fired.");
+    for (i, n) in m.triggers.fired.iter().enumerate() {
+        let _ = writeln!(
+            w,
+            "supervise_mirror_trigger_firings_total{{dpid=\"{me}\",trigger=\"{i}\"}} {n}"
+        );
+    }
+    let stations: Vec<_> = m
+        .sinks
+        .iter()
+        .flat_map(|s| {
+            s.per_station()
+                .into_iter()
+                .map(move |p| (label(s.dpid.as_str()), p))
+        })
+        .collect();
+    for (name, help, pick) in [
+        ("supervise_sink_written", "Records a station wrote.", 1usize),
+        (
+            "supervise_sink_dropped",
+            "Records dropped: the station's queue was full or it was down.",
+            2,
+        ),
+        (
+            "supervise_sink_errors",
+            "Failed connects and writes of a station.",
+            3,
+        ),
+    ] {
+        let _ = writeln!(w, "# TYPE {name} counter\n# HELP {name} {help}");
+        for (dpid, (i, written, dropped, errors, _)) in &stations {
+            let v = [0, *written, *dropped, *errors][pick];
+            let _ = writeln!(w, "{name}_total{{dpid=\"{dpid}\",station=\"{i}\"}} {v}");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "# TYPE supervise_sink_up gauge\n# HELP supervise_sink_up Whether a station is connected."
+    );
+    for (dpid, (i, _, _, _, up)) in &stations {
+        let _ = writeln!(
+            w,
+            "supervise_sink_up{{dpid=\"{dpid}\",station=\"{i}\"}} {}",
+            u8::from(*up)
+        );
+    }
+}
+
 /// The OpenMetrics exposition of this supervisor's components.
 pub(super) fn render(sv: &Supervisor) -> String {
     let c = &sv.components;
@@ -192,6 +271,10 @@ pub(super) fn render(sv: &Supervisor) -> String {
             label(c.singleton(Kind::Label).as_str()),
             guard.denials
         );
+    }
+
+    if let Some(mirror) = &c.mirror {
+        mirror_metrics(w, &mirror.lock());
     }
 
     let mut conns: Vec<_> = sv

@@ -24,6 +24,8 @@ mod metrics;
 mod msghdr;
 mod output;
 mod provide;
+mod provide_mirror;
+mod provider;
 mod request;
 mod route;
 mod sockets;
@@ -589,6 +591,12 @@ impl Supervisor {
             return;
         };
         for (op, reply) in bridge.take() {
+            if let crate::control::Op::Selftest { dpid, name } = &op {
+                if let Ok((sink, Kind::Sink)) = crate::diag::Dpid::parse(dpid) {
+                    self.sink_selftest(&sink, name.as_deref(), reply);
+                    continue;
+                }
+            }
             let answer =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve_control(op)))
                     .unwrap_or_else(|_| {

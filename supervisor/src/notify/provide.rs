@@ -15,18 +15,7 @@ use super::Supervisor;
 use crate::control::{Failure, Op};
 use crate::diag::{Dpid, Kind};
 
-/// What every component kind implements.
-trait Provider {
-    /// Its state now.
-    fn state(&mut self) -> Value;
-    /// Its effective configuration; secrets are left out by structure (environment
-    /// values are never shown, whatever their names).
-    fn config(&self) -> Value;
-    /// Its self-tests' names.
-    fn selftests(&self) -> Vec<&'static str>;
-    /// Runs one; `None`: no such test.
-    fn selftest(&mut self, name: &str) -> Option<Result<String, String>>;
-}
+use super::provider::Provider;
 
 impl Supervisor {
     /// Serves one control operation.
@@ -43,6 +32,12 @@ impl Supervisor {
                 for_ms,
             } => self.set_level(&dpid, &level, for_ms),
             Op::Metrics => Ok(Value::String(super::metrics::render(self))),
+            Op::SetCapture {
+                dpid,
+                peer,
+                capture,
+                for_ms,
+            } => self.set_capture(&dpid, peer.as_deref(), &capture, for_ms),
         }
     }
 
@@ -53,6 +48,11 @@ impl Supervisor {
         let mut out = vec![entry(&Dpid::tenant(&c.tenant), Kind::Tenant)];
         for kind in self.singletons() {
             out.push(entry(&c.singleton(kind), kind));
+        }
+        if let Some(mirror) = &c.mirror {
+            for sink in &mirror.lock().sinks {
+                out.push(entry(&sink.dpid, Kind::Sink));
+            }
         }
         for stream in &c.streams {
             out.push(entry(&stream.dpid, Kind::Stream));
@@ -88,6 +88,9 @@ impl Supervisor {
         }
         if !self.outputs.captured.is_empty() {
             kinds.push(Kind::Output);
+        }
+        if self.components.mirror.is_some() {
+            kinds.push(Kind::Mirror);
         }
         kinds
     }
@@ -134,6 +137,13 @@ impl Supervisor {
                 Ok(Box::new(Released(released)))
             }
             Kind::Output => Ok(Box::new(OutputView(self))),
+            Kind::Mirror => Ok(Box::new(super::provide_mirror::MirrorView(
+                self.components.mirror.clone().ok_or_else(unknown)?,
+            ))),
+            Kind::Sink => {
+                let (shared, i) = self.sink_index(&dpid).ok_or_else(unknown)?;
+                Ok(Box::new(super::provide_mirror::SinkView(shared, i)))
+            }
         }
     }
 

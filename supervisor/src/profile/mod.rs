@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 pub mod account;
 pub mod confine;
+pub mod duration;
 pub mod env;
 pub mod limits;
+pub mod mirror;
 mod rules;
 mod spans;
 #[cfg(test)]
@@ -78,6 +80,7 @@ struct ProfileFile {
     limits: Option<limits::LimitsSpec>,
     #[serde(default)]
     stream: Vec<StreamSpec>,
+    mirror: Option<mirror::MirrorSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +168,8 @@ pub struct Profile {
     pub command: Option<Vec<String>>,
     /// `tenant.env`: variables added to the tenant's clean environment (see [`env`]).
     pub env: Vec<(String, String)>,
+    /// `[mirror]`: copies of message prefixes to listening stations.
+    pub mirror: Option<mirror::MirrorConfig>,
     /// Where its keys are, for errors found after parsing (a path missing on this host).
     spans: Option<std::sync::Arc<Spans>>,
 }
@@ -447,6 +452,8 @@ impl Profile {
                 rules,
             });
         }
+        let mirror = mirror::validate(file.mirror, &streams)
+            .map_err(|(key, message)| invalid(k(&key), message))?;
         Ok(Profile {
             source: path.display().to_string(),
             tenant: tenant.name,
@@ -456,6 +463,7 @@ impl Profile {
             limits,
             command: tenant.command,
             env: tenant.env.into_iter().collect(),
+            mirror,
             spans: spans.map(std::sync::Arc::new),
         })
     }

@@ -71,7 +71,7 @@ fn unknown_keys() {
     assert_eq!(
         error("[tenant]\nname = \"x\"\n[tenants]\n"),
         "t.toml:3: tenants: unknown key (expected one of `tenant`, `filesystem`, `network`, \
-         `limits`, `stream`)"
+         `limits`, `stream`, `mirror`)"
     );
 }
 
@@ -176,7 +176,7 @@ fn missing_keys_point_at_their_table() {
     );
     assert_eq!(
         error("name = \"x\"\n"),
-        "t.toml:1: name: unknown key (expected one of `tenant`, `filesystem`, `network`, `limits`, `stream`)"
+        "t.toml:1: name: unknown key (expected one of `tenant`, `filesystem`, `network`, `limits`, `stream`, `mirror`)"
     );
 }
 

@@ -21,7 +21,8 @@ use recent::{Pending, Recent, Seen};
 use transforms::{apply_rules, Direction, Framer, Framing, Output, Rule};
 
 use crate::diag::Dpid;
-use crate::observe::Totals;
+pub use crate::observe::NoTap;
+use crate::observe::{Tap, Totals};
 use crate::profile::{OnError, OnPartialClose, StreamConfig};
 
 /// One direction's state.
@@ -182,21 +183,28 @@ impl Stream {
 
     /// Feeds bytes travelling in `direction`; whole messages are transformed into the
     /// ready queues (onward bytes into this direction's, back bytes into the other's).
-    pub fn push(&mut self, direction: Direction, bytes: &[u8]) -> Effects {
+    /// `tap` sees each message and what the rules queued for it.
+    pub fn push(&mut self, direction: Direction, bytes: &[u8], tap: &mut dyn Tap) -> Effects {
         let mut effects = Effects::default();
-        let half = self.half(direction);
+        let half = match direction {
+            Direction::Inbound => &mut self.inbound,
+            Direction::Outbound => &mut self.outbound,
+        };
         half.taken += bytes.len() as u64;
         if (half.identity || half.raw) && half.spool.is_empty() {
             half.ready.extend(bytes);
             half.emitted += bytes.len() as u64;
+            let name = if half.raw { "unframed" } else { "message" };
+            tap.message(&self.dpid, direction, name, bytes);
+            tap.queued(&self.dpid, direction, bytes);
             return effects;
         }
         half.spool.extend_from_slice(bytes);
-        self.drain_spool(direction, &mut effects);
+        self.drain_spool(direction, &mut effects, tap);
         effects
     }
 
-    fn drain_spool(&mut self, direction: Direction, effects: &mut Effects) {
+    fn drain_spool(&mut self, direction: Direction, effects: &mut Effects, tap: &mut dyn Tap) {
         let mut consumed = 0;
         loop {
             let (half, rules) = match direction {
@@ -206,8 +214,13 @@ impl Stream {
             let rest = half.spool.len() - consumed;
             if half.raw || self.closing {
                 if half.raw {
-                    half.ready.extend(&half.spool[consumed..]);
+                    let unframed = &half.spool[consumed..];
+                    half.ready.extend(unframed);
                     half.emitted += rest as u64;
+                    if rest > 0 {
+                        tap.message(&self.dpid, direction, "unframed", unframed);
+                        tap.queued(&self.dpid, direction, unframed);
+                    }
                 } else {
                     // A rule ended the session: what the source sent after that
                     // message is not delivered (accounted as dropped).
@@ -229,7 +242,7 @@ impl Stream {
                         for rule in rules.iter_mut() {
                             rule.on_framing_error(direction, &error, &mut out);
                         }
-                        self.deliver(direction, out, effects);
+                        self.deliver(direction, out, effects, tap);
                     }
                     // Whole messages before the bad bytes were delivered: only what
                     // follows them is subject to the policy.
@@ -251,6 +264,7 @@ impl Stream {
                 name,
                 len: message_len,
             });
+            tap.message(&self.dpid, direction, name, message);
             let result = apply_rules(rules, direction, message, &mut out);
             consumed += message_len;
             if !out.decisions.is_empty() {
@@ -261,7 +275,7 @@ impl Stream {
                 self.pending.extend(direction, decisions);
             }
             match result {
-                Ok(()) => self.deliver(direction, out, effects),
+                Ok(()) => self.deliver(direction, out, effects, tap),
                 Err(error) => {
                     tracing::warn!(target: Kind::Connection.target(), dpid = %self.dpid, stream = %self.name, %direction, %error, "rule failed; message not delivered");
                     self.half(direction).dropped += message_len as u64;
@@ -280,10 +294,20 @@ impl Stream {
     }
 
     /// Queues a rule's output: onward bytes continue, back bytes return to the source.
-    fn deliver(&mut self, direction: Direction, out: Output, effects: &mut Effects) {
+    fn deliver(
+        &mut self,
+        direction: Direction,
+        out: Output,
+        effects: &mut Effects,
+        tap: &mut dyn Tap,
+    ) {
         self.half(direction).ready.extend(&out.onward);
         self.half(direction).emitted += out.onward.len() as u64;
+        if !out.onward.is_empty() {
+            tap.queued(&self.dpid, direction, &out.onward);
+        }
         if !out.back.is_empty() {
+            tap.queued(&self.dpid, direction.reverse(), &out.back);
             self.half(direction.reverse()).ready.extend(&out.back);
             self.half(direction.reverse()).emitted += out.back.len() as u64;
             effects.back_queued = true;
@@ -376,7 +400,7 @@ mod tests {
         let cfg = config("framer = \"lines\"\n[[stream.rule]]\nkind = \"wrap\"\ndirection = \"outbound\"\nprefix = \"[\"\nsuffix = \"]\"\n");
         let mut s = Stream::new(&cfg, 0, Dpid::tenant("t"));
         for piece in [&b"hel"[..], b"lo wo", b"rld\n"] {
-            s.push(Direction::Outbound, piece);
+            s.push(Direction::Outbound, piece, &mut NoTap);
         }
         assert_eq!(s.outbound.ready.as_slice(), b"[hello world\n]");
     }
@@ -384,7 +408,7 @@ mod tests {
     #[test]
     fn partial_at_end_flushes_or_drops() {
         let mut s = Stream::new(&config("framer = \"lines\"\n"), 0, Dpid::tenant("t"));
-        s.push(Direction::Inbound, b"ab\ncd");
+        s.push(Direction::Inbound, b"ab\ncd", &mut NoTap);
         assert_eq!(s.end(Direction::Inbound), 0);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\ncd");
         let mut s = Stream::new(
@@ -392,7 +416,7 @@ mod tests {
             0,
             Dpid::tenant("t"),
         );
-        s.push(Direction::Inbound, b"ab\ncd");
+        s.push(Direction::Inbound, b"ab\ncd", &mut NoTap);
         assert_eq!(s.end(Direction::Inbound), 2);
         assert_eq!(s.inbound.ready.as_slice(), b"ab\n");
     }
@@ -409,7 +433,11 @@ mod tests {
         };
         let mut s = Stream::new(&cfg, 0, Dpid::tenant("t"));
         // The tenant (client) asks for TLS: declined back to it, nothing to the server.
-        let fx = s.push(Direction::Outbound, &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+        let fx = s.push(
+            Direction::Outbound,
+            &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f],
+            &mut NoTap,
+        );
         assert!(fx.back_queued && !fx.close);
         assert_eq!(s.inbound.ready.as_slice(), b"N");
         assert!(s.outbound.ready.is_empty());
@@ -419,13 +447,13 @@ mod tests {
         startup.extend_from_slice(b"user\0postgres\0\0");
         let len = (startup.len() as u32).to_be_bytes();
         startup[..4].copy_from_slice(&len);
-        let fx = s.push(Direction::Outbound, &startup[..5]);
+        let fx = s.push(Direction::Outbound, &startup[..5], &mut NoTap);
         assert!(!fx.close && s.outbound.ready.is_empty());
-        s.push(Direction::Outbound, &startup[5..]);
+        s.push(Direction::Outbound, &startup[5..], &mut NoTap);
         assert_eq!(s.outbound.ready.as_slice(), &startup[..]);
         // The server's typed reply reaches the tenant.
         let auth_ok = [b'R', 0, 0, 0, 8, 0, 0, 0, 0];
-        let fx = s.push(Direction::Inbound, &auth_ok);
+        let fx = s.push(Direction::Inbound, &auth_ok, &mut NoTap);
         assert!(!fx.close, "{fx:?}");
         assert_eq!(s.inbound.ready.as_slice(), &auth_ok[..]);
     }
@@ -437,7 +465,7 @@ mod tests {
             0,
             Dpid::tenant("t"),
         );
-        let fx = s.push(Direction::Inbound, b"abcdef");
+        let fx = s.push(Direction::Inbound, b"abcdef", &mut NoTap);
         assert!(fx.close && s.closing);
         assert!(s.inbound.ready.is_empty());
         let mut s = Stream::new(
@@ -445,9 +473,9 @@ mod tests {
             0,
             Dpid::tenant("t"),
         );
-        let fx = s.push(Direction::Inbound, b"abcdef");
+        let fx = s.push(Direction::Inbound, b"abcdef", &mut NoTap);
         assert!(!fx.close);
-        s.push(Direction::Inbound, b"gh\n");
+        s.push(Direction::Inbound, b"gh\n", &mut NoTap);
         assert_eq!(s.inbound.ready.as_slice(), b"abcdefgh\n");
     }
 }

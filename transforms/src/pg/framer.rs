@@ -221,6 +221,53 @@ fn malformed(reason: impl Into<String>) -> FrameError {
     }
 }
 
+/// Every name [`message_name`] gives.
+pub const MESSAGE_NAMES: &[&str] = &[
+    "Empty",
+    "SSLRequest",
+    "GSSENCRequest",
+    "CancelRequest",
+    "StartupMessage",
+    "Query",
+    "Parse",
+    "Bind",
+    "Execute",
+    "Describe",
+    "Sync",
+    "Flush",
+    "Close",
+    "Terminate",
+    "FunctionCall",
+    "PasswordMessage",
+    "CopyFail",
+    "Authentication",
+    "ParameterStatus",
+    "BackendKeyData",
+    "ReadyForQuery",
+    "RowDescription",
+    "DataRow",
+    "CommandComplete",
+    "ErrorResponse",
+    "NoticeResponse",
+    "NotificationResponse",
+    "ParseComplete",
+    "BindComplete",
+    "CloseComplete",
+    "NoData",
+    "PortalSuspended",
+    "ParameterDescription",
+    "EmptyQueryResponse",
+    "CopyInResponse",
+    "CopyOutResponse",
+    "CopyBothResponse",
+    "FunctionCallResponse",
+    "NegotiateProtocolVersion",
+    "CopyData",
+    "CopyDone",
+    "Unknown",
+    "unframed",
+];
+
 /// The protocol's name for a whole message travelling in `direction` (inbound: client
 /// to server). An untyped startup packet starts with its length, whose first byte is
 /// 0 for any packet the framer accepts, which no typed message does.
