@@ -358,6 +358,55 @@ fn layers_point_one_way() {
     assert!(violations.is_empty(), "layering violations:\n{violations}");
 }
 
+/// Rule 2b: mirroring observes. No mirror module reaches the notification loop
+/// (`crate::notify`) or the syscall layer: it sees what the engine emits and cannot
+/// change what the tenant gets. Its decisions (policy, triggers, overrides) are
+/// sans-IO: no syscalls, no clock (the caller passes the time), no files, sockets,
+/// threads or processes.
+#[test]
+fn mirroring_observes_and_decides_without_io() {
+    let mut violations = Vec::new();
+    let decisions = ["policy", "triggers", "overrides"];
+    for s in load(SRC).iter().filter(|s| !s.test_only) {
+        if s.module.first().is_none_or(|m| m != "mirror") {
+            continue;
+        }
+        let pure = s
+            .module
+            .get(1)
+            .is_some_and(|m| decisions.contains(&m.as_str()));
+        for (line, path) in paths(&s.live) {
+            let seg = |n: usize| path.get(n).map_or("", String::as_str);
+            let abs = resolve(&s.module, &path).unwrap_or_default();
+            let engine = abs.first().is_some_and(|m| m == "notify");
+            let io = abs.first().is_some_and(|m| m == "sys")
+                || seg(0) == "libc"
+                || seg(0) == "rustix"
+                || seg(0) == "std" && matches!(seg(1), "os" | "fs" | "process" | "thread")
+                || seg(0) == "std"
+                    && seg(1) == "time"
+                    && matches!(seg(2), "Instant" | "SystemTime")
+                || seg(0) == "std"
+                    && seg(1) == "net"
+                    && matches!(seg(2), "TcpStream" | "TcpListener" | "UdpSocket")
+                || abs.get(1).is_some_and(|m| m == "sink" || m == "start");
+            if engine || pure && io {
+                violations.push(format!(
+                    "supervisor/src/{}:{line}: {}",
+                    s.rel,
+                    path.join("::")
+                ));
+            }
+        }
+    }
+    violations.dedup();
+    let violations = violations.join("\n");
+    assert!(
+        violations.is_empty(),
+        "mirroring layering violations:\n{violations}"
+    );
+}
+
 /// Rule 3: `unsafe` stays where it is needed (the notify ioctls, tenant memory, the raw
 /// syscall layer). The notify handlers work through safe wrappers on requests already
 /// read, so each carries `#![forbid(unsafe_code)]` to keep it that way.

@@ -41,12 +41,24 @@ impl PgDemo {
     /// ADDR`), waits until it accepts connections, creates [`SCHEMA`] over the unix
     /// socket (not tracked).
     pub fn start(state: &StateDir, extra_run: &[&str]) -> PgDemo {
+        PgDemo::start_with(state, extra_run, "pg-demo.toml", "127.0.0.1", |t| t)
+    }
+
+    /// As [`PgDemo::start`], with the repository's profile `name`, its text passed
+    /// through `edit` (after the port is changed), PostgreSQL listening on `listen`.
+    pub fn start_with(
+        state: &StateDir,
+        extra_run: &[&str],
+        name: &str,
+        listen: &str,
+        edit: impl Fn(String) -> String,
+    ) -> PgDemo {
         require_root();
         require_postgres();
         let (dir, data) = init_cluster("supervise-diag-pg-");
         let root = dir.path().to_path_buf();
         let port = free_port();
-        let demo = repo_profile("pg-demo.toml");
+        let demo = repo_profile(name);
         let text = std::fs::read_to_string(&demo).expect("read pg-demo.toml");
         let from = "listen_port = 5432";
         assert_eq!(
@@ -55,7 +67,7 @@ impl PgDemo {
             "{} must contain `{from}` exactly once",
             demo.display()
         );
-        let profile = write_profile(&text.replace(from, &format!("listen_port = {port}")));
+        let profile = write_profile(&edit(text.replace(from, &format!("listen_port = {port}"))));
         let mut args: Vec<OsString> = extra_run.iter().map(OsString::from).collect();
         args.extend([
             "--profile".into(),
@@ -67,7 +79,7 @@ impl PgDemo {
             "-k".into(),
             root.clone().into_os_string(),
             "-c".into(),
-            "listen_addresses=127.0.0.1".into(),
+            format!("listen_addresses={listen}").into(),
             "-p".into(),
             port.to_string().into(),
         ]);
@@ -111,6 +123,20 @@ impl PgDemo {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Stops the supervisor (SIGTERM; it must exit 0), then removes the cluster.
+    pub fn stop(self) {
+        let PgDemo {
+            sup, profile, dir, ..
+        } = self;
+        sup.stop();
+        drop((profile, dir));
+    }
+
+    /// The cluster's directory (its unix socket is there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// psql over the unix socket (untracked), stop on error; returns stdout.
