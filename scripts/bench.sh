@@ -31,10 +31,14 @@
 #     client's transaction latency (p50/p99) while the control socket is idle vs while
 #     100 `supervise ctl state` dumps (and `ctl list`s of all 1000) run back to back.
 #     Alone: BENCH_PARTS=diag, BENCH_PARTS=ctl.
+# (g) mirror (scripts/bench_mirror.sh, knobs MR_*): pgbench -S with the port tracked by
+#     the raw framer (identity) vs the postgres framer vs the framer plus a mirror
+#     (every Query whole, DataRow headers, to pcapng) vs bare, interleaved: mirror ÷
+#     identity, messages mirrored per second, records dropped.
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
-#   BENCH_PARTS ["pingpong pgbench tenants pressure diag ctl"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
+#   BENCH_PARTS ["pingpong pgbench tenants pressure diag ctl mirror"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
 #   BENCH_BIN_DIR [target/release] where supervise and the testbins are taken from, e.g.
 #     BENCH_BIN_DIR=/work/before-bin BENCH_PARTS=pressure scripts/bench.sh measures a
 #     saved build (it overrides REL and SUPERVISE)
@@ -58,9 +62,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_tenants.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/bench_pressure.sh"
 # shellcheck source=scripts/bench_diag.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_diag.sh"
+# shellcheck source=scripts/bench_mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_mirror.sh"
 
 BENCH_BIN_DIR=$REL
-BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure diag ctl}
+BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure diag ctl mirror}
 BENCH_PIN=${BENCH_PIN:-both}
 BENCH_SYNC=${BENCH_SYNC:-0}
 PP_PORT=7100 # must match bench/pingpong.toml
@@ -303,6 +309,7 @@ for part in $BENCH_PARTS; do
     pressure) bench_pressure ;;
     diag) bench_diag ;;
     ctl) bench_ctl ;;
+    mirror) bench_mirror ;;
     *) die "unknown part $part in BENCH_PARTS" ;;
     esac
 done
