@@ -8,15 +8,18 @@
 #       framed    the postgres framer, no rules, no mirror (what framing alone costs)
 #       mirror    the postgres framer, no rules, and a [mirror]: every Query whole, the
 #                 5-byte header of every DataRow, to a pcapng file under the state dir
+#       stalled   as mirror, plus a second sink: a TCP collector that accepts and never
+#                 reads (its queue fills and drops; the tenant must not notice)
 #       bare      postgres run directly, for reference
-#     Prints mirror ÷ identity (target ≥ 0.9) and mirror ÷ framed, and for the mirror
-#     runs the messages mirrored per second of the measured run, the records dropped,
-#     and the pcapng bytes written.
-# Knobs: MR_ROUNDS [3]   MR_MODES ["identity framed mirror bare"]
+#     Prints mirror ÷ identity (target ≥ 0.9), mirror ÷ framed and stalled ÷ mirror,
+#     and for the mirror runs the messages mirrored per second of the measured run, the
+#     records dropped, and the pcapng bytes written.
+# Knobs: MR_ROUNDS [3]   MR_MODES ["identity framed mirror stalled bare"]
 # shellcheck shell=bash disable=SC2034  # FAILED is read by bench.sh
 
 MR_ROUNDS=${MR_ROUNDS:-3}
-MR_MODES=${MR_MODES:-identity framed mirror bare}
+MR_MODES=${MR_MODES:-identity framed mirror stalled bare}
+MR_STALL_PORT=
 
 MR_DIR=
 MR_TPS=
@@ -30,7 +33,7 @@ mr_profile() {
     [ -f "$file" ] && { echo "$file"; return; }
     case $1 in
     identity) cp "$ROOT/profiles/postgres.toml" "$file" ;;
-    framed | mirror)
+    framed | mirror | stalled)
         cat >"$file" <<TOML
 [tenant]
 name = "pg-bench-$1"
@@ -41,7 +44,7 @@ listen_port = $PG_PORT
 framer = "postgres"
 on_error = "close"
 TOML
-        if [ "$1" = mirror ]; then
+        if [ "$1" != framed ]; then
             cat >>"$file" <<'TOML'
 [[mirror.sink]]
 name = "file"
@@ -55,6 +58,10 @@ capture = "all"
 messages = ["DataRow"]
 capture = "header"
 TOML
+        fi
+        if [ "$1" = stalled ]; then
+            printf '[[mirror.sink]]\nname = "stalled"\nkind = "tcp"\naddresses = ["127.0.0.1:%s"]\nqueue = 1024\n' \
+                "$MR_STALL_PORT" >>"$file"
         fi
         ;;
     *) die "unknown mirror mode $1" ;;
@@ -89,9 +96,9 @@ mr_measure() {
     cd "$ROOT" || die "cd $ROOT"
     wait_pg_ready "$CHILD_PID" "$PG_PORT" "$log"
     pgb -S -c "$PG_CLIENTS" -j "$PG_JOBS" -T 3 >/dev/null 2>&1 || true
-    [ "$mode" = mirror ] && read -r before _ <<<"$(mr_counts "$state" "$tenant")"
+    [ "$mode" = mirror ] || [ "$mode" = stalled ] && read -r before _ <<<"$(mr_counts "$state" "$tenant")"
     pgb -S -c "$PG_CLIENTS" -j "$PG_JOBS" -T "$PG_SECONDS" >"$out" 2>&1 || true
-    if [ "$mode" = mirror ]; then
+    if [ "$mode" = mirror ] || [ "$mode" = stalled ]; then
         read -r after drops <<<"$(mr_counts "$state" "$tenant")"
         MR_RATE=$(awk -v a="$before" -v b="$after" -v s="$PG_SECONDS" \
             'BEGIN { if (a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/) printf "%.0f", (b - a) / s; else print "n/a" }')
@@ -106,7 +113,7 @@ mr_measure() {
     stop_pid "$CHILD_PID" 30
     CHILD_PID=
     [ "$STOP_RC" = 0 ] || echo "warning: server ($mode) exited with status $STOP_RC" >&2
-    [ "$mode" = mirror ] && MR_BYTES=$(cat "$state"/mirror/bench-*.pcapng 2>/dev/null | wc -c)
+    [ "$mode" = mirror ] || [ "$mode" = stalled ] && MR_BYTES=$(cat "$state"/mirror/bench-*.pcapng 2>/dev/null | wc -c)
     rm -rf "$state/mirror"
 }
 
@@ -126,6 +133,16 @@ bench_mirror() {
     wait_pg_ready "$CHILD_PID" "$PG_PORT" "$MR_DIR/bare.log"
     pgb -i -s "$PG_SCALE" -q >"$MR_DIR/init.log" 2>&1 || { cat "$MR_DIR/init.log" >&2; die "pgbench -i failed"; }
     pg_stop
+    # The collector that never reads (mode stalled): accepts, then holds its sockets.
+    python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True); sys.stdout.close()
+held = []
+while True:
+    held.append(s.accept())' >"$MR_DIR/stall.port" &
+    BG_PIDS+=("$!")
+    for _ in $(seq 50); do [ -s "$MR_DIR/stall.port" ] && break; sleep 0.1; done
+    MR_STALL_PORT=$(cat "$MR_DIR/stall.port")
 
     local modes round i v
     read -r -a modes <<<"$MR_MODES"
@@ -135,7 +152,7 @@ bench_mirror() {
             v=${modes[$(((i + round - 1) % ${#modes[@]}))]}
             mr_measure "$v" "$round"
             [ "$MR_TPS" = FAIL ] && FAILED=1
-            if [ "$v" = mirror ]; then
+            if [ "$v" = mirror ] || [ "$v" = stalled ]; then
                 printf '  round %s %-9s %s tps (%s messages mirrored/s, %s dropped, %s pcapng bytes)\n' \
                     "$round" "$v:" "$MR_TPS" "$MR_RATE" "$MR_DROPS" "$MR_BYTES" >&2
                 rate[$v]+="$MR_RATE " drops[$v]+="$MR_DROPS " bytes[$v]+="$MR_BYTES "
@@ -145,7 +162,7 @@ bench_mirror() {
             res[$v]+="$MR_TPS "
         done
     done
-    local -A med=([identity]=n/a [framed]=n/a [mirror]=n/a [bare]=n/a)
+    local -A med=([identity]=n/a [framed]=n/a [mirror]=n/a [stalled]=n/a [bare]=n/a)
     for v in "${modes[@]}"; do
         med[$v]=$(tr ' ' '\n' <<<"${res[$v]}" | median)
     done
@@ -159,6 +176,11 @@ bench_mirror() {
     printf 'mirror ÷ identity = %s   (target ≥ 0.9)   mirror ÷ framed = %s   framed ÷ identity = %s\n' \
         "$(ratio "${med[mirror]}" "${med[identity]}")" "$(ratio "${med[mirror]}" "${med[framed]}")" \
         "$(ratio "${med[framed]}" "${med[identity]}")"
-    printf 'mirror runs: messages mirrored per second %s; records dropped %s; pcapng bytes per run %s\n' \
-        "${rate[mirror]% }" "${drops[mirror]% }" "${bytes[mirror]% }"
+    printf 'stalled ÷ mirror = %s   (a collector that never reads beside the pcapng file)\n' \
+        "$(ratio "${med[stalled]}" "${med[mirror]}")"
+    for v in mirror stalled; do
+        [ -n "${rate[$v]:-}" ] || continue
+        printf '%s runs: messages mirrored per second %s; records dropped %s; pcapng bytes per run %s\n' \
+            "$v" "${rate[$v]% }" "${drops[$v]% }" "${bytes[$v]% }"
+    done
 }

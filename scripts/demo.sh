@@ -16,6 +16,8 @@
 #   fail closed    what the supervisor cannot prove keeps the rules is refused (42501)
 # then a short pgbench -S through the rules, prints the supervisor's log lines about
 # the tracked connections, stops it with SIGTERM and removes everything. Part 2
+# (scripts/demo-mirror.sh) mirrors message prefixes under profiles/pg-mirror.toml and
+# reads the pcapng file back with tshark. Part 3
 # (scripts/demo-tenants.sh) runs two PostgreSQL servers as confined tenants under
 # `supervise up profiles/tenants`: labels, homes, and A refused when it calls B. Installs
 # postgresql-15 with apt-get when it is missing. Needs root. Build first:
@@ -212,6 +214,9 @@ fi
 
 [ "$rc" = 0 ] || die "supervise exited with status $rc (expected 0 after a smart shutdown)"
 
-say "part 2: two PostgreSQL servers as confined, labeled tenants (scripts/demo-tenants.sh)"
+say "part 2: mirroring message prefixes to a pcapng file, read back by tshark (scripts/demo-mirror.sh)"
+"$ROOT/scripts/demo-mirror.sh"
+
+say "part 3: two PostgreSQL servers as confined, labeled tenants (scripts/demo-tenants.sh)"
 "$ROOT/scripts/demo-tenants.sh"
 say "demo done"

@@ -253,6 +253,7 @@ impl Mirror {
         }
         let secret = b"s3cr3t-value";
         for kind in &self.config.redact {
+            // Each kind as it is laid out, the secret where its secret goes.
             let mut m = match kind.as_str() {
                 "PasswordMessage" => vec![b'p', 0, 0, 0, 0],
                 "Bind" => {
@@ -261,16 +262,23 @@ impl Mirror {
                     b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, secret.len() as u8]);
                     b
                 }
-                _ => {
+                "FunctionCall" => {
                     let mut f = vec![b'F', 0, 0, 0, 0, 0, 0, 0, 1];
                     f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, secret.len() as u8]);
                     f
                 }
+                "Authentication" => vec![b'R', 0, 0, 0, 0, 0, 0, 0, 11],
+                "BackendKeyData" => vec![b'K', 0, 0, 0, 0, 0, 0, 0x30, 0x39],
+                _ => vec![0, 0, 0, 0, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0x30, 0x39],
             };
             m.extend_from_slice(secret);
-            m.extend_from_slice(&[0, 0]);
-            let len = (m.len() as u32 - 1).to_be_bytes();
-            m[1..5].copy_from_slice(&len);
+            if m[0] != 0 {
+                let len = (m.len() as u32 - 1).to_be_bytes();
+                m[1..5].copy_from_slice(&len);
+            } else {
+                let len = (m.len() as u32).to_be_bytes();
+                m[..4].copy_from_slice(&len);
+            }
             let kept = &m[..redaction_limit(kind, &m)];
             if kept.windows(secret.len()).any(|w| w == secret) {
                 return Err(format!(
@@ -507,9 +515,9 @@ impl Mirror {
             return;
         }
         let reason = reason.clone();
-        if origin == Origin::Client && postgres {
+        if postgres {
             let limit = if kind == "unframed" {
-                // Unframed client bytes of a PostgreSQL stream may hold anything.
+                // Unframed bytes of a PostgreSQL stream may hold anything.
                 if self.config.redact.is_empty() {
                     message.len()
                 } else {

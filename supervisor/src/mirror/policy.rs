@@ -270,24 +270,47 @@ pub fn larger(a: Capture, b: Capture, len: usize, header: usize) -> Capture {
 
 /// Message kinds redacted by structure unless the profile says otherwise: no
 /// capture, whatever it asks for, reaches their secret part.
-pub const REDACTED_BY_DEFAULT: [&str; 2] = ["PasswordMessage", "Bind"];
+pub const REDACTED_BY_DEFAULT: [&str; 5] = [
+    "PasswordMessage",
+    "Bind",
+    "Authentication",
+    "BackendKeyData",
+    "CancelRequest",
+];
 
 /// Kinds the redaction knows how to cut.
-pub const REDACTABLE: [&str; 3] = ["PasswordMessage", "Bind", "FunctionCall"];
+pub const REDACTABLE: [&str; 6] = [
+    "PasswordMessage",
+    "Bind",
+    "FunctionCall",
+    "Authentication",
+    "BackendKeyData",
+    "CancelRequest",
+];
 
-/// The end of what may be mirrored of a client's PostgreSQL `message` of `kind`
-/// when `kind` is redacted: a password message (cleartext, MD5, SASL) keeps its
-/// header only; a Bind or FunctionCall keeps everything before the first parameter
-/// value (names, format codes, the count). A message that does not parse as its kind
-/// keeps its header only: what cannot be read cannot be shown.
+/// The end of what may be mirrored of a PostgreSQL `message` of `kind` when `kind` is
+/// redacted (whichever side sent it):
+/// - a password message (cleartext, MD5, every SASL step) keeps its 5-byte header;
+/// - an Authentication request keeps its header and code (9 bytes: which method),
+///   not the salt, SCRAM nonces or server signature (with them a capture would allow
+///   an offline guess at the password);
+/// - BackendKeyData keeps header and backend pid (9), a CancelRequest its length,
+///   code and pid (12): the cancel secret would let a station cancel queries;
+/// - a Bind or FunctionCall keeps everything before its first parameter value
+///   (names, format codes, the count).
+///
+/// A message that does not parse as its kind keeps its header only: what cannot be
+/// read cannot be shown.
 pub fn redaction_limit(kind: &str, message: &[u8]) -> usize {
     let header = 5.min(message.len());
     let values_start = match kind {
         "Bind" => bind_values_start(message),
         "FunctionCall" => function_args_start(message),
+        "Authentication" | "BackendKeyData" => Some(9),
+        "CancelRequest" => Some(12),
         _ => None,
     };
-    values_start.unwrap_or(header)
+    values_start.unwrap_or(header).min(message.len())
 }
 
 /// A reader over a message body that fails on any overrun.
@@ -466,5 +489,21 @@ mod tests {
         let args_at = call.len();
         call.extend_from_slice(&[0, 0, 0, 1, b'x']);
         assert_eq!(redaction_limit("FunctionCall", &call), args_at);
+        // SCRAM's server-first message: the code (11: SASLContinue) stays, its nonce
+        // and salt do not.
+        let mut scram = vec![b'R', 0, 0, 0, 0, 0, 0, 0, 11];
+        scram.extend_from_slice(b"r=abc,s=c2FsdA==,i=4096");
+        assert_eq!(redaction_limit("Authentication", &scram), 9);
+        let key = [b'K', 0, 0, 0, 12, 0, 0, 0x30, 0x39, 0xde, 0xad, 0xbe, 0xef];
+        assert_eq!(redaction_limit("BackendKeyData", &key), 9);
+        let cancel = [
+            0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0x30, 0x39, 0xde, 0xad, 0xbe, 0xef,
+        ];
+        assert_eq!(redaction_limit("CancelRequest", &cancel), 12);
+        assert_eq!(
+            redaction_limit("CancelRequest", &cancel[..6]),
+            6,
+            "short: no key in it to cut"
+        );
     }
 }

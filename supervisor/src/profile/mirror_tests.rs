@@ -71,7 +71,7 @@ fn pg_mirror_profile_is_what_its_comments_say() {
     assert_eq!(m.policies[1].when.messages, ["DataRow"]);
     assert_eq!(m.policies[1].capture, Capture::Header);
     assert_eq!(m.policies[2].capture, Capture::Bytes(64));
-    assert_eq!(m.redact, ["PasswordMessage", "Bind"]);
+    assert_eq!(m.redact, crate::mirror::policy::REDACTED_BY_DEFAULT);
     assert_eq!(m.triggers.len(), 3);
     // Its rules are pg-demo's.
     let demo =

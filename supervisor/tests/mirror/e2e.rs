@@ -183,3 +183,89 @@ fn psql_and_pgbench_are_mirrored_to_pcapng_as_tshark_reads_them() {
         "block comments name the DPID"
     );
 }
+
+#[test]
+fn a_cleartext_password_never_reaches_a_station() {
+    require_tool("tshark", "tshark");
+    let state = StateDir::new();
+    let c = PgDemo::start_with(&state, &[], "pg-mirror.toml", "127.0.0.1", |t| t);
+    let port = c.port;
+    const PASSWORD: &str = "Tr0ub4dor-and-3";
+    c.psql_unix(&format!(
+        "CREATE ROLE alice LOGIN PASSWORD '{PASSWORD}'; GRANT SELECT ON employee TO alice;"
+    ));
+    // alice over TCP must send her password in clear (`password` method): the worst
+    // case for a mirror that copies client messages whole.
+    let hba = c.dir().join("data/pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all alice 127.0.0.1/32 password\n{old}")).unwrap();
+    c.psql_unix("SELECT pg_reload_conf()");
+    let out = Command::new("timeout")
+        .args(["-k", "5", "60"])
+        .arg(pg("psql"))
+        .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-U",
+            "alice",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT count(*) FROM employee",
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1",
+        "alice logged in: {out:?}"
+    );
+    let wrong = Command::new("timeout")
+        .args(["-k", "5", "60"])
+        .arg(pg("psql"))
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "alice",
+            "-d",
+            "postgres",
+        ])
+        .args(["-c", "SELECT 1"])
+        .env("PGPASSWORD", "not-her-password")
+        .output()
+        .expect("run psql");
+    assert!(!wrong.status.success(), "a wrong password is refused");
+    c.stop();
+    let files = files(&state.path().join("mirror"), ".pcapng");
+    let bytes = all_bytes(&state.path().join("mirror"));
+    assert!(
+        !contains(&bytes, PASSWORD.as_bytes()),
+        "the password reached the mirror"
+    );
+    assert!(
+        !contains(&bytes, b"not-her-password"),
+        "the wrong password reached the mirror"
+    );
+    let packets: Vec<Packet> = files.iter().flat_map(|f| tshark(f, port)).collect();
+    let passwords: Vec<&Packet> = packets
+        .iter()
+        .filter(|p| p.types.contains("Password message"))
+        .collect();
+    assert_eq!(
+        passwords.len(),
+        2,
+        "both password messages are mirrored: {packets:#?}"
+    );
+    for p in passwords {
+        assert_eq!(p.cap_len, 54 + 5, "header only, full length kept: {p:?}");
+        assert!(p.len > p.cap_len, "{p:?}");
+    }
+    // 28P01 (the wrong password) fired the marker: still no password in the capture.
+    assert!(
+        packets.iter().any(|p| p.comment.contains("trigger[0]")),
+        "the marker fired"
+    );
+}
