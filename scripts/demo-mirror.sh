@@ -83,20 +83,20 @@ SUP_PID=
 FILES=("$STATE"/mirror/pg-*.pcapng)
 say "tshark -r ${FILES[0]#"$WORK"/} -Y pgsql  (the mirror's file, read by Wireshark's dissector)"
 for f in "${FILES[@]}"; do
-    tshark -r "$f" -d "tcp.port==$PORT,pgsql" -Y pgsql -T fields -E separator=' | ' \
+    tshark -r "$f" -d "tcp.port==$PORT,pgsql" -Y pgsql -T fields -E separator=/t \
         -e frame.len -e frame.cap_len -e tcp.srcport -e pgsql.type -e pgsql.query 2>/dev/null
 done >"$WORK/decoded.txt"
 echo "frame length | captured | from port | message | query   (first 24 PostgreSQL frames)"
-head -n 24 "$WORK/decoded.txt" | sed 's/^/  /'
+head -n 24 "$WORK/decoded.txt" | sed 's/\t/ | /g; s/^/  /'
 printf '  ... %s frames in all; Query messages: %s; DataRows cut to their header: %s of %s\n' \
     "$(wc -l <"$WORK/decoded.txt")" "$(grep -c 'Simple query' "$WORK/decoded.txt" || true)" \
-    "$(awk -F' [|] ' '$4 == "Data row" && $2 < $1' "$WORK/decoded.txt" | wc -l)" \
+    "$(awk -F'\t' '$4 == "Data row" && $2 < $1' "$WORK/decoded.txt" | wc -l)" \
     "$(grep -c 'Data row' "$WORK/decoded.txt" || true)"
 echo "the refused statement, as the client wrote it:"
-grep 'FROM salaries' "$WORK/decoded.txt" | sed 's/^/  /'
+grep 'FROM salaries' "$WORK/decoded.txt" | sed 's/\t/ | /g; s/^/  /'
 if grep -qa '111-11-1111' "${FILES[@]}"; then
     die "the real ssn reached the mirror"
 fi
-echo "the real ssn (111-11-1111) appears in no byte of the mirror's files; the masked XXX-XX-XXXX does: $(cat "${FILES[@]}" | grep -ca 'XXX-XX-XXXX') lines"
+echo "the real ssn (111-11-1111) appears in no byte of the mirror's files; the masked XXX-XX-XXXX does, $(cat "${FILES[@]}" | grep -oa 'XXX-XX-XXXX' | wc -l) times"
 grep -q 'this session is not mirrored' "$WORK/decoded.txt" && die "the capture change did not take effect"
 echo "the session run while the capture was 'none' is not in the file"

@@ -259,8 +259,13 @@ impl Supervisor {
             )));
         }
         tracing::info!(target: Kind::Mirror.target(), dpid = %Dpid::singleton(&self.components.tenant, Kind::Mirror), target_dpid = dpid, peer, capture = capture.map_or("reset".to_owned(), |c| c.to_string()), for_ms, "capture changed");
-        Ok(
-            json!({ "target": format!("{target:?}"), "capture": capture.map(|c| c.to_string()), "for_ms": for_ms }),
-        )
+        let target = match &target {
+            Target::Tenant => format!("tenant {dpid}"),
+            Target::Stream(_) => format!("stream {dpid}"),
+            Target::Peer(net) => format!("peer {net} of {dpid}"),
+            Target::Connection(_) => format!("connection {dpid}"),
+        };
+        let capture = capture.map_or("reset".to_owned(), |c| c.to_string());
+        Ok(json!({ "target": target, "capture": capture, "for_ms": for_ms }))
     }
 }
