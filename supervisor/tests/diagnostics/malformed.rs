@@ -63,9 +63,15 @@ fn malformed_requests_get_their_codes_and_the_supervisor_keeps_serving() {
             br#"{"v":1,"op":"set-rules","dpid":"pg-demo"}"#,
             "requires_signed_request",
         ),
+        // set-capture is served (root-only until signed requests exist): its fields
+        // are checked, and pg-demo has no mirror to change.
         (
             br#"{"v":1,"op":"set-capture","dpid":"pg-demo"}"#,
-            "requires_signed_request",
+            "bad_request",
+        ),
+        (
+            br#"{"v":1,"op":"set-capture","dpid":"pg-demo","capture":"all"}"#,
+            "not_offered",
         ),
         (
             br#"{"v":1,"op":"stop","dpid":"pg-demo"}"#,
