@@ -247,8 +247,11 @@ fn allocating_past_memory_is_oom_killed_and_logged() {
     let log = t.stderr();
     let progress = t.stdout_lines().last().cloned().unwrap_or_default();
     eprintln!("memory = 32M: last progress line {progress:?}, then {status}");
+    // Usually the allocating process alone; the kernel may take the tenant's init
+    // stub with it (seen once in CI: "OOM-killed 2"), which ends the tenant the same way.
     assert!(
-        log.contains("memory limit hit: the kernel OOM-killed 1 process(es)"),
+        log.contains("memory limit hit: the kernel OOM-killed 1 process(es)")
+            || log.contains("memory limit hit: the kernel OOM-killed 2 process(es)"),
         "{dump}"
     );
     assert!(log.contains("limits.memory = 32 MiB"), "{dump}");

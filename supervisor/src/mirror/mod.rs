@@ -57,6 +57,8 @@ struct Conn {
     database: Option<String>,
     application_name: Option<String>,
     authenticated: bool,
+    /// The StartupMessage was seen: session facts are taken once, never again.
+    started: bool,
     /// A trigger keeps this session whole (an unknown peer, a marker).
     whole: Option<usize>,
     /// Its messages are seen (a policy, trigger or override may apply).
@@ -371,6 +373,7 @@ impl Mirror {
             database: None,
             application_name: None,
             authenticated: false,
+            started: false,
             whole,
             active,
             mirrored: 0,
@@ -397,7 +400,8 @@ impl Mirror {
             return; // the server's side is mirrored as the client receives it
         }
         if kind == "StartupMessage" && self.streams[stream].postgres {
-            if let Some(c) = self.conns.get_mut(dpid) {
+            if let Some(c) = self.conns.get_mut(dpid).filter(|c| !c.started) {
+                c.started = true;
                 startup_facts(c, message);
             }
         }
@@ -626,5 +630,7 @@ fn startup_facts(conn: &mut Conn, message: &[u8]) {
     }
 }
 
+#[cfg(test)]
+mod attack_tests;
 #[cfg(test)]
 mod tests;

@@ -80,8 +80,16 @@ impl Endpoints {
             (c @ IpAddr::V4(_), s @ IpAddr::V4(_)) => (c, s),
             (c, s) => (IpAddr::V6(v6(c)), IpAddr::V6(v6(s))),
         };
+        // tshark tells the sides apart by the server's port: a client that connected
+        // from that same port number would have every message read the wrong way
+        // round, so it is written with another (ephemeral) port.
+        let client_port = if client.port() == server.port() {
+            client.port().wrapping_add(1).max(49152)
+        } else {
+            client.port()
+        };
         Endpoints {
-            client: (c, client.port()),
+            client: (c, client_port),
             server: (s, server.port()),
         }
     }

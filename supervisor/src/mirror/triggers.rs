@@ -3,7 +3,7 @@
 //! caller passes the time (`now`, any monotonic origin) and the facts, and logs the
 //! firings it gets back with the DPIDs it knows.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -84,12 +84,46 @@ pub struct Firing {
     pub reason: String,
 }
 
+/// A rate trigger's window, as `BUCKETS` counters of `window / BUCKETS` each: a
+/// peer costs the same few bytes however many events it sends (a list of times
+/// would grow to `above` entries per idle peer). The count covers the last window
+/// to within one bucket.
+#[derive(Debug, Default, Clone)]
+struct Window {
+    counts: [u32; BUCKETS],
+    /// The bucket (time / bucket width) the newest count went into.
+    last: u64,
+}
+
+/// Buckets per rate window.
+const BUCKETS: usize = 10;
+
+impl Window {
+    /// Counts one event at `now`; returns the events within the window.
+    fn count(&mut self, now: Duration, window: Duration) -> u64 {
+        let width = (window.as_nanos() / BUCKETS as u128).max(1);
+        let bucket = (now.as_nanos() / width) as u64;
+        let stale = bucket.saturating_sub(self.last);
+        if stale >= BUCKETS as u64 {
+            self.counts = [0; BUCKETS];
+        } else {
+            for b in self.last + 1..=bucket {
+                self.counts[(b % BUCKETS as u64) as usize] = 0;
+            }
+        }
+        self.last = self.last.max(bucket);
+        let slot = &mut self.counts[(bucket % BUCKETS as u64) as usize];
+        *slot = slot.saturating_add(1);
+        self.counts.iter().map(|c| u64::from(*c)).sum()
+    }
+}
+
 /// What the triggers remember of one peer.
 #[derive(Debug, Default)]
 struct PeerState {
     last_seen: Option<Duration>,
-    /// Per rate trigger: the recent events' times (at most `above + 1`).
-    events: HashMap<usize, VecDeque<Duration>>,
+    /// Per rate trigger: its window.
+    windows: HashMap<usize, Window>,
     /// Per rate trigger: raised until.
     raised_until: HashMap<usize, Duration>,
 }
@@ -253,19 +287,11 @@ impl Triggers {
         else {
             return None;
         };
+        self.forget_if_full(now);
         let state = self.peers.entry(peer).or_default();
-        let events = state.events.entry(i).or_default();
-        events.push_back(now);
-        while events
-            .front()
-            .is_some_and(|t| now.saturating_sub(*t) >= window)
-        {
-            events.pop_front();
-        }
-        while events.len() > above + 1 {
-            events.pop_front();
-        }
-        if events.len() <= above {
+        state.last_seen = Some(state.last_seen.map_or(now, |s| s.max(now)));
+        let seen = state.windows.entry(i).or_default().count(now, window);
+        if seen <= above as u64 {
             return None;
         }
         let raised = state.raised_until.get(&i).is_some_and(|u| now < *u);
@@ -309,13 +335,16 @@ impl Triggers {
             .max()
             .unwrap_or_default();
         let seen = |p: &PeerState| p.last_seen.unwrap_or_default();
+        // A peer whose capture is raised is never forgotten: filling the table with
+        // other peers must not shed a raise.
+        let raised = |p: &PeerState| p.raised_until.values().any(|u| now < *u);
         self.peers
-            .retain(|_, p| now.saturating_sub(seen(p)) < horizon);
+            .retain(|_, p| raised(p) || now.saturating_sub(seen(p)) < horizon);
         if self.peers.len() >= PEERS_KEPT {
             let mut times: Vec<Duration> = self.peers.values().map(seen).collect();
             times.sort_unstable();
             let median = times[times.len() / 2];
-            self.peers.retain(|_, p| seen(p) > median);
+            self.peers.retain(|_, p| raised(p) || seen(p) > median);
         }
     }
 }
@@ -327,13 +356,11 @@ fn marked_by(marker: &Marker, kind: &str, message: &[u8]) -> Option<String> {
             .windows(text.len().max(1))
             .any(|w| w == text.as_slice())
             .then(|| format!("literal {:?}", String::from_utf8_lossy(text))),
-        Marker::Regex(re) => re.find(message).map(|m| {
-            let shown: String = String::from_utf8_lossy(m.as_bytes())
-                .chars()
-                .take(64)
-                .collect();
-            format!("regex /{}/ matched {shown:?}", re.as_str())
-        }),
+        // Where, not what: the matched bytes may be a value redaction keeps from the
+        // stations, and log lines may reach one.
+        Marker::Regex(re) => re
+            .find(message)
+            .map(|m| format!("regex /{}/ matched at byte {}", re.as_str(), m.start())),
         Marker::SqlState(states) => {
             if kind != "ErrorResponse" {
                 return None;

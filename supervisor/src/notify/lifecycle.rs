@@ -185,8 +185,8 @@ impl Supervisor {
                 }
             }
         }
-        // The stations write what they hold and close (each bounded by its own
-        // write timeout): the loop's threads are never joined, so nothing else would.
+        // The stations write what they hold and close (5 s at most in all): the
+        // loop's threads are never joined, so nothing else would.
         if let Some(mirror) = &self.components.mirror {
             mirror.lock().close();
         }

@@ -271,25 +271,29 @@ fn sink(spec: SinkSpec) -> Result<SinkConfig, Failure> {
             ),
         ));
     }
-    let unused = |keys: &[(&str, bool)]| -> Result<(), Failure> {
-        match keys.iter().find(|(_, set)| *set) {
+    // Each kind's own keys; any other key given is an error naming it.
+    let given = [
+        ("path", spec.path.is_some()),
+        ("rotate_bytes", spec.rotate_bytes.is_some()),
+        ("addresses", spec.addresses.is_some()),
+        ("url", spec.url.is_some()),
+        ("jetstream", spec.jetstream.is_some()),
+        ("subject_prefix", spec.subject_prefix.is_some()),
+        ("node", spec.node.is_some()),
+        ("diagnostics", spec.diagnostics.is_some()),
+        ("user", spec.user.is_some()),
+        ("password_env", spec.password_env.is_some()),
+        ("token_env", spec.token_env.is_some()),
+    ];
+    let only = |allowed: &[&str]| -> Result<(), Failure> {
+        match given.iter().find(|(k, set)| *set && !allowed.contains(k)) {
             Some((key, _)) => Err(e(key, format!("does not apply to a {:?} sink", spec.kind))),
             None => Ok(()),
         }
     };
     let kind = match spec.kind.as_str() {
         "pcapng" | "jsonl" => {
-            unused(&[
-                ("addresses", spec.addresses.is_some()),
-                ("url", spec.url.is_some()),
-                ("jetstream", spec.jetstream.is_some()),
-                ("subject_prefix", spec.subject_prefix.is_some()),
-                ("node", spec.node.is_some()),
-                ("diagnostics", spec.diagnostics.is_some()),
-                ("user", spec.user.is_some()),
-                ("password_env", spec.password_env.is_some()),
-                ("token_env", spec.token_env.is_some()),
-            ])?;
+            only(&["path", "rotate_bytes"])?;
             let default = PathBuf::from(format!("mirror/{}", spec.name));
             let path = spec.path.unwrap_or(default);
             if path.as_os_str().is_empty() {
@@ -302,23 +306,12 @@ fn sink(spec: SinkSpec) -> Result<SinkConfig, Failure> {
                 }
                 SinkKind::Pcapng { path, rotate_bytes }
             } else {
-                unused(&[("rotate_bytes", spec.rotate_bytes.is_some())])?;
+                only(&["path"])?;
                 SinkKind::Jsonl { path }
             }
         }
         "tcp" => {
-            unused(&[
-                ("path", spec.path.is_some()),
-                ("rotate_bytes", spec.rotate_bytes.is_some()),
-                ("url", spec.url.is_some()),
-                ("jetstream", spec.jetstream.is_some()),
-                ("subject_prefix", spec.subject_prefix.is_some()),
-                ("node", spec.node.is_some()),
-                ("diagnostics", spec.diagnostics.is_some()),
-                ("user", spec.user.is_some()),
-                ("password_env", spec.password_env.is_some()),
-                ("token_env", spec.token_env.is_some()),
-            ])?;
+            only(&["addresses"])?;
             let texts = spec
                 .addresses
                 .ok_or_else(|| e("addresses", "missing (collectors, \"host:port\")".into()))?;
@@ -338,10 +331,15 @@ fn sink(spec: SinkSpec) -> Result<SinkConfig, Failure> {
             SinkKind::Tcp { addresses }
         }
         "nats" => {
-            unused(&[
-                ("path", spec.path.is_some()),
-                ("rotate_bytes", spec.rotate_bytes.is_some()),
-                ("addresses", spec.addresses.is_some()),
+            only(&[
+                "url",
+                "jetstream",
+                "subject_prefix",
+                "node",
+                "diagnostics",
+                "user",
+                "password_env",
+                "token_env",
             ])?;
             let url = spec.url.unwrap_or_else(|| "nats://127.0.0.1:4222".into());
             if !url.starts_with("nats://") {

@@ -157,6 +157,12 @@ impl PgFramer {
 
     /// Frames a typed message at the start of `spool`.
     fn frame_typed(&self, spool: &[u8]) -> Result<Framing, FrameError> {
+        // No message type is 0: PostgreSQL ends the session on one ("invalid frontend
+        // message type 0"), and a 0 would read as a startup packet to anything that
+        // names messages by their first byte (a mirror, tshark).
+        if spool.first() == Some(&0) {
+            return Err(malformed("message type 0 after startup".to_owned()));
+        }
         let Some(len) = read_i32(spool, 1) else {
             return Ok(Framing::Partial);
         };

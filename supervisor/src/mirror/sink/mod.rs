@@ -92,6 +92,9 @@ const BATCH_PAUSE: Duration = Duration::from_millis(10);
 const RATE_WINDOW: Duration = Duration::from_millis(100);
 const BUSY_JOBS: u64 = 200;
 
+/// How long closing a sink waits, in all, for its stations to write what they hold.
+pub const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How long a station's thread waits before flushing what it wrote.
 const FLUSH_AFTER: Duration = Duration::from_millis(200);
 /// Retry delays of a station that is down.
@@ -267,17 +270,29 @@ impl Sink {
 }
 
 impl Drop for Sink {
-    /// Closes the queues and lets each station write what it holds (bounded: a
-    /// station stuck on a dead peer gives up at its own write timeout).
+    /// Closes the queues and lets each station write what it holds, for at most
+    /// `CLOSE_PATIENCE` in all.
     fn drop(&mut self) {
         for lane in &mut self.lanes {
             lane.counters.closing.store(true, Ordering::Relaxed);
             let (dead, _) = sync_channel(0);
             drop(std::mem::replace(&mut lane.sender, dead));
         }
+        // Bounded as a whole: a collector that keeps reading slowly never trips a
+        // write timeout, and must not hold the supervisor's exit. A thread still
+        // writing at the deadline is left to the process's end.
+        let deadline = Instant::now() + CLOSE_PATIENCE;
         for lane in &mut self.lanes {
             if let Some(t) = lane.thread.take() {
-                let _ = t.join();
+                while !t.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if t.is_finished() {
+                    let _ = t.join();
+                } else {
+                    let written = lane.counters.written.load(Ordering::Relaxed);
+                    tracing::warn!(target: Kind::Sink.target(), dpid = %self.dpid, written, "station still writing at close; what it holds is dropped");
+                }
             }
         }
     }
