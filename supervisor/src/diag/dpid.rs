@@ -105,6 +105,33 @@ impl Dpid {
 }
 
 /// `c17` → 17 (with `prefix` 'c').
+/// A map keyed by DPIDs, hashed with a fast non-keyed hash (Fx): the keys are the
+/// supervisor's own names, never chosen by a client, so the DoS resistance of the
+/// default (SipHash) buys nothing here, and the mirror looks one up per message.
+pub type DpidMap<V> = std::collections::HashMap<Dpid, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// The Fx hash (as in rustc): a rotate, xor and multiply per 8-byte word.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn serial(part: &str, prefix: char) -> Option<u64> {
     let digits = part.strip_prefix(prefix)?;
     if digits.is_empty() || digits.starts_with('0') && digits.len() > 1 {

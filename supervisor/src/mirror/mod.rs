@@ -15,13 +15,13 @@ pub mod sink;
 pub mod start;
 pub mod triggers;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use transforms::Direction;
 
+use crate::diag::dpid::DpidMap;
 use crate::diag::{Dpid, Kind};
 use crate::observe::{Event, Observer};
 use crate::profile::mirror::MirrorConfig;
@@ -91,7 +91,7 @@ pub struct Mirror {
     pub sinks: Vec<Sink>,
     /// Runtime capture changes.
     pub overrides: Overrides,
-    conns: HashMap<Dpid, Conn>,
+    conns: DpidMap<Conn>,
     started: Instant,
     /// Counters.
     pub totals: Totals,
@@ -182,7 +182,7 @@ impl Mirror {
             triggers,
             sinks,
             overrides: Overrides::default(),
-            conns: HashMap::new(),
+            conns: DpidMap::default(),
             started: Instant::now(),
             totals: Totals::default(),
             reasons,
@@ -452,19 +452,18 @@ impl Mirror {
     /// Chooses the capture of one message and queues the record.
     fn message(&mut self, dpid: &Dpid, origin: Origin, kind: &'static str, message: &[u8]) {
         let now = self.started.elapsed();
-        let Some(conn) = self.conns.get(dpid) else {
+        let Some(conn) = self.conns.get_mut(dpid) else {
             return;
         };
         let (stream, peer) = (conn.stream, conn.peer);
         let (marked, firings) = self
             .triggers
             .on_message(now, peer, stream, origin, kind, message);
-        self.log_firings(dpid, &firings);
-        let Some(conn) = self.conns.get_mut(dpid) else {
-            return;
-        };
         if conn.whole.is_none() {
             conn.whole = marked;
+        }
+        if !firings.is_empty() {
+            self.log_firings(dpid, &firings);
         }
         let conn = &self.conns[dpid];
         let facts = Facts {
@@ -562,7 +561,6 @@ impl Mirror {
         self.totals.messages += 1;
         self.totals.captured_bytes += (to - from) as u64;
         self.totals.original_bytes += message.len() as u64;
-        let conn = &self.conns[dpid];
         let what = What::Message {
             kind,
             origin,
@@ -570,7 +568,9 @@ impl Mirror {
             offset: from,
             reason,
         };
-        let record = Arc::new(self.record(conn, what, message[from..to].to_vec()));
+        let stream = self.streams[conn.stream].name.clone();
+        let data = message[from..to].to_vec();
+        let record = Arc::new(record(&self.tenant, stream, conn, what, data));
         for &i in sinks {
             if let Some(sink) = self.sinks.get(i) {
                 sink.send(record.clone());
@@ -579,17 +579,8 @@ impl Mirror {
     }
 
     fn record(&self, conn: &Conn, what: What, data: Vec<u8>) -> Record {
-        Record {
-            time_ns: now_ns(),
-            tenant: self.tenant.clone(),
-            stream: self.streams[conn.stream].name.clone(),
-            conn: conn.dpid.clone(),
-            serial: conn.serial,
-            client: conn.client,
-            server: conn.server,
-            what,
-            data,
-        }
+        let stream = self.streams[conn.stream].name.clone();
+        record(&self.tenant, stream, conn, what, data)
     }
 
     fn send_all(&self, record: Record) {
@@ -604,6 +595,21 @@ impl Mirror {
             let trigger = format!("{}/@mirror trigger[{}]", self.tenant, f.trigger);
             tracing::warn!(target: Kind::Mirror.target(), dpid = dpid.as_str(), trigger, reason = %f.reason, "mirror trigger fired: capture raised");
         }
+    }
+}
+
+/// What a station is told about `conn`.
+fn record(tenant: &Arc<str>, stream: Arc<str>, conn: &Conn, what: What, data: Vec<u8>) -> Record {
+    Record {
+        time_ns: now_ns(),
+        tenant: tenant.clone(),
+        stream,
+        conn: conn.dpid.clone(),
+        serial: conn.serial,
+        client: conn.client,
+        server: conn.server,
+        what,
+        data,
     }
 }
 
