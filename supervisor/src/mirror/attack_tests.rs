@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::pcapng::PcapngWriter;
-use super::sink::station::Station;
 use super::triggers::{Condition, Counted, Trigger, Triggers};
 use super::*;
 use crate::observe::Observers;
@@ -20,30 +19,7 @@ use crate::stream::Stream;
 // ---------------------------------------------------------------------------------
 // Harness
 
-#[derive(Debug, Clone, Default)]
-struct Keep(Arc<Mutex<Vec<Record>>>);
-
-impl Station for Keep {
-    fn kind(&self) -> &'static str {
-        "keep"
-    }
-    fn connect(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn write(&mut self, record: &Record) -> io::Result<()> {
-        self.0.lock().unwrap().push(record.clone());
-        Ok(())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn config(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-}
+use super::tests::Keep;
 
 fn mirror_of(profile_text: &str) -> (Shared, Keep, Profile) {
     let profile = Profile::parse(profile_text, Path::new("t.toml")).unwrap();

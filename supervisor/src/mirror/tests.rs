@@ -11,8 +11,9 @@ use super::sink::station::Station;
 use super::*;
 use crate::profile::Profile;
 
+/// A station that keeps every record it is given (also the attack tests' station).
 #[derive(Debug, Clone, Default)]
-struct Keep(Arc<Mutex<Vec<Record>>>);
+pub(super) struct Keep(pub(super) Arc<Mutex<Vec<Record>>>);
 
 impl Station for Keep {
     fn kind(&self) -> &'static str {
