@@ -194,17 +194,17 @@ impl Observers {
         !self.list.is_empty() && self.list.iter().any(|o| o.wants_messages(conn))
     }
 
-    /// Bytes of `conn` were taken from their source in `direction`.
+    /// Bytes of `conn` were taken from their source in `direction`. For a connection
+    /// the caller has found watched ([`Observers::wants_messages`]): asking again
+    /// would lock and look up the mirror's table a second time per push.
     #[inline]
     pub fn taken(&mut self, conn: &Dpid, direction: Direction, bytes: &[u8]) {
-        if self.wants_messages(conn) {
-            self.emit(&Event::Bytes {
-                conn,
-                direction,
-                stage: Stage::Taken,
-                bytes,
-            });
-        }
+        self.emit(&Event::Bytes {
+            conn,
+            direction,
+            stage: Stage::Taken,
+            bytes,
+        });
     }
 
     /// Hands `event` to every observer.

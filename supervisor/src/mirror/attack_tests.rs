@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,42 +12,12 @@ use super::pcapng::PcapngWriter;
 use super::triggers::{Condition, Counted, Trigger, Triggers};
 use super::*;
 use crate::observe::Observers;
-use crate::profile::Profile;
 use crate::stream::Stream;
 
 // ---------------------------------------------------------------------------------
 // Harness
 
-use super::tests::Keep;
-
-fn mirror_of(profile_text: &str) -> (Shared, Keep, Profile) {
-    let profile = Profile::parse(profile_text, Path::new("t.toml")).unwrap();
-    let config = profile.mirror.clone().unwrap();
-    let keep = Keep::default();
-    let sink = Sink::start(
-        Dpid::sink("t", "keep"),
-        "keep".into(),
-        vec![Box::new(keep.clone())],
-        1 << 16,
-    );
-    let shared = Shared(Arc::new(Mutex::new(Mirror::new(
-        &profile,
-        config,
-        vec![sink],
-    ))));
-    (shared, keep, profile)
-}
-
-/// Waits until the station has `n` records (or 10 s), then a little more.
-#[allow(dead_code)]
-fn wait(keep: &Keep, n: usize) -> Vec<Record> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while keep.0.lock().unwrap().len() < n && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    keep.0.lock().unwrap().clone()
-}
+use super::tests::{mirror_of, Keep};
 
 /// Waits for the station to go quiet and returns what it has.
 fn settle(keep: &Keep) -> Vec<Record> {
@@ -142,7 +111,7 @@ struct Rig {
 
 impl Rig {
     fn new(profile_text: &str, peer: &str) -> Rig {
-        let (mirror, keep, profile) = mirror_of(profile_text);
+        let (mirror, keep, profile) = mirror_of(profile_text, 1 << 16);
         let name = profile.streams[0].name.clone();
         let dpid = Dpid::connection(&Dpid::stream(&profile.tenant, &name), 1);
         let stream = Stream::new(&profile.streams[0], 0, dpid.clone());

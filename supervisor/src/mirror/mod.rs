@@ -485,13 +485,17 @@ impl Mirror {
             _ => 0,
         };
         let chosen = first_match(&self.config.policies, &facts);
+        // With no policy: no capture, and nowhere to send it, unless changed below.
         let (mut capture, mut sinks, mut reason) = match chosen {
             Some((i, p)) => (p.capture, p.sinks.as_slice(), &self.reasons.policies[i]),
             None => (Capture::None, &[][..], &self.reasons.overrides),
         };
+        // An override on a message no policy chose goes to every sink.
+        let mut every_sink = false;
         if let Some(c) = self.overrides.capture_for(now, dpid, stream, peer) {
             capture = c;
             reason = &self.reasons.overrides;
+            every_sink = chosen.is_none();
         }
         let raised = [conn.whole, self.triggers.peer_raise(now, peer, stream)];
         for t in raised.into_iter().flatten() {
@@ -501,15 +505,14 @@ impl Mirror {
                 reason = &self.reasons.triggers[t];
                 if chosen.is_none() {
                     sinks = &trigger.sinks;
+                    every_sink = false;
                 }
             }
         }
         let Some((mut from, mut to)) = capture.resolve(message.len(), header) else {
             return;
         };
-        // An override on a message no policy chose goes to every sink.
-        let sinks: Vec<usize> = if chosen.is_none() && Arc::ptr_eq(reason, &self.reasons.overrides)
-        {
+        let sinks: Vec<usize> = if every_sink {
             (0..self.sinks.len()).collect()
         } else {
             sinks.to_vec()

@@ -65,23 +65,27 @@ known = ["10.0.0.0/8"]
 "#;
 
 fn mirror() -> (Shared, Keep) {
-    let profile = Profile::parse(PROFILE, Path::new("t.toml")).unwrap();
+    let (shared, keep, _) = mirror_of(PROFILE, 1024);
+    (shared, keep)
+}
+
+/// The mirror of `profile_text` writing to one keeping station (queue of `queue`).
+pub(super) fn mirror_of(profile_text: &str, queue: usize) -> (Shared, Keep, Profile) {
+    let profile = Profile::parse(profile_text, Path::new("t.toml")).unwrap();
     let config = profile.mirror.clone().unwrap();
     let keep = Keep::default();
     let sink = Sink::start(
         Dpid::sink("t", "keep"),
         "keep".into(),
         vec![Box::new(keep.clone())],
-        1024,
+        queue,
     );
-    (
-        Shared(Arc::new(Mutex::new(Mirror::new(
-            &profile,
-            config,
-            vec![sink],
-        )))),
-        keep,
-    )
+    let shared = Shared(Arc::new(Mutex::new(Mirror::new(
+        &profile,
+        config,
+        vec![sink],
+    ))));
+    (shared, keep, profile)
 }
 
 fn typed(tag: u8, body: &[u8]) -> Vec<u8> {
