@@ -72,6 +72,11 @@ pub enum Command {
         /// 127.0.0.1:9464. The same text as `supervise ctl metrics`.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// The keys trusted to sign privileged requests, and for what (an OpenSSH
+        /// allowed_signers file with permit="…" and tenants="…"; see the README).
+        /// Default: <state dir>/allowed_signers. Read afresh for every request.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
         /// The tenant's command and arguments (default: the profile's tenant.command).
         #[arg(last = true)]
         command: Vec<OsString>,
@@ -109,6 +114,62 @@ pub enum Command {
     /// first segment picks the tenant's socket. Exit status: 0 ok, 1 the supervisor
     /// answered an error, 2 usage, 3 the socket cannot be reached.
     Ctl(CtlArgs),
+    /// Build, sign (with ssh-keygen -Y sign) and send a privileged request, or send
+    /// one signed elsewhere; the result comes back sealed with age to the recipient
+    /// named in the request and signed by the node.
+    ///
+    /// OP is dump-spool, dump-memory, set-capture, set-rules, level or stop; TARGET a
+    /// DPID (its first segment picks the tenant). ARGS are NAME=VALUE, or positional:
+    /// dump-memory PID ADDR LEN, set-capture CAPTURE, level LEVEL, set-rules @FILE.
+    /// Exit status: 0 ok, 1 refused or failed, 2 usage, 3 unreachable.
+    Request(RequestArgs),
+}
+
+/// `supervise request`.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The signing key for ssh-keygen -Y sign -f: a private key file, or a public key
+    /// (or certificate, KEY-cert.pub) whose private key is in ssh-agent.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Who can read the result: an age recipient (age1…), an ssh-ed25519 public key,
+    /// or a file holding one (e.g. ~/.ssh/id_ed25519.pub).
+    #[arg(long, value_name = "RECIPIENT")]
+    pub recipient: Option<String>,
+    /// How long the request stays valid (at most the node's limit, 15m by default).
+    #[arg(long = "valid-for", value_name = "DURATION", default_value = "5m")]
+    pub valid_for: String,
+    /// Bind the request to this run of the tenant's supervisor only.
+    #[arg(long)]
+    pub this_run: bool,
+    /// Seal the arguments to the node's age recipient, so nobody on the way reads them.
+    #[arg(long)]
+    pub seal_args: bool,
+    /// Only write the unsigned request to stdout (sign it elsewhere, then --send it).
+    #[arg(long, conflicts_with_all = ["send", "key"])]
+    pub prepare: bool,
+    /// Send a request signed elsewhere: its file (the signature is FILE.sig, or
+    /// --signature).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "prepare"])]
+    pub send: Option<PathBuf>,
+    /// With --send: the signature file.
+    #[arg(long, value_name = "FILE", requires = "send")]
+    pub signature: Option<PathBuf>,
+    /// Write the sealed result here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write the node's signature over the sealed result here (default: OUT.sig with
+    /// --out).
+    #[arg(long, value_name = "FILE")]
+    pub signature_out: Option<PathBuf>,
+    /// The operation (not with --send).
+    #[arg(required_unless_present = "send")]
+    pub op: Option<String>,
+    /// The target DPID.
+    #[arg(required_unless_present = "send")]
+    pub target: Option<String>,
+    /// Arguments.
+    pub args: Vec<String>,
 }
 
 /// `supervise ctl`.
@@ -155,30 +216,11 @@ pub enum CtlCommand {
         /// The self-test (see `selftests`); all when absent.
         name: Option<String>,
     },
-    /// Set the log level of a component and everything under it.
-    Level {
-        /// The component's DPID.
-        dpid: String,
-        /// off, error, warn, info, debug, trace, or reset (drop the override).
-        level: String,
-        /// Revert after this long: 500ms, 2s, 10m, 1h.
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: Option<String>,
-    },
-    /// Changes what the mirror captures, from each connection's next message: for a
-    /// tenant, a stream or a connection (by DPID), or a peer network (`--peer` with
-    /// the tenant's DPID). CAPTURE: none, header, all, a length N, M..N, or reset.
-    Capture {
-        /// The tenant's, a stream's or a connection's DPID.
-        dpid: String,
-        /// none, header, all, N, M..N, or reset (drop the change).
-        capture: String,
-        /// A peer address or CIDR (with the tenant's DPID).
-        #[arg(long)]
-        peer: Option<String>,
-        /// Revert after this long: 500ms, 2s, 10m, 1h.
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: Option<String>,
+    /// This node's public facts for signed requests: its id, host key, age recipient,
+    /// this run's instance id, and the allowed_signers line that checks its results.
+    Node {
+        /// The tenant whose supervisor to ask.
+        tenant: String,
     },
     /// Metrics in OpenMetrics text, of every tenant served with this state dir (one
     /// exposition) or of one.

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             env,
             tenant_output,
             metrics_listen,
+            allowed_signers,
             command,
         } => {
             let options = RunOptions {
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
                 env,
                 tenant_output,
                 metrics_listen,
+                allowed_signers,
             };
             run(profile, options, command, &cli.state_dir)
         }
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         } => up::run(&dir, &cli.state_dir, notify_threads),
         Command::Label { audit, recursive } => label_command(&cli.state_dir, &audit, recursive),
         Command::Ctl(args) => control::client::run(&cli.state_dir, args),
+        Command::Request(args) => control::request::run(&cli.state_dir, args),
     };
     diag::shutdown();
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -94,6 +97,8 @@ struct RunOptions {
     tenant_output: cli::TenantOutput,
     /// `--metrics-listen`.
     metrics_listen: Option<std::net::SocketAddr>,
+    /// `--allowed-signers`.
+    allowed_signers: Option<std::path::PathBuf>,
 }
 
 fn run(
@@ -123,15 +128,27 @@ fn run(
     let control_path = control::socket_path(state_dir, &profile.tenant);
     let backend = std::sync::Arc::new(control::bridge::LoopBackend(bridge.clone()));
     let backend_for_metrics = backend.clone();
-    let control_server = match std::fs::create_dir_all(state_dir)
-        .and_then(|()| control::Server::start(&control_path, backend))
-    {
-        Ok(server) => server,
+    let keyring = match std::fs::create_dir_all(state_dir).and_then(|()| {
+        control::signed::Keyring::open(
+            state_dir,
+            options.allowed_signers.as_deref(),
+            &profile.tenant,
+        )
+    }) {
+        Ok(k) => std::sync::Arc::new(k),
         Err(e) => {
-            eprintln!("supervise: control socket {}: {e}", control_path.display());
+            eprintln!("supervise: keyring: {e}");
             return 125;
         }
     };
+    let control_server =
+        match control::Server::start_with_keyring(&control_path, backend, Some(keyring.clone())) {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("supervise: control socket {}: {e}", control_path.display());
+                return 125;
+            }
+        };
     // The mirror's stations start before the tenant (one that is down is retried).
     let mirror = match mirror::start::start(&profile, state_dir) {
         Ok(m) => m,
@@ -305,7 +322,7 @@ fn run(
         },
         None => None,
     };
-    if let Err(error) = supervisor.attach_control(bridge, control_server.path()) {
+    if let Err(error) = supervisor.attach_control(bridge, control_server.path(), Some(keyring)) {
         tracing::error!(target: Kind::Control.target(), %error, "cannot serve the control socket from the loop; ctl requests will time out");
     }
     let code = supervisor.run(options.notify_threads);

@@ -27,6 +27,8 @@ mod confined;
 mod harness;
 #[path = "diagnostics/openmetrics.rs"]
 mod openmetrics;
+#[path = "diagnostics/operator.rs"]
+mod operator;
 #[path = "diagnostics/pg.rs"]
 mod pg;
 

@@ -18,6 +18,8 @@ mod confined;
 
 #[path = "diagnostics/harness.rs"]
 mod harness;
+#[path = "diagnostics/operator.rs"]
+mod operator;
 #[path = "diagnostics/pg.rs"]
 mod pg;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rustix::event::{eventfd, EventfdFlags};
 
-use super::{Backend, Failure, Op};
+use super::{Backend, Failure, Op, Privileged};
 
 /// How long a control thread waits for the loop.
 const LOOP_PATIENCE: Duration = Duration::from_secs(5);
@@ -19,7 +19,16 @@ const LOOP_PATIENCE: Duration = Duration::from_secs(5);
 /// Requests waiting for the loop beyond which new ones are refused as busy.
 const MAX_QUEUED: usize = 64;
 
-type Job = (Op, SyncSender<Result<serde_json::Value, Failure>>);
+/// What a control thread asks the loop.
+#[derive(Debug)]
+pub enum Call {
+    /// An unsigned, read-only operation.
+    Open(Op),
+    /// An operation a signed request was accepted for.
+    Privileged(Privileged),
+}
+
+type Job = (Call, SyncSender<Result<serde_json::Value, Failure>>);
 
 /// The queue between control threads and the loop.
 #[derive(Debug)]
@@ -58,6 +67,16 @@ pub struct LoopBackend(pub Arc<Bridge>);
 
 impl Backend for LoopBackend {
     fn serve(&self, op: Op) -> Result<serde_json::Value, Failure> {
+        self.call(Call::Open(op))
+    }
+
+    fn privileged(&self, op: Privileged) -> Result<serde_json::Value, Failure> {
+        self.call(Call::Privileged(op))
+    }
+}
+
+impl LoopBackend {
+    fn call(&self, op: Call) -> Result<serde_json::Value, Failure> {
         let (reply, answer) = sync_channel(1);
         {
             let mut queue = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());

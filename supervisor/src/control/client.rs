@@ -7,7 +7,6 @@
 //!
 //! Exit status: 0 ok, 1 a server answered an error, 2 usage, 3 a socket unreachable.
 
-pub use crate::profile::duration::parse_duration;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -101,39 +100,15 @@ pub fn run(state_dir: &Path, args: CtlArgs) -> i32 {
             };
             single(state_dir, &dpid, op, json)
         }
-        CtlCommand::Level {
-            dpid,
-            level,
-            duration,
-        } => {
-            let for_ms = match duration.as_deref().map(parse_duration).transpose() {
-                Ok(d) => d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                Err(e) => return usage(&e),
-            };
-            let op = Op::Level {
-                dpid: dpid.clone(),
-                level,
-                for_ms,
-            };
-            single(state_dir, &dpid, op, json)
-        }
-        CtlCommand::Capture {
-            dpid,
-            capture,
-            peer,
-            duration,
-        } => {
-            let for_ms = match duration.as_deref().map(parse_duration).transpose() {
-                Ok(d) => d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                Err(e) => return usage(&e),
-            };
-            let op = Op::SetCapture {
-                dpid: dpid.clone(),
-                peer,
-                capture,
-                for_ms,
-            };
-            single(state_dir, &dpid, op, json)
+        CtlCommand::Node { tenant } => {
+            let path = super::socket_path(state_dir, &tenant);
+            match ask(&path, Op::Node) {
+                Ok(result) => {
+                    print_json(&result, json);
+                    0
+                }
+                Err(status) => status,
+            }
         }
     }
 }
@@ -160,12 +135,12 @@ fn single(state_dir: &Path, dpid: &str, op: Op, json: bool) -> i32 {
 }
 
 /// Sends `op`; on failure prints why and returns the exit status.
-fn ask(path: &Path, op: Op) -> Result<Value, i32> {
+pub(super) fn ask(path: &Path, op: Op) -> Result<Value, i32> {
     ask_quietly(path, op).map_err(|e| report(path, e))
 }
 
 /// Sends `op`: the result, or what went wrong (the server's failure, or I/O).
-fn ask_quietly(path: &Path, op: Op) -> Result<Value, Result<Failure, io::Error>> {
+pub(super) fn ask_quietly(path: &Path, op: Op) -> Result<Value, Result<Failure, io::Error>> {
     match call(path, &Request { v: VERSION, op }) {
         Ok(Response {
             ok: true, result, ..

@@ -10,13 +10,16 @@
 
 pub mod bridge;
 pub mod client;
+pub mod keystore;
 pub mod metrics_http;
 pub mod protocol;
+pub mod request;
 pub mod server;
+pub mod signed;
 
 use std::path::{Path, PathBuf};
 
-pub use protocol::{Failure, Op, Request, Response};
+pub use protocol::{Failure, Op, Privileged, Request, Response};
 pub use server::Server;
 
 /// `<state dir>/ctl`: the control sockets of every tenant sharing a state dir.
@@ -33,4 +36,14 @@ pub fn socket_path(state_dir: &Path, tenant: &str) -> PathBuf {
 pub trait Backend: Send + Sync + 'static {
     /// Serves one operation. Called on a control thread; may block briefly.
     fn serve(&self, op: Op) -> Result<serde_json::Value, Failure>;
+
+    /// Runs an operation a signed request was accepted for (only the keyring calls
+    /// this, after checking the request).
+    fn privileged(&self, op: Privileged) -> Result<serde_json::Value, Failure> {
+        let _ = op;
+        Err(Failure::new(
+            "not_offered",
+            "privileged operations are not served here",
+        ))
+    }
 }

@@ -49,34 +49,19 @@ pub enum Op {
         #[serde(default)]
         name: Option<String>,
     },
-    /// Sets a component's log level (and of everything under it); `for_ms`: revert
-    /// after that long. `level` "reset" removes the override.
-    Level {
-        /// Which.
-        dpid: String,
-        /// off, error, warn, info, debug, trace, or reset.
-        level: String,
-        /// Revert after this many milliseconds.
-        #[serde(default)]
-        for_ms: Option<u64>,
-    },
     /// OpenMetrics text for every component of this process.
     Metrics,
-    /// Changes the mirror's capture for a tenant, stream or connection (by DPID), or a
-    /// peer network (`peer`, with the tenant's DPID): `capture` is none, header, all,
-    /// N, M..N, or reset. From the next message on. Root-only for now; the signed
-    /// request issue puts it behind a signature.
-    SetCapture {
-        /// Which.
-        dpid: String,
-        /// A peer address or CIDR.
-        #[serde(default)]
-        peer: Option<String>,
-        /// The capture, or "reset".
-        capture: String,
-        /// Revert after this many milliseconds.
-        #[serde(default)]
-        for_ms: Option<u64>,
+    /// This node's public facts, for building a signed request: its id (the host key's
+    /// fingerprint), host key, age recipient, the tenant and this run's instance id.
+    Node,
+    /// A signed privileged request (see `keyring`): its exact signed text and the
+    /// armored SSH signature over it. The result comes back sealed to the recipient
+    /// the request names, signed by the node.
+    Signed {
+        /// The canonical request text.
+        request: String,
+        /// `-----BEGIN SSH SIGNATURE-----` …
+        signature: String,
     },
 }
 
@@ -149,8 +134,68 @@ impl Response {
 }
 
 /// Operations that reveal tenant data or change behaviour: never served unsigned. They
-/// arrive with signed privileged requests; until then they are refused by name.
-pub const SIGNED_ONLY: [&str; 5] = ["dump-spool", "dump-memory", "set-rules", "stop", "kill"];
+/// arrive inside a signed request (`op: signed`); asked for plainly they are refused by
+/// name.
+pub const SIGNED_ONLY: [&str; 8] = [
+    "dump-spool",
+    "dump-memory",
+    "set-rules",
+    "set-capture",
+    "level",
+    "stop",
+    "kill",
+    "capture",
+];
+
+/// A privileged operation, built only from an accepted signed request (never parsed
+/// from the wire: it has no `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Privileged {
+    /// A connection's spool, ready queues, recent messages and rule state.
+    DumpSpool {
+        /// The connection's DPID.
+        dpid: String,
+    },
+    /// `len` bytes at `addr` of tenant process `pid` (as the tenant's PID namespace
+    /// numbers it).
+    DumpMemory {
+        /// The tenant's process.
+        pid: i32,
+        /// Where.
+        addr: u64,
+        /// How much (bounded).
+        len: usize,
+    },
+    /// Mirror capture for a tenant, stream or connection, or a peer network.
+    SetCapture {
+        /// Which.
+        dpid: String,
+        /// A peer address or CIDR.
+        peer: Option<String>,
+        /// none, header, all, N, M..N, or reset.
+        capture: String,
+        /// Revert after this many milliseconds.
+        for_ms: Option<u64>,
+    },
+    /// Replaces a stream's rules (TOML: `[[rules]]` tables as under a stream).
+    SetRules {
+        /// The stream's DPID.
+        dpid: String,
+        /// The new rule set.
+        rules: String,
+    },
+    /// A component's log level, for a while.
+    Level {
+        /// Which.
+        dpid: String,
+        /// off, error, warn, info, debug, trace, or reset.
+        level: String,
+        /// Revert after this many milliseconds.
+        for_ms: Option<u64>,
+    },
+    /// Stops the tenant (SIGTERM, then the profile's grace, then SIGKILL).
+    Stop,
+}
 
 /// Parses a request's JSON, with an error that says what was wrong.
 pub fn parse_request(bytes: &[u8]) -> Result<Request, Failure> {
@@ -192,9 +237,9 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Failure> {
         "config",
         "selftests",
         "selftest",
-        "level",
         "metrics",
-        "set-capture",
+        "node",
+        "signed",
     ];
     if !KNOWN.contains(&op) {
         return Err(Failure::new(
@@ -212,16 +257,12 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_bad_ones_name_the_problem() {
-        let r = parse_request(
-            br#"{"v":1,"op":"level","dpid":"pg/s/c1","level":"debug","for_ms":2000}"#,
-        )
-        .unwrap();
+        let r = parse_request(br#"{"v":1,"op":"selftest","dpid":"pg/s/c1","name":"x"}"#).unwrap();
         assert_eq!(
             r.op,
-            Op::Level {
+            Op::Selftest {
                 dpid: "pg/s/c1".into(),
-                level: "debug".into(),
-                for_ms: Some(2000)
+                name: Some("x".into()),
             }
         );
         let text = serde_json::to_vec(&r).unwrap();
@@ -232,9 +273,13 @@ mod tests {
         assert_eq!(code(br#"{"op":"list"}"#), "bad_request");
         assert_eq!(code(br#"{"v":2,"op":"list"}"#), "bad_version");
         assert_eq!(code(br#"{"v":1,"op":"frobnicate"}"#), "unknown_op");
+        for op in SIGNED_ONLY {
+            let text = format!(r#"{{"v":1,"op":"{op}","dpid":"x"}}"#);
+            assert_eq!(code(text.as_bytes()), "requires_signed_request", "{op}");
+        }
         assert_eq!(
-            code(br#"{"v":1,"op":"dump-spool","dpid":"x"}"#),
-            "requires_signed_request"
+            code(br#"{"v":1,"op":"signed","request":"x"}"#),
+            "bad_request"
         );
         assert_eq!(code(br#"{"v":1,"op":"state"}"#), "bad_request");
         assert_eq!(

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
-use super::protocol::{self, Failure, Response, MAX_REQUEST, MAX_RESPONSE};
+use super::protocol::{self, Failure, Op, Response, MAX_REQUEST, MAX_RESPONSE};
+use super::signed::Keyring;
 use super::Backend;
 use crate::diag::Kind;
 
@@ -49,7 +50,18 @@ impl Server {
     /// "ctl-accept" thread. Fails with [`io::ErrorKind::AddrInUse`] when another
     /// supervisor already answers on `path`; a stale socket left by a dead one is
     /// replaced.
+    #[cfg(test)]
     pub fn start(path: &Path, backend: Arc<dyn Backend>) -> io::Result<Server> {
+        Server::start_with_keyring(path, backend, None)
+    }
+
+    /// [`Server::start`], with the keyring that answers `node` and `signed` requests
+    /// (without one they are refused as not offered).
+    pub fn start_with_keyring(
+        path: &Path,
+        backend: Arc<dyn Backend>,
+        keyring: Option<Arc<Keyring>>,
+    ) -> io::Result<Server> {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -74,7 +86,7 @@ impl Server {
         let (wake, stop) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         // Its connection threads inherit its mask: none of them takes a signal.
         let accept = crate::sys::spawn_without_signals("ctl-accept", move || {
-            accept_loop(listener, wake, backend, ours)
+            accept_loop(listener, wake, Services { backend, keyring }, ours)
         })?;
         Ok(Server {
             path: path.to_owned(),
@@ -251,7 +263,14 @@ impl Drop for Slot {
     }
 }
 
-fn accept_loop(listener: UnixListener, wake: OwnedFd, backend: Arc<dyn Backend>, ours: (u64, u64)) {
+/// What answers a connection's requests.
+#[derive(Clone)]
+struct Services {
+    backend: Arc<dyn Backend>,
+    keyring: Option<Arc<Keyring>>,
+}
+
+fn accept_loop(listener: UnixListener, wake: OwnedFd, services: Services, ours: (u64, u64)) {
     let active = Arc::new(AtomicUsize::new(0));
     loop {
         let mut fds = [
@@ -299,12 +318,12 @@ fn accept_loop(listener: UnixListener, wake: OwnedFd, backend: Arc<dyn Backend>,
             answer_and_close(stream, Failure::new("busy", message));
             continue;
         };
-        let backend = backend.clone();
+        let services = services.clone();
         let spawned = thread::Builder::new()
             .name("ctl-conn".into())
             .spawn(move || {
                 let _slot = slot;
-                serve_connection(stream, &*backend);
+                serve_connection(stream, &services);
             });
         if let Err(error) = spawned {
             tracing::warn!(target: Kind::Control.target(), %error, "control socket: cannot start a connection thread");
@@ -381,7 +400,7 @@ fn incomplete(stream: &mut UnixStream, got: usize, of: usize, what: &str, error:
 
 /// Serves requests on one connection until it ends, idles for [`IO_TIMEOUT`], or
 /// breaks the framing.
-fn serve_connection(mut stream: UnixStream, backend: &dyn Backend) {
+fn serve_connection(mut stream: UnixStream, services: &Services) {
     if stream.set_nonblocking(false).is_err() || stream.set_write_timeout(Some(IO_TIMEOUT)).is_err()
     {
         return;
@@ -419,7 +438,7 @@ fn serve_connection(mut stream: UnixStream, backend: &dyn Backend) {
             return incomplete(&mut stream, got, len as usize, "", &e);
         }
         let response = match protocol::parse_request(&body) {
-            Ok(request) => dispatch(backend, request.op),
+            Ok(request) => dispatch(services, request.op),
             Err(failure) => Response::fail(failure), // framing intact: keep serving
         };
         if write_response(&mut stream, &response).is_err() {
@@ -428,9 +447,21 @@ fn serve_connection(mut stream: UnixStream, backend: &dyn Backend) {
     }
 }
 
-/// Calls the backend; a panic there is the caller's `internal` failure, not ours.
-fn dispatch(backend: &dyn Backend, op: protocol::Op) -> Response {
-    match panic::catch_unwind(AssertUnwindSafe(|| backend.serve(op))) {
+/// Calls the backend (or, for `node` and `signed`, the keyring); a panic there is the
+/// caller's `internal` failure, not ours.
+fn dispatch(services: &Services, op: Op) -> Response {
+    let backend = &*services.backend;
+    let keyring = services.keyring.as_deref();
+    let serve = || match (op, keyring) {
+        (Op::Node, Some(k)) => Ok(k.node()),
+        (Op::Signed { request, signature }, Some(k)) => k.serve(&request, &signature, backend),
+        (Op::Node | Op::Signed { .. }, None) => Err(Failure::new(
+            "not_offered",
+            "this supervisor has no keyring: signed requests are not served",
+        )),
+        (op, _) => backend.serve(op),
+    };
+    match panic::catch_unwind(AssertUnwindSafe(serve)) {
         Ok(Ok(result)) => Response::ok(result),
         Ok(Err(failure)) => Response::fail(failure),
         Err(payload) => {

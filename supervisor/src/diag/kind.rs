@@ -35,11 +35,13 @@ pub enum Kind {
     Mirror,
     /// One listening station group of the mirror (`TENANT/@sink/NAME`).
     Sink,
+    /// Signed privileged requests: every one is audited under its DPID.
+    Keyring,
 }
 
 impl Kind {
     /// Every kind, in the order listings show them.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Supervisor,
         Kind::Tenant,
         Kind::Stream,
@@ -53,6 +55,7 @@ impl Kind {
         Kind::Output,
         Kind::Mirror,
         Kind::Sink,
+        Kind::Keyring,
     ];
 
     /// The tracing target of this kind's events (`supervise::<name>`).
@@ -71,6 +74,7 @@ impl Kind {
             Kind::Output => "supervise::output",
             Kind::Mirror => "supervise::mirror",
             Kind::Sink => "supervise::sink",
+            Kind::Keyring => "supervise::keyring",
         }
     }
 
@@ -90,6 +94,7 @@ impl Kind {
             Kind::Output => "output",
             Kind::Mirror => "mirror",
             Kind::Sink => "sink",
+            Kind::Keyring => "keyring",
         }
     }
 

@@ -23,7 +23,9 @@ mod lifecycle;
 mod metrics;
 mod msghdr;
 mod output;
+mod privileged;
 mod provide;
+mod provide_keyring;
 mod provide_mirror;
 mod provider;
 mod request;
@@ -210,6 +212,8 @@ pub struct Supervisor {
     control_path: Option<std::path::PathBuf>,
     /// Where the control threads queue requests for the loop.
     control: Option<std::sync::Arc<crate::control::bridge::Bridge>>,
+    /// The keyring that checks signed requests (its provider view reads it).
+    keyring: Option<std::sync::Arc<crate::control::signed::Keyring>>,
     /// The tenant's partial output lines (see `output`).
     outputs: output::Outputs,
 }
@@ -253,6 +257,7 @@ impl Supervisor {
             components: components::Components::new(&profile),
             control_path: None,
             control: None,
+            keyring: None,
             outputs: Default::default(),
             table: Table::new(launched.tenant_pid, launched.stub_pid),
             profile,
@@ -576,10 +581,12 @@ impl Supervisor {
         &mut self,
         bridge: std::sync::Arc<crate::control::bridge::Bridge>,
         path: &std::path::Path,
+        keyring: Option<std::sync::Arc<crate::control::signed::Keyring>>,
     ) -> std::io::Result<()> {
         self.epoll
             .add(bridge.wake_fd(), libc::EPOLLIN as u32, Token::Control)?;
         self.control = Some(bridge);
+        self.keyring = keyring;
         self.control_path = Some(path.to_owned());
         Ok(())
     }
@@ -590,7 +597,23 @@ impl Supervisor {
         let Some(bridge) = self.control.clone() else {
             return;
         };
-        for (op, reply) in bridge.take() {
+        for (call, reply) in bridge.take() {
+            let op = match call {
+                crate::control::bridge::Call::Open(op) => op,
+                crate::control::bridge::Call::Privileged(op) => {
+                    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.serve_privileged(op)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(crate::control::Failure::new(
+                            "internal",
+                            "the privileged operation failed (a bug; see the supervisor's log)",
+                        ))
+                    });
+                    let _ = reply.try_send(answer);
+                    continue;
+                }
+            };
             if let crate::control::Op::Selftest { dpid, name } = &op {
                 if let Ok((sink, Kind::Sink)) = crate::diag::Dpid::parse(dpid) {
                     self.sink_selftest(&sink, name.as_deref(), reply);

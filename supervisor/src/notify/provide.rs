@@ -26,18 +26,12 @@ impl Supervisor {
             Op::Config { dpid } => Ok(self.provider(&dpid)?.config()),
             Op::Selftests { dpid } => Ok(json!(self.provider(&dpid)?.selftests())),
             Op::Selftest { dpid, name } => self.run_selftests(&dpid, name.as_deref()),
-            Op::Level {
-                dpid,
-                level,
-                for_ms,
-            } => self.set_level(&dpid, &level, for_ms),
             Op::Metrics => Ok(Value::String(super::metrics::render(self))),
-            Op::SetCapture {
-                dpid,
-                peer,
-                capture,
-                for_ms,
-            } => self.set_capture(&dpid, peer.as_deref(), &capture, for_ms),
+            // Answered by the keyring on the control thread; never queued here.
+            Op::Node | Op::Signed { .. } => Err(Failure::new(
+                "not_offered",
+                "signed requests are answered by the keyring",
+            )),
         }
     }
 
@@ -92,6 +86,9 @@ impl Supervisor {
         if self.components.mirror.is_some() {
             kinds.push(Kind::Mirror);
         }
+        if self.keyring.is_some() {
+            kinds.push(Kind::Keyring);
+        }
         kinds
     }
 
@@ -144,6 +141,9 @@ impl Supervisor {
                 let (shared, i) = self.sink_index(&dpid).ok_or_else(unknown)?;
                 Ok(Box::new(super::provide_mirror::SinkView(shared, i)))
             }
+            Kind::Keyring => Ok(Box::new(super::provide_keyring::KeyringView(
+                self.keyring.clone().ok_or_else(unknown)?,
+            ))),
         }
     }
 
@@ -201,7 +201,7 @@ impl Supervisor {
         Ok(json!({ "dpid": dpid, "passed": passed, "results": results }))
     }
 
-    fn set_level(
+    pub(super) fn set_level(
         &mut self,
         dpid: &str,
         level: &str,
@@ -700,7 +700,7 @@ impl Provider for Released {
 
 /// A host pid as the tenant sees it (`NSpid`'s last field in `/proc/PID/status`): what
 /// `pg_backend_pid()` returns inside the tenant's PID namespace. `None` if it is gone.
-pub(super) fn namespace_pid(pid: libc::pid_t) -> Option<libc::pid_t> {
+pub(crate) fn namespace_pid(pid: libc::pid_t) -> Option<libc::pid_t> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
     line.split_whitespace().last()?.parse().ok()

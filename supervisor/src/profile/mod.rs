@@ -249,6 +249,37 @@ impl StreamConfig {
         }
     }
 
+    /// This stream with its rules replaced by `text` (`[[rule]]` tables, as under a
+    /// stream in a profile): every rule is checked against the stream's framer, and
+    /// one bad rule refuses the whole set.
+    pub fn with_rules_text(&self, text: &str) -> Result<StreamConfig, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Replacement {
+            #[serde(default)]
+            rule: Vec<rules::RuleSpec>,
+        }
+        let parsed: Replacement = toml::from_str(text)
+            .map_err(|e| format!("the rules are not valid TOML: {}", e.message()))?;
+        let mut rules = Vec::with_capacity(parsed.rule.len());
+        for (j, spec) in parsed.rule.into_iter().enumerate() {
+            rules.push(
+                rules::validate(spec, self.framer)
+                    .map_err(|(key, message)| format!("rule[{j}].{key}: {message}"))?,
+            );
+        }
+        let has_pg_rules = rules
+            .iter()
+            .any(|r| matches!(r, rules::RuleConfig::Postgres(_)));
+        if has_pg_rules && self.on_error == OnError::Passthrough {
+            return Err("PostgreSQL rules on a stream with on_error = \"passthrough\" would let what the rules cannot read flow unchecked".into());
+        }
+        Ok(StreamConfig {
+            rules,
+            ..self.clone()
+        })
+    }
+
     /// Fresh rule instances for a new connection (one chain for both directions),
     /// called with the engine's directions.
     pub fn new_rules(&self) -> Vec<Box<dyn Rule>> {

@@ -124,6 +124,11 @@ impl Half {
     pub fn spooled(&self) -> usize {
         self.spool.len()
     }
+
+    /// Those bytes (for a signed `dump-spool`).
+    pub fn spool_bytes(&self) -> &[u8] {
+        &self.spool
+    }
 }
 
 impl Stream {

@@ -13,6 +13,7 @@ use crate::common::*;
 use crate::confined::StateDir;
 use crate::harness::*;
 use crate::openmetrics::*;
+use crate::operator::Operator;
 use crate::pg::*;
 
 const DENY_RULE: &str = "pg-demo/pg-clients/r2";
@@ -163,8 +164,13 @@ fn refused_statement_state_stamped_output_debug_level_and_metrics_of_one_connect
     );
 
     // --- debug level on this connection for 2 s ---
-    let out = sup.ctl(&["level", &d, "debug", "--for", "2s"]);
-    assert_eq!(out.code, Some(0), "ctl level {d} debug --for 2s: {out:?}");
+    // Raising a level is a signed request (it may reveal more in the log).
+    let operator = Operator::new("oncall");
+    operator.trust(&sup.state, r#"permit="level",tenants="pg-demo""#);
+    let unsigned = sup.ctl(&["level", &d, "debug"]);
+    assert_eq!(unsigned.code, Some(2), "ctl level is gone: {unsigned:?}");
+    let set = operator.request_ok(&sup.state, &["level", &d, "debug", "for=2s"]);
+    assert_eq!(set["result"]["level"], "debug", "{set}");
     client.query(sup, "SELECT 1");
     let is_debug = |r: &Value| s(r, "level") == "DEBUG" && s(r, "dpid") == d;
     sup.wait_record("DEBUG for the connection's messages", |r| {
@@ -208,9 +214,10 @@ fn refused_statement_state_stamped_output_debug_level_and_metrics_of_one_connect
     );
 
     // --- a bad level and an unknown DPID ---
-    let out = sup.ctl(&["level", &d, "loud"]);
-    assert_eq!(out.code, Some(1), "ctl level {d} loud: {out:?}");
-    assert!(out.stderr.contains("bad_level"), "{out:?}");
+    let out = operator.request(&sup.state, &["level", &d, "loud"]);
+    assert_eq!(out.code, Some(1), "level {d} loud: {out:?}");
+    let failed = operator.open(&operator.result());
+    assert_eq!(failed["error"]["code"], "bad_level", "{failed}");
     let out = sup.ctl(&["state", "pg-demo/pg-clients/c999999"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("unknown_dpid"), "{out:?}");

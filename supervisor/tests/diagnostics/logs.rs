@@ -184,8 +184,10 @@ fn ctl_exit_codes_without_a_supervisor() {
     let out = ctl(state.path(), &["selftest", "nobody-here/@control"]);
     assert_eq!(out.code, Some(3), "{out:?}");
     // Usage errors.
-    let out = ctl(state.path(), &["level", "nobody-here"]);
-    assert_eq!(out.code, Some(2), "missing level: {out:?}");
+    let out = ctl(state.path(), &["state"]);
+    assert_eq!(out.code, Some(2), "missing DPID: {out:?}");
+    let out = ctl(state.path(), &["level", "nobody-here", "debug"]);
+    assert_eq!(out.code, Some(2), "level is a signed request now: {out:?}");
     let out = ctl(state.path(), &["frobnicate"]);
     assert_eq!(out.code, Some(2), "unknown subcommand: {out:?}");
 }

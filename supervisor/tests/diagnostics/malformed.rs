@@ -45,7 +45,7 @@ fn malformed_requests_get_their_codes_and_the_supervisor_keeps_serving() {
         ),
         (
             br#"{"v":1,"op":"level","dpid":"pg-demo","level":"loud"}"#,
-            "bad_level",
+            "requires_signed_request",
         ),
         (
             br#"{"v":1,"op":"selftest","dpid":"pg-demo","name":"nope"}"#,
@@ -63,16 +63,16 @@ fn malformed_requests_get_their_codes_and_the_supervisor_keeps_serving() {
             br#"{"v":1,"op":"set-rules","dpid":"pg-demo"}"#,
             "requires_signed_request",
         ),
-        // set-capture is served (root-only until signed requests exist): its fields
-        // are checked, and pg-demo has no mirror to change.
-        (
-            br#"{"v":1,"op":"set-capture","dpid":"pg-demo"}"#,
-            "bad_request",
-        ),
+        // Changing what is mirrored or logged needs a signed request.
         (
             br#"{"v":1,"op":"set-capture","dpid":"pg-demo","capture":"all"}"#,
-            "not_offered",
+            "requires_signed_request",
         ),
+        (
+            br#"{"v":1,"op":"signed","request":"x","signature":""}"#,
+            "malformed",
+        ),
+        (br#"{"v":1,"op":"signed","request":"x"}"#, "bad_request"),
         (
             br#"{"v":1,"op":"stop","dpid":"pg-demo"}"#,
             "requires_signed_request",

@@ -6,6 +6,7 @@ use std::process::Command;
 use crate::common::*;
 use crate::confined::StateDir;
 use crate::harness::*;
+use crate::operator::Operator;
 use crate::pg::{pg, PgDemo};
 use crate::tools::*;
 
@@ -47,16 +48,23 @@ fn psql_and_pgbench_are_mirrored_to_pcapng_as_tshark_reads_them() {
         "{firing}"
     );
     // A runtime change: the stream captures nothing from the next message on.
-    let set = c.sup.ctl(&["capture", "pg-mirror/pg-clients", "none"]);
-    assert_eq!(set.code, Some(0), "{set:?}");
-    psql_tcp(&c, &["SELECT 'hidden from the mirror' AS h"]);
-    assert_eq!(
-        c.sup
-            .ctl(&["capture", "pg-mirror/pg-clients", "reset"])
-            .code,
-        Some(0)
+    // A runtime change, by a signed request: the stream captures nothing from the
+    // next message on.
+    let operator = Operator::new("auditor");
+    operator.trust(&c.sup.state, r#"permit="set-capture",tenants="pg-mirror""#);
+    operator.request_ok(
+        &c.sup.state,
+        &["set-capture", "pg-mirror/pg-clients", "none"],
     );
-    let bad = c.sup.ctl(&["capture", "pg-mirror/pg-clients", "12..3"]);
+    psql_tcp(&c, &["SELECT 'hidden from the mirror' AS h"]);
+    operator.request_ok(
+        &c.sup.state,
+        &["set-capture", "pg-mirror/pg-clients", "reset"],
+    );
+    let bad = operator.request(
+        &c.sup.state,
+        &["set-capture", "pg-mirror/pg-clients", "12..3"],
+    );
     assert_eq!(bad.code, Some(1), "a bad capture is refused: {bad:?}");
     // pgbench's tables over the unix socket (untracked), its run over TCP.
     let unix = c.dir().to_owned();

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::control::{Backend, Server};
+use crate::profile::duration::parse_duration;
 
 /// A tenant named by its socket: lists itself, one metric, fails on `TENANT/bad`.
 struct Fake(&'static str);
@@ -102,13 +103,14 @@ fn run_routes_by_tenant_and_exits_by_outcome() {
     );
     assert_eq!(run(state_of("c")), UNREACHABLE, "stale");
     assert_eq!(run(state_of("zz")), UNREACHABLE, "absent");
-    let level = |duration: &str| CtlCommand::Level {
-        dpid: "a".into(),
-        level: "debug".into(),
-        duration: Some(duration.into()),
-    };
-    assert_eq!(run(level("2s")), 0);
-    assert_eq!(run(level("2x")), USAGE);
+    // These servers have no keyring: `node` is refused, not faked.
+    assert_eq!(run(CtlCommand::Node { tenant: "a".into() }), SERVER_ERROR);
+    assert_eq!(
+        run(CtlCommand::Node {
+            tenant: "zz".into()
+        }),
+        UNREACHABLE
+    );
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(
         super::run(

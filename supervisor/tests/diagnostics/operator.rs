@@ -1,0 +1,165 @@
+//! An operator with real tools: an ed25519 key made by `ssh-keygen`, an age identity
+//! made by `age-keygen`, `supervise request` to sign (ssh-keygen -Y sign) and send, and
+//! the stock `age` CLI to open results. Missing tools fail loudly by name.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::common::supervise_bin;
+use super::harness::Ctl;
+
+/// One operator's keys, in a directory of their own.
+pub struct Operator {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+    /// The signing key (private; `KEY.pub` beside it).
+    pub key: PathBuf,
+    /// The age identity that opens results.
+    pub identity: PathBuf,
+    /// Its recipient (`age1…`).
+    pub recipient: String,
+}
+
+/// Runs `program args`, which must succeed; its stdout.
+pub fn tool(program: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} (install it: apt-get install age openssh-client): {e}")
+        });
+    if let Some(bytes) = stdin {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Operator {
+    /// Fresh keys for `name`.
+    pub fn new(name: &str) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        let k = key.to_str().unwrap();
+        tool(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", k],
+            None,
+        );
+        let identity = dir.path().join("age.key");
+        tool("age-keygen", &["-o", identity.to_str().unwrap()], None);
+        let recipient = tool("age-keygen", &["-y", identity.to_str().unwrap()], None)
+            .trim()
+            .to_owned();
+        Operator {
+            dir,
+            name: name.to_owned(),
+            key,
+            identity,
+            recipient,
+        }
+    }
+
+    /// `ssh-ed25519 AAAA…` of the signing key.
+    pub fn public_key(&self) -> String {
+        let text = fs::read_to_string(self.key.with_extension("pub")).unwrap();
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Appends this operator's line to `STATE/allowed_signers` with `options`
+    /// (e.g. `permit="level",tenants="pg-demo"`).
+    pub fn trust(&self, state: &Path, options: &str) {
+        let path = state.join("allowed_signers");
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(file, "{} {options} {}", self.name, self.public_key()).unwrap();
+    }
+
+    /// `supervise --state-dir STATE request --key … --recipient … -o RESULT ARGS…`
+    /// (the recipient is this operator's unless ARGS name one); the sealed result
+    /// lands in `result.age` (and the node's signature in `result.age.sig`) in this
+    /// operator's directory.
+    pub fn request(&self, state: &Path, args: &[&str]) -> Ctl {
+        let _ = fs::remove_file(self.result());
+        let recipient: &[&str] = if args.contains(&"--recipient") {
+            &[]
+        } else {
+            &["--recipient", &self.recipient]
+        };
+        let out = Command::new("timeout")
+            .args(["-k", "5", "60"])
+            .arg(supervise_bin())
+            .arg("--state-dir")
+            .arg(state)
+            .arg("request")
+            .arg("--key")
+            .arg(&self.key)
+            .args(recipient)
+            .arg("-o")
+            .arg(self.result())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run supervise request {args:?}: {e}"));
+        assert_ne!(
+            out.status.code(),
+            Some(124),
+            "supervise request {args:?} hung"
+        );
+        Ctl {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// [`Operator::request`], which must succeed; the opened result.
+    pub fn request_ok(&self, state: &Path, args: &[&str]) -> Value {
+        let out = self.request(state, args);
+        assert_eq!(out.code, Some(0), "supervise request {args:?}: {out:?}");
+        self.open(&self.result())
+    }
+
+    /// Where the last sealed result is.
+    pub fn result(&self) -> PathBuf {
+        self.dir.path().join("result.age")
+    }
+
+    /// Opens a sealed result with `age -d -i IDENTITY`.
+    pub fn open(&self, sealed: &Path) -> Value {
+        let text = tool(
+            "age",
+            &[
+                "-d",
+                "-i",
+                self.identity.to_str().unwrap(),
+                sealed.to_str().unwrap(),
+            ],
+            None,
+        );
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("the result is not JSON ({e}): {text}"))
+    }
+}
