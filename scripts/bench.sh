@@ -26,7 +26,7 @@
 # (e) diag (scripts/bench_diag.sh, knobs DG_*): pgbench -S under profiles/pg-demo.toml
 #     with diagnostics off (SUPERVISE_LOG=warn, human log to /dev/null) vs on
 #     (SUPERVISE_LOG=info, --log-format json to a file, one connection at debug via
-#     `supervise ctl level`) vs bare, interleaved: on ÷ off, on ÷ bare, the JSON log's size.
+#     a signed `supervise request … level`) vs bare, interleaved: on ÷ off, on ÷ bare, the JSON log's size.
 # (f) ctl (scripts/bench_diag.sh, knobs CT_*): with 1000 idle tracked connections, one
 #     client's transaction latency (p50/p99) while the control socket is idle vs while
 #     100 `supervise ctl state` dumps (and `ctl list`s of all 1000) run back to back.

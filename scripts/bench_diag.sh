@@ -10,8 +10,10 @@
 #       on    diagnostics on: SUPERVISE_LOG=info, the JSON log to a file
 #               supervise --state-dir D --log-format json run --profile ... 2>FILE
 #             and, once the measured pgbench has connected, one of its connections at
-#             debug: supervise --state-dir D ctl level TENANT/pg-clients/cN debug
-#             --for DG_LEVEL_FOR (the newest connection `ctl list --json` shows)
+#             debug, by a signed request (an ed25519 key made for the bench, trusted
+#             for `level` in D/allowed_signers): supervise --state-dir D request --key K
+#             --recipient K.pub level TENANT/pg-clients/cN debug for=DG_LEVEL_FOR (the
+#             newest connection `ctl list --json` shows)
 #       bare  postgres run directly as the postgres user, for reference
 #     Prints on ÷ off (target ≥ 0.97), on ÷ bare, the JSON log's size and its DEBUG
 #     records.
@@ -75,6 +77,7 @@ max_conn_no() {
 # ---------------------------------------------------------------- (e) diag
 DG_DIR=
 DG_STATE=
+DG_KEY=
 # dg_measure MODE ROUND: one round of MODE (off, on or bare). Sets DG_TPS (or FAIL),
 # and for `on` DG_BYTES, DG_DEBUG (DEBUG records in the JSON log) and DG_DPID.
 DG_TPS=
@@ -125,8 +128,9 @@ dg_measure() {
                     | {dpid, n: (.dpid | capture("/c(?<n>[0-9]+)$").n | tonumber)}
                     | select(.n > $pre)] | if length >= $k then max_by(.n).dpid else empty end' \
                 2>/dev/null) || true
-            if [ -n "$DG_DPID" ] && "$SUPERVISE" --state-dir "$DG_STATE" ctl level "$DG_DPID" debug \
-                --for "$DG_LEVEL_FOR" >/dev/null 2>&1; then
+            if [ -n "$DG_DPID" ] && "$SUPERVISE" --state-dir "$DG_STATE" request --key "$DG_KEY" \
+                --recipient "$DG_KEY.pub" -o "$DG_STATE/level.age" level "$DG_DPID" debug \
+                "for=$DG_LEVEL_FOR" >/dev/null 2>&1; then
                 break
             fi
             DG_DPID=-
@@ -163,6 +167,10 @@ bench_diag() {
     DG_DIR=$WORK/diag
     DG_STATE=$WORK/diag-state
     mkdir -p "$DG_DIR" "$DG_STATE"
+    # Raising a level is a signed request: a key of the bench's own, trusted for it.
+    DG_KEY=$DG_STATE/bench-key
+    ssh-keygen -q -t ed25519 -N '' -C bench -f "$DG_KEY"
+    echo "bench permit=\"level\",tenants=\"*\" $(cut -d' ' -f1,2 "$DG_KEY.pub")" >"$DG_STATE/allowed_signers"
     init_cluster "$DG_DIR"
     echo "pgbench -i -s $PG_SCALE (bare server) ..." >&2
     ensure_port_free "$PG_PORT"
@@ -225,7 +233,7 @@ bench_diag() {
     done
     [ -z "$dpids" ] || printf 'debug level set on (on): %s\n' "${dpids% }"
     printf '(off: SUPERVISE_LOG=warn, --log-format human, stderr to /dev/null; on: SUPERVISE_LOG=info,\n'
-    printf ' --log-format json, stderr to a file, and `ctl level DPID debug --for %s` on one of the\n' "$DG_LEVEL_FOR"
+    printf ' --log-format json, stderr to a file, and a signed `level DPID debug for=%s` on one of the\n' "$DG_LEVEL_FOR"
     printf ' measured run'"'"'s %s connections once it connected; bare: no supervisor' "$PG_CLIENTS"
     [[ " $DG_MODES " == *" json "* ]] && printf '; json: as on, no connection at debug'
     printf ')\n'

@@ -65,10 +65,19 @@ psql_tcp 127.0.0.1 -c "SELECT name, ssn FROM employee" -c "SELECT amount FROM sa
 echo "(the refusal's 42501 fired the marker: that session's later rows are mirrored whole)"
 grep -h 'mirror trigger fired' "$LOG" | sed 's/^/  /'
 
-say "runtime change: supervise ctl capture pg-mirror/pg-clients none (then reset)"
-ctl capture pg-mirror/pg-clients none
+say "runtime change, by a signed request: set-capture pg-mirror/pg-clients none (then reset)"
+# An operator key trusted for set-capture; the (small) result is sealed to its own
+# ssh key. The whole flow with a second identity is in part 1.
+ssh-keygen -q -t ed25519 -N '' -C auditor -f "$WORK/auditor"
+echo "auditor permit=\"set-capture\",tenants=\"pg-mirror\" $(cut -d' ' -f1,2 "$WORK/auditor.pub")" >"$STATE/allowed_signers"
+capture() {
+    echo "$ supervise request --key auditor --recipient auditor.pub set-capture pg-mirror/pg-clients $1"
+    "$SUPERVISE" --state-dir "$STATE" request --key "$WORK/auditor" --recipient "$WORK/auditor.pub" \
+        -o "$WORK/capture.age" set-capture pg-mirror/pg-clients "$1" 2>&1 | sed 's/^/  /'
+}
+capture none
 psql_tcp 127.0.0.1 -c "SELECT 'this session is not mirrored'" >/dev/null
-ctl capture pg-mirror/pg-clients reset
+capture reset
 timeout -k 5 60 "$PG_BIN/pgbench" -h "$WORK" -p "$PORT" -U postgres -i -s 1 -q postgres 2>&1 | tail -n 1
 timeout -k 5 60 "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -S -c 2 -j 2 -t 500 postgres 2>&1 |
     grep -E '^(number of transactions actually|tps)'

@@ -38,6 +38,7 @@ require_root
 (cd "$ROOT" && cargo build --release --workspace --bins)
 require_release_bins
 ensure_postgres
+ensure_age
 ensure_port_free "$PORT"
 
 WORK=$(mktemp -d /tmp/supervise-demo.XXXXXX)
@@ -59,7 +60,8 @@ init_cluster "$WORK"
 LOG=$WORK/supervise.log
 say "supervise run --profile profiles/pg-demo.toml -- postgres -D $WORK/data -k $WORK -c listen_addresses=127.0.0.1 -p $PORT"
 cd "$WORK"
-SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::connection=debug,supervise::supervisor=debug} "$SUPERVISE" run --profile "$PROFILE" -- \
+SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::connection=debug,supervise::supervisor=debug} "$SUPERVISE" run --profile "$PROFILE" \
+    --allowed-signers "$WORK/allowed_signers" -- \
     "$PG_BIN/postgres" -D "$WORK/data" -k "$WORK" -c listen_addresses=127.0.0.1 -p "$PORT" \
     </dev/null 2>"$LOG" &
 SUP_PID=$!
@@ -170,6 +172,39 @@ echo "$ supervise ctl selftest pg-demo/pg-clients/r2    (the deny rule replays i
 "$SUPERVISE" ctl selftest pg-demo/pg-clients/r2 | grep -E '"(passed|detail)"'
 echo "$ supervise ctl metrics | grep rule_hits"
 "$SUPERVISE" ctl metrics | grep '^supervise_rule_hits_total'
+
+say "a signed privileged request: alice dumps that connection's spool; only 'forensics' can read it"
+# alice signs with her ssh key (ssh-keygen -Y sign); the result is sealed with age to
+# another identity (forensics), and signed by the node's host key.
+OPS=$WORK/operators
+mkdir -p "$OPS"
+ssh-keygen -q -t ed25519 -N '' -C alice@ops -f "$OPS/alice"
+age-keygen -o "$OPS/forensics.key" 2>/dev/null
+FORENSICS=$(age-keygen -y "$OPS/forensics.key")
+echo "alice@ops permit=\"dump-spool\",tenants=\"pg-demo\" $(cut -d' ' -f1,2 "$OPS/alice.pub")" >"$WORK/allowed_signers"
+echo "allowed_signers: $(cut -c1-90 "$WORK/allowed_signers")…"
+echo "$ supervise request --key alice --recipient $FORENSICS -o spool.age dump-spool $dpid"
+"$SUPERVISE" request --key "$OPS/alice" --recipient "$FORENSICS" -o "$OPS/spool.age" dump-spool "$dpid" 2>&1 |
+    sed 's/^/  /'
+echo "$ head -c 120 spool.age"
+head -c 120 "$OPS/spool.age" | sed 's/^/  /'
+echo
+echo "$ age -d -i forensics.key spool.age    (the connection's spool and recent messages)"
+age -d -i "$OPS/forensics.key" "$OPS/spool.age" |
+    grep -E '"(op|target|node|name|len|transaction_status)"' | tr -d ' ' | paste -sd' ' | cut -c1-300 | sed 's/^/  /'
+echo "$ age -d -i alice's identity: she signed it, but cannot read it"
+age-keygen -o "$OPS/alice.age" 2>/dev/null
+age -d -i "$OPS/alice.age" "$OPS/spool.age" 2>&1 | sed 's/^/  /' || true
+NODE=$("$SUPERVISE" ctl --json node pg-demo | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["node"]); open(sys.argv[1],"w").write(d["result_signers"]+"\n")' "$OPS/node_signers")
+echo "$ ssh-keygen -Y verify -I $NODE -n supervise-result -s spool.age.sig < spool.age"
+ssh-keygen -Y verify -f "$OPS/node_signers" -I "$NODE" -n supervise-result -s "$OPS/spool.age.sig" <"$OPS/spool.age" 2>&1 |
+    sed 's/^/  /'
+echo "$ the same request by mallory (a key the node does not trust):"
+ssh-keygen -q -t ed25519 -N '' -C mallory -f "$OPS/mallory"
+"$SUPERVISE" request --key "$OPS/mallory" --recipient "$FORENSICS" -o "$OPS/m.age" dump-spool "$dpid" 2>&1 |
+    sed 's/^/  /' || true
+echo "the keyring's audit (pg-demo/@keyring):"
+grep -F 'pg-demo/@keyring' "$LOG" | grep -F 'signed request' | tail -n 2 | cut -c1-260 | sed 's/^/  /'
 exec {CLIENT[1]}>&-
 wait "$CLIENT_PID" 2>/dev/null || true
 

@@ -33,6 +33,15 @@ ensure_postgres() {
     [ -x "$PG_BIN/postgres" ] || die "postgresql-15 installed but $PG_BIN/postgres is missing"
 }
 
+# Installs age (and ssh-keygen's openssh-client) when missing: signed requests.
+ensure_age() {
+    if command -v age >/dev/null && command -v age-keygen >/dev/null && command -v ssh-keygen >/dev/null; then
+        return
+    fi
+    say "installing age and openssh-client (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends age openssh-client >/dev/null
+}
+
 # port_in_use PORT: something accepts TCP connections on 127.0.0.1:PORT.
 port_in_use() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
