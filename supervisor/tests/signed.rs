@@ -342,10 +342,97 @@ fn bad_requests_are_refused_with_their_reason_and_replays_fail_after_a_restart()
     let bad = alice.request(&st, &["--recipient", "age1nope", "stop", "pg-demo"]);
     assert_eq!(bad.code, Some(2), "{bad:?}");
     assert!(bad.stderr.contains("recipient"), "{bad:?}");
+    // A signers file someone else could edit is not trusted at all.
+    let signers = st.join("allowed_signers");
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&signers, fs::Permissions::from_mode(0o666)).unwrap();
+    refused(&alice.request(&st, &["stop", "pg-demo"]), "signers_file");
+    fs::set_permissions(&signers, fs::Permissions::from_mode(0o644)).unwrap();
     // Nothing ran: the tenant is still up and answers.
     let mut client = c.client();
     client.query(&mut c.sup, "SELECT 1");
     client.close(&mut c.sup);
+
+    // A user certificate from a trusted CA, its key held by ssh-agent: signed with
+    // `ssh-keygen -Y sign -f KEY-cert.pub` (the agent signs, the certificate is sent).
+    let ca = Operator::new("ops-ca");
+    let carol = Operator::new("carol");
+    let carol_pub = carol.key.with_extension("pub");
+    tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-s",
+            ca.key.to_str().unwrap(),
+            "-I",
+            "carol-cert",
+            "-n",
+            "ops-carol",
+            "-V",
+            "+10m",
+            carol_pub.to_str().unwrap(),
+        ],
+        None,
+    );
+    let cert = carol.dir.path().join("id_ed25519-cert.pub");
+    assert!(cert.exists(), "ssh-keygen -s wrote no certificate");
+    let line = format!(
+        "ops-* cert-authority,permit=\"level\",tenants=\"pg-demo\" {}\n",
+        ca.public_key()
+    );
+    let mut text_signers = fs::read_to_string(&signers).unwrap();
+    text_signers.push_str(&line);
+    fs::write(&signers, text_signers).unwrap();
+    let agent = tool("ssh-agent", &["-s"], None);
+    let var = |name: &str| {
+        agent
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("ssh-agent -s printed no {name}: {agent}"))
+            .to_owned()
+    };
+    let (sock, agent_pid) = (var("SSH_AUTH_SOCK"), var("SSH_AGENT_PID"));
+    let with_agent = |args: &[&str]| {
+        let out = std::process::Command::new(common::supervise_bin())
+            .env("SSH_AUTH_SOCK", &sock)
+            .arg("--state-dir")
+            .arg(&st)
+            .args([
+                "request",
+                "--key",
+                cert.to_str().unwrap(),
+                "--recipient",
+                &carol.recipient,
+                "-o",
+            ])
+            .arg(carol.result())
+            .args(args)
+            .output()
+            .unwrap();
+        Ctl {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let added = std::process::Command::new("ssh-add")
+        .env("SSH_AUTH_SOCK", &sock)
+        .arg(&carol.key)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "ssh-add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let ok = with_agent(&["level", "pg-demo", "info"]);
+    assert_eq!(ok.code, Some(0), "a certified key in ssh-agent: {ok:?}");
+    assert_eq!(carol.open(&carol.result())["ok"], true);
+    let audit = audited(&mut c.sup, "level", "executed");
+    assert_eq!(field(&audit, "principal"), "ops-carol", "{audit}");
+    // The certificate does not grant what its CA line does not.
+    refused(&with_agent(&["stop", "pg-demo"]), "not_permitted");
+    let _ = std::process::Command::new("kill").arg(&agent_pid).status();
 
     // A request for a later step: prepared and signed now, accepted once, replayed
     // after the supervisor restarts (same state dir, same node).

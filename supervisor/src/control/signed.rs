@@ -135,8 +135,33 @@ impl Keyring {
         ))
     }
 
-    /// The trusted keys, read afresh; `None`: there is no file (nobody is trusted).
+    /// The trusted keys, read afresh; `None`: there is no file (nobody is trusted). A
+    /// file someone other than root could write is refused: whoever can edit it can
+    /// grant themselves anything.
     fn signers(&self) -> Result<Option<Signers>, Refusal> {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = self.signers_path.display();
+        match std::fs::metadata(&self.signers_path) {
+            Ok(meta) if meta.uid() != 0 => {
+                return Err(Refusal::new(
+                    "signers_file",
+                    format!(
+                        "{path} is owned by uid {}, not root: refusing to trust it",
+                        meta.uid()
+                    ),
+                ))
+            }
+            Ok(meta) if meta.mode() & 0o022 != 0 => {
+                return Err(Refusal::new(
+                    "signers_file",
+                    format!(
+                        "{path} is writable by group or others (mode {:o}): refusing to trust it",
+                        meta.mode() & 0o7777
+                    ),
+                ))
+            }
+            _ => {}
+        }
         let text = match std::fs::read(&self.signers_path) {
             Ok(bytes) if bytes.len() > keyring::signers::MAX_FILE => {
                 return Err(Refusal::new(
