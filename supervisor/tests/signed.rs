@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use confined::StateDir;
 use harness::*;
+
 use operator::{tool, Operator};
 use pg::PgDemo;
 
@@ -245,36 +246,30 @@ fn sign_file(operator: &Operator, name: &str, text: &str, namespace: &str) -> st
 }
 
 fn prepare(state: &Path, operator: &Operator, args: &[&str]) -> String {
-    let out = std::process::Command::new(common::supervise_bin())
-        .arg("--state-dir")
-        .arg(state)
-        .args(["request", "--prepare", "--recipient", &operator.recipient])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut all = vec!["request", "--prepare", "--recipient", &operator.recipient];
+    all.extend_from_slice(args);
+    let out = supervise(state, &all, &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    out.stdout
 }
 
 fn send(state: &Path, operator: &Operator, request: &Path) -> Ctl {
-    let out = std::process::Command::new(common::supervise_bin())
-        .arg("--state-dir")
-        .arg(state)
-        .args(["request", "--send"])
-        .arg(request)
-        .arg("-o")
-        .arg(operator.result())
-        .output()
-        .unwrap();
-    Ctl {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let result = operator.result();
+    let args = [
+        "request",
+        "--send",
+        request.to_str().unwrap(),
+        "-o",
+        result.to_str().unwrap(),
+    ];
+    supervise(state, &args, &[])
+}
+
+/// Replaces pg-clients' rules with `rules` (written to a file) by a signed request.
+fn set_rules(ops: &Operator, state: &Path, name: &str, rules: &str) -> Ctl {
+    let path = file(ops.dir.path(), name, rules);
+    let arg = format!("@{}", path.display());
+    ops.request(state, &["set-rules", "pg-demo/pg-clients", &arg])
 }
 
 fn refused(out: &Ctl, code: &str) {
@@ -392,29 +387,8 @@ fn bad_requests_are_refused_with_their_reason_and_replays_fail_after_a_restart()
             .to_owned()
     };
     let (sock, agent_pid) = (var("SSH_AUTH_SOCK"), var("SSH_AGENT_PID"));
-    let with_agent = |args: &[&str]| {
-        let out = std::process::Command::new(common::supervise_bin())
-            .env("SSH_AUTH_SOCK", &sock)
-            .arg("--state-dir")
-            .arg(&st)
-            .args([
-                "request",
-                "--key",
-                cert.to_str().unwrap(),
-                "--recipient",
-                &carol.recipient,
-                "-o",
-            ])
-            .arg(carol.result())
-            .args(args)
-            .output()
-            .unwrap();
-        Ctl {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
+    let with_agent =
+        |args: &[&str]| carol.request_with(&st, &cert, args, &[("SSH_AUTH_SOCK", &sock)]);
     let added = std::process::Command::new("ssh-add")
         .env("SSH_AUTH_SOCK", &sock)
         .arg(&carol.key)
@@ -497,19 +471,9 @@ fn privileged_operations_read_memory_replace_rules_and_stop_the_tenant() {
     assert_eq!(ops.open(&ops.result())["error"]["code"], "unknown_process");
 
     // set-rules: a bad set is refused whole, and nothing changes.
-    let bad = file(
-        ops.dir.path(),
-        "bad.toml",
-        "[[rule]]\nkind = \"deny\"\nobjects = [\"payroll\"]\n\n[[rule]]\nkind = \"frobnicate\"\n",
-    );
-    let out = ops.request(
-        &st,
-        &[
-            "set-rules",
-            "pg-demo/pg-clients",
-            &format!("@{}", bad.display()),
-        ],
-    );
+    let bad =
+        "[[rule]]\nkind = \"deny\"\nobjects = [\"payroll\"]\n\n[[rule]]\nkind = \"frobnicate\"\n";
+    let out = set_rules(&ops, &st, "bad.toml", bad);
     assert_eq!(out.code, Some(1), "{out:?}");
     let why = ops.open(&ops.result());
     assert_eq!(why["error"]["code"], "bad_rules", "{why}");
@@ -517,19 +481,10 @@ fn privileged_operations_read_memory_replace_rules_and_stop_the_tenant() {
     assert_eq!(code, "42501", "a refused rule set changed the rules");
     // A good set: the live connection ends at its next message boundary, a new one
     // runs under the new rules (salaries readable, employee denied).
-    let good = file(
-        ops.dir.path(),
-        "good.toml",
-        "[[rule]]\nkind = \"deny\"\nobjects = [\"employee\"]\n",
-    );
-    let set = ops.request_ok(
-        &st,
-        &[
-            "set-rules",
-            "pg-demo/pg-clients",
-            &format!("@{}", good.display()),
-        ],
-    );
+    let good = "[[rule]]\nkind = \"deny\"\nobjects = [\"employee\"]\n";
+    let out = set_rules(&ops, &st, "good.toml", good);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let set = ops.open(&ops.result());
     assert_eq!(set["result"]["rules"], 1, "{set}");
     assert_eq!(set["result"]["connections_ended"][0], d.as_str(), "{set}");
     let mut fresh = c.client();

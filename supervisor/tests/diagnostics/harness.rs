@@ -216,20 +216,31 @@ pub struct Ctl {
 
 /// `supervise --state-dir STATE ctl ARGS…` under `timeout -k 5 60`.
 pub fn ctl(state: &Path, args: &[&str]) -> Ctl {
+    let mut all = vec!["ctl"];
+    all.extend_from_slice(args);
+    supervise(state, &all, &[])
+}
+
+/// `supervise --state-dir STATE ARGS…` under `timeout -k 5 60`, with `env` added.
+pub fn supervise<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    state: &Path,
+    args: &[S],
+    env: &[(&str, &str)],
+) -> Ctl {
     let out = Command::new("timeout")
         .args(["-k", "5", "60"])
         .arg(supervise_bin())
         .arg("--state-dir")
         .arg(state)
-        .arg("ctl")
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run supervise ctl {args:?}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run supervise {args:?}: {e}"));
     assert_ne!(
         out.status.code(),
         Some(124),
-        "supervise ctl {args:?} hung (killed after 60 s)"
+        "supervise {args:?} hung (killed after 60 s)"
     );
     Ctl {
         code: out.status.code(),

@@ -9,8 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::common::supervise_bin;
-use super::harness::Ctl;
+use super::harness::{supervise, Ctl};
 
 /// One operator's keys, in a directory of their own.
 pub struct Operator {
@@ -102,37 +101,32 @@ impl Operator {
     /// lands in `result.age` (and the node's signature in `result.age.sig`) in this
     /// operator's directory.
     pub fn request(&self, state: &Path, args: &[&str]) -> Ctl {
+        self.request_with(state, &self.key, args, &[])
+    }
+
+    /// [`Operator::request`] signing with `key` (a private key, or a public key or
+    /// certificate whose private key is in the agent `env` names).
+    pub fn request_with(
+        &self,
+        state: &Path,
+        key: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Ctl {
         let _ = fs::remove_file(self.result());
-        let recipient: &[&str] = if args.contains(&"--recipient") {
-            &[]
-        } else {
-            &["--recipient", &self.recipient]
-        };
-        let out = Command::new("timeout")
-            .args(["-k", "5", "60"])
-            .arg(supervise_bin())
-            .arg("--state-dir")
-            .arg(state)
-            .arg("request")
-            .arg("--key")
-            .arg(&self.key)
-            .args(recipient)
-            .arg("-o")
-            .arg(self.result())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run supervise request {args:?}: {e}"));
-        assert_ne!(
-            out.status.code(),
-            Some(124),
-            "supervise request {args:?} hung"
-        );
-        Ctl {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        let result = self.result();
+        let mut all = vec![
+            "request",
+            "--key",
+            key.to_str().unwrap(),
+            "-o",
+            result.to_str().unwrap(),
+        ];
+        if !args.contains(&"--recipient") {
+            all.extend(["--recipient", &self.recipient]);
         }
+        all.extend_from_slice(args);
+        supervise(state, &all, env)
     }
 
     /// [`Operator::request`], which must succeed; the opened result.
