@@ -136,7 +136,7 @@ fn single(state_dir: &Path, dpid: &str, op: Op, json: bool) -> i32 {
 
 /// Sends `op`; on failure prints why and returns the exit status.
 pub(super) fn ask(path: &Path, op: Op) -> Result<Value, i32> {
-    ask_quietly(path, op).map_err(|e| report(path, e))
+    ask_quietly(path, op).map_err(|e| report("ctl", path, e))
 }
 
 /// Sends `op`: the result, or what went wrong (the server's failure, or I/O).
@@ -152,10 +152,11 @@ pub(super) fn ask_quietly(path: &Path, op: Op) -> Result<Value, Result<Failure, 
 }
 
 /// Prints what [`ask_quietly`] met; returns the exit status.
-fn report(path: &Path, error: Result<Failure, io::Error>) -> i32 {
+/// `who` names the command in the message (`ctl`, `request`).
+pub(super) fn report(who: &str, path: &Path, error: Result<Failure, io::Error>) -> i32 {
     let e = match error {
         Ok(f) => {
-            eprintln!("supervise: ctl: {}: {}", f.code, f.message);
+            eprintln!("supervise: {who}: {}: {}", f.code, f.message);
             return SERVER_ERROR;
         }
         Err(e) => e,
@@ -170,7 +171,10 @@ fn report(path: &Path, error: Result<Failure, io::Error>) -> i32 {
         }
         _ => String::new(),
     };
-    eprintln!("supervise: ctl: cannot reach {}: {e}{hint}", path.display());
+    eprintln!(
+        "supervise: {who}: cannot reach {}: {e}{hint}",
+        path.display()
+    );
     UNREACHABLE
 }
 
@@ -254,7 +258,7 @@ fn ask_all(
                     path.display()
                 );
             }
-            Err(e) => status = status.max(report(&path, e)),
+            Err(e) => status = status.max(report("ctl", &path, e)),
         }
     }
     if answers.is_empty() && status == 0 {

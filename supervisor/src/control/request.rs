@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use keyring::request::{Args, Recipient, Request, Target};
 use serde_json::Value;
 
-use super::client::{ask, ask_quietly};
+use super::client::{ask_quietly, report};
 use super::Op;
 use crate::cli::RequestArgs;
 
@@ -74,15 +74,13 @@ pub fn run(state_dir: &Path, args: RequestArgs) -> i32 {
         },
     };
     let path = super::socket_path(state_dir, &tenant);
-    let result = match ask(
-        &path,
-        Op::Signed {
-            request: text,
-            signature,
-        },
-    ) {
+    let signed = Op::Signed {
+        request: text,
+        signature,
+    };
+    let result = match ask_quietly(&path, signed) {
         Ok(result) => result,
-        Err(status) => return status,
+        Err(e) => return report("request", &path, e),
     };
     let field = |name: &str| result.get(name).and_then(Value::as_str).unwrap_or("");
     let (sealed, node_sig) = (field("sealed"), field("signature"));
