@@ -31,7 +31,8 @@ bench:
 # from fuzz/seeds/<target> and grows fuzz/corpus/<target>; findings land in
 # fuzz/artifacts/<target>/. Not run in CI.
 
-# Fuzz each target (PostgreSQL framer, rule pipeline) for `seconds`.
+# Fuzz each target (PostgreSQL framer, rule pipeline, keyring parsers and decision) for
+# `seconds`.
 fuzz seconds="60":
     #!/usr/bin/env bash
     set -euo pipefail

@@ -94,7 +94,16 @@ impl NonceCache {
         for (index, line) in lines.enumerate() {
             let bad = || format!("nonce cache line {}: {line:?}", index + 2);
             let (nonce, until) = line.split_once(' ').ok_or_else(bad)?;
-            if nonce.len() != 32 {
+            // As written by encode(): lower-case hex, decimal without sign or leading
+            // zeros, each nonce once.
+            let hex_ok = nonce.len() == 32
+                && nonce
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let until_ok = !until.is_empty()
+                && until.bytes().all(|b| b.is_ascii_digit())
+                && (until == "0" || !until.starts_with('0'));
+            if !hex_ok || !until_ok {
                 return Err(bad());
             }
             let mut bytes = [0u8; 16];
@@ -106,7 +115,12 @@ impl NonceCache {
             }
             let until: u64 = until.parse().map_err(|_| bad())?;
             // More than the capacity on disk (a lowered limit) is kept: they are live.
-            cache.seen.insert(bytes, until);
+            if cache.seen.insert(bytes, until).is_some() {
+                return Err(format!(
+                    "nonce cache line {}: {nonce} is listed twice",
+                    index + 2
+                ));
+            }
         }
         Ok(cache)
     }
@@ -155,5 +169,12 @@ mod tests {
         assert!(NonceCache::parse("supervise-nonces/1\n", 4)
             .unwrap()
             .is_empty());
+        let line = "0f1e2d3c4b5a69788796a5b4c3d2e1f0 5";
+        let twice = format!("supervise-nonces/1\n{line}\n{line}\n");
+        assert!(NonceCache::parse(&twice, 4).is_err());
+        let upper = "supervise-nonces/1\n0F1E2D3C4B5A69788796A5B4C3D2E1F0 5\n";
+        assert!(NonceCache::parse(upper, 4).is_err());
+        let signed = "supervise-nonces/1\n0f1e2d3c4b5a69788796a5b4c3d2e1f0 +5\n";
+        assert!(NonceCache::parse(signed, 4).is_err());
     }
 }
