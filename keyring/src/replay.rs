@@ -4,9 +4,15 @@
 //! it refuses new requests rather than forget a live nonce: forgetting would let that
 //! request run twice.
 //!
+//! The cache also remembers the latest time it was asked at: a clock stepped back
+//! must not bring back a request whose nonce was forgotten when it expired. The last
+//! line counts the entries, so a file cut short at a line boundary is seen to be.
+//!
 //! ```text
 //! supervise-nonces/1
+//! clock 1796601650
 //! 0f1e2d3c4b5a69788796a5b4c3d2e1f0 1796601900
+//! end 1
 //! ```
 
 use std::collections::HashMap;
@@ -24,6 +30,8 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 pub struct NonceCache {
     seen: HashMap<[u8; 16], u64>,
     capacity: usize,
+    /// The latest `now` seen (unix s).
+    clock: u64,
 }
 
 impl NonceCache {
@@ -32,6 +40,7 @@ impl NonceCache {
         NonceCache {
             seen: HashMap::new(),
             capacity,
+            clock: 0,
         }
     }
 
@@ -48,7 +57,16 @@ impl NonceCache {
     /// Records `nonce` (valid until `expires`) or refuses: seen before and not yet
     /// expired, or the cache is full of live nonces. Expired ones are forgotten first.
     pub fn admit(&mut self, nonce: [u8; 16], expires: u64, now: u64) -> Result<(), Refusal> {
+        // Never earlier than a time already seen: what was forgotten stays expired.
+        let now = now.max(self.clock);
+        self.clock = now;
         self.seen.retain(|_, until| *until > now);
+        if expires <= now {
+            return Err(Refusal::new(
+                "expired",
+                format!("the request expired at {expires}; this node's clock has already read {now} (was it set back?)"),
+            ));
+        }
         if let Some(until) = self.seen.get(&nonce) {
             return Err(Refusal::new(
                 "replayed",
@@ -77,9 +95,11 @@ impl NonceCache {
         entries.sort();
         let mut out = String::with_capacity(16 + entries.len() * 44);
         let _ = writeln!(out, "{MAGIC}");
-        for (nonce, until) in entries {
-            let _ = writeln!(out, "{} {until}", hex(nonce));
+        let _ = writeln!(out, "clock {}", self.clock);
+        for (nonce, until) in &entries {
+            let _ = writeln!(out, "{} {until}", hex(*nonce));
         }
+        let _ = writeln!(out, "end {}", entries.len());
         out
     }
 
@@ -91,8 +111,27 @@ impl NonceCache {
             return Err(format!("the nonce cache does not start with {MAGIC:?}"));
         }
         let mut cache = NonceCache::new(capacity);
+        let clock = lines.next().and_then(|l| l.strip_prefix("clock "));
+        cache.clock = clock
+            .filter(|c| canonical_decimal(c))
+            .and_then(|c| c.parse().ok())
+            .ok_or("the nonce cache's second line is not `clock N`")?;
+        let mut ended = false;
         for (index, line) in lines.enumerate() {
-            let bad = || format!("nonce cache line {}: {line:?}", index + 2);
+            let bad = || format!("nonce cache line {}: {line:?}", index + 3);
+            if ended {
+                return Err(format!("nonce cache: line {} after `end`", index + 3));
+            }
+            if let Some(count) = line.strip_prefix("end ") {
+                if count != cache.seen.len().to_string() {
+                    return Err(format!(
+                        "nonce cache: `end {count}` but {} entries (cut short?)",
+                        cache.seen.len()
+                    ));
+                }
+                ended = true;
+                continue;
+            }
             let (nonce, until) = line.split_once(' ').ok_or_else(bad)?;
             // As written by encode(): lower-case hex, decimal without sign or leading
             // zeros, each nonce once.
@@ -100,9 +139,7 @@ impl NonceCache {
                 && nonce
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            let until_ok = !until.is_empty()
-                && until.bytes().all(|b| b.is_ascii_digit())
-                && (until == "0" || !until.starts_with('0'));
+            let until_ok = canonical_decimal(until);
             if !hex_ok || !until_ok {
                 return Err(bad());
             }
@@ -122,8 +159,18 @@ impl NonceCache {
                 ));
             }
         }
+        if !ended {
+            return Err("nonce cache: no `end` line (cut short?)".into());
+        }
         Ok(cache)
     }
+}
+
+fn canonical_decimal(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 19
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
 }
 
 #[cfg(test)]
@@ -161,20 +208,44 @@ mod tests {
 
     #[test]
     fn a_damaged_cache_is_an_error_not_an_empty_one() {
-        assert!(NonceCache::parse("", 4).is_err());
-        assert!(NonceCache::parse("supervise-nonces/1\nzz 5\n", 4).is_err());
-        assert!(
-            NonceCache::parse("supervise-nonces/1\n0f1e2d3c4b5a69788796a5b4c3d2e1f0\n", 4).is_err()
-        );
-        assert!(NonceCache::parse("supervise-nonces/1\n", 4)
+        let head = "supervise-nonces/1\nclock 7\n";
+        let line = "0f1e2d3c4b5a69788796a5b4c3d2e1f0 5";
+        let good = format!("{head}{line}\nend 1\n");
+        assert_eq!(NonceCache::parse(&good, 4).unwrap().len(), 1);
+        assert!(NonceCache::parse(&format!("{head}end 0\n"), 4)
             .unwrap()
             .is_empty());
-        let line = "0f1e2d3c4b5a69788796a5b4c3d2e1f0 5";
-        let twice = format!("supervise-nonces/1\n{line}\n{line}\n");
-        assert!(NonceCache::parse(&twice, 4).is_err());
-        let upper = "supervise-nonces/1\n0F1E2D3C4B5A69788796A5B4C3D2E1F0 5\n";
-        assert!(NonceCache::parse(upper, 4).is_err());
-        let signed = "supervise-nonces/1\n0f1e2d3c4b5a69788796a5b4c3d2e1f0 +5\n";
-        assert!(NonceCache::parse(signed, 4).is_err());
+        for bad in [
+            String::new(),
+            "supervise-nonces/1\nend 0\n".to_owned(),
+            format!("{head}zz 5\nend 1\n"),
+            format!("{head}0f1e2d3c4b5a69788796a5b4c3d2e1f0\nend 1\n"),
+            format!("{head}{line}\n{line}\nend 2\n"),
+            format!("{head}{}\nend 1\n", line.to_uppercase()),
+            format!("{head}0f1e2d3c4b5a69788796a5b4c3d2e1f0 +5\nend 1\n"),
+            // Cut short at a line boundary: the count no longer matches, or is gone.
+            format!("{head}end 1\n"),
+            format!("{head}{line}\n"),
+            format!("{head}{line}\nend 1\n{line}\n"),
+        ] {
+            assert!(NonceCache::parse(&bad, 4).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_clock_set_back_does_not_bring_back_a_forgotten_request() {
+        let mut cache = NonceCache::new(4);
+        cache.admit([1; 16], 1300, 1100).unwrap();
+        cache.admit([2; 16], 1600, 1301).unwrap(); // forgets [1] (expired at 1300)
+        let mut cache = NonceCache::parse(&cache.encode(), 4).unwrap();
+        // The clock now reads 1296: [1] would look valid, but the node has seen 1301.
+        assert_eq!(
+            cache.admit([1; 16], 1300, 1296).unwrap_err().code,
+            "expired"
+        );
+        assert_eq!(
+            cache.admit([2; 16], 1600, 1296).unwrap_err().code,
+            "replayed"
+        );
     }
 }

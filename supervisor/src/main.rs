@@ -322,6 +322,9 @@ fn run(
         },
         None => None,
     };
+    // The tenant (and its init stub, forked from us) is running: only now may the
+    // node's keys come into this process's memory.
+    keyring.mark_ready();
     if let Err(error) = supervisor.attach_control(bridge, control_server.path(), Some(keyring)) {
         tracing::error!(target: Kind::Control.target(), %error, "cannot serve the control socket from the loop; ctl requests will time out");
     }

@@ -343,6 +343,13 @@ fn bad_requests_are_refused_with_their_reason_and_replays_fail_after_a_restart()
     fs::set_permissions(&signers, fs::Permissions::from_mode(0o666)).unwrap();
     refused(&alice.request(&st, &["stop", "pg-demo"]), "signers_file");
     fs::set_permissions(&signers, fs::Permissions::from_mode(0o644)).unwrap();
+    // Nor is one reached through a symlink (its target could be swapped under it).
+    let real = st.join("signers.real");
+    fs::rename(&signers, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &signers).unwrap();
+    refused(&alice.request(&st, &["stop", "pg-demo"]), "signers_file");
+    fs::remove_file(&signers).unwrap();
+    fs::rename(&real, &signers).unwrap();
     // Nothing ran: the tenant is still up and answers.
     let mut client = c.client();
     client.query(&mut c.sup, "SELECT 1");
@@ -425,6 +432,21 @@ fn bad_requests_are_refused_with_their_reason_and_replays_fail_after_a_restart()
     refused(&send(&st, &alice, &req), "replayed");
     let audit = audited(&mut c.sup, "level", "replayed");
     assert_eq!(s(&audit, "dpid"), "pg-demo/@keyring", "{audit}");
+    // A level request cannot switch off the audit of the requests after it.
+    alice.request_ok(&st, &["level", "pg-demo", "off"]);
+    refused(&mallory.request(&st, &["stop", "pg-demo"]), "unknown_key");
+    let after = audited(&mut c.sup, "stop", "unknown_key");
+    assert_eq!(
+        field(&after, "fingerprint"),
+        fingerprint(&mallory),
+        "{after}"
+    );
+    let st_keyring = c.sup.ctl_json(&["state", "pg-demo/@keyring"]);
+    assert_eq!(
+        st_keyring["refused"], 2,
+        "the replay and mallory: {st_keyring}"
+    );
+    assert_eq!(st_keyring["executed"], 1, "{st_keyring}");
     c.stop();
 }
 

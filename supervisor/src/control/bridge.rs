@@ -5,7 +5,8 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +14,11 @@ use rustix::event::{eventfd, EventfdFlags};
 
 use super::{Backend, Failure, Op, Privileged};
 
-/// How long a control thread waits for the loop.
+/// How long a control thread waits for the loop to start a request.
 const LOOP_PATIENCE: Duration = Duration::from_secs(5);
+/// How long it then waits for a request the loop has started: it is running, so its
+/// outcome must be reported, never guessed.
+const RUN_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Requests waiting for the loop beyond which new ones are refused as busy.
 const MAX_QUEUED: usize = 64;
@@ -28,7 +32,30 @@ pub enum Call {
     Privileged(Privileged),
 }
 
-type Job = (Call, SyncSender<Result<serde_json::Value, Failure>>);
+/// A queued request and who waits for it.
+#[derive(Debug)]
+pub struct Job {
+    /// What to do.
+    pub call: Call,
+    /// Where the answer goes.
+    pub reply: SyncSender<Result<serde_json::Value, Failure>>,
+    /// QUEUED, then STARTED (by the loop) or ABANDONED (by the waiter): whichever
+    /// comes first wins, so a request given up on never runs later.
+    state: Arc<AtomicU8>,
+}
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Job {
+    /// The loop's side: claims the job; false when its waiter gave up (skip it).
+    pub fn start(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
 
 /// The queue between control threads and the loop.
 #[derive(Debug)]
@@ -78,6 +105,7 @@ impl Backend for LoopBackend {
 impl LoopBackend {
     fn call(&self, op: Call) -> Result<serde_json::Value, Failure> {
         let (reply, answer) = sync_channel(1);
+        let state = Arc::new(AtomicU8::new(QUEUED));
         {
             let mut queue = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
             if queue.len() >= MAX_QUEUED {
@@ -86,14 +114,39 @@ impl LoopBackend {
                     "too many requests are waiting for the supervisor",
                 ));
             }
-            queue.push_back((op, reply));
+            queue.push_back(Job {
+                call: op,
+                reply,
+                state: state.clone(),
+            });
         }
         let _ = rustix::io::write(&self.0.wake, &1u64.to_ne_bytes());
-        answer.recv_timeout(LOOP_PATIENCE).unwrap_or_else(|_| {
-            Err(Failure::new(
-                "timeout",
-                "the supervisor's loop did not answer within 5 s",
-            ))
-        })
+        wait(&answer, &state)
     }
+}
+
+/// The answer; or, when the loop has not started the request in time, `not_run` (it
+/// never will: it is abandoned).
+fn wait(
+    answer: &Receiver<Result<serde_json::Value, Failure>>,
+    state: &AtomicU8,
+) -> Result<serde_json::Value, Failure> {
+    if let Ok(result) = answer.recv_timeout(LOOP_PATIENCE) {
+        return result;
+    }
+    let abandoned = state
+        .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
+    if abandoned {
+        return Err(Failure::new(
+            "not_run",
+            "the supervisor's loop did not take the request within 5 s; it was not run and will not be",
+        ));
+    }
+    answer.recv_timeout(RUN_PATIENCE).unwrap_or_else(|_| {
+        Err(Failure::new(
+            "timeout",
+            "the request was started but its outcome did not arrive within 60 s; check the component's state",
+        ))
+    })
 }

@@ -11,22 +11,59 @@ use std::path::{Path, PathBuf};
 
 use keyring::replay::{NonceCache, DEFAULT_CAPACITY};
 use keyring::seal::NodeKeys;
+use keyring::signers::{Signers, MAX_FILE};
 use keyring::Refusal;
 
 const HOST_KEY: &str = "host_ed25519_key";
 const AGE_IDENTITY: &str = "node.age";
 const NONCES: &str = "nonces";
 const NONCES_LOCK: &str = "nonces.lock";
+/// How long a request waits for the node's replay cache.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `<state dir>/keyring`.
 pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("keyring")
 }
 
+/// Checks that nobody but root can change what the keyring reads: the state dir and
+/// every directory above it are root's and not writable by group or others (a
+/// root-owned sticky directory such as /tmp is fine: others cannot replace root's
+/// entries in it), as sshd's StrictModes asks of a home. Then makes `keyring/`.
+pub fn prepare(state_dir: &Path) -> io::Result<()> {
+    secure_ancestors(state_dir)?;
+    prepare_dir(&dir(state_dir))
+}
+
+/// Refuses `dir` when it, or a directory above it, could be changed by someone other
+/// than root.
+pub fn secure_ancestors(dir: &Path) -> io::Result<()> {
+    let real = fs::canonicalize(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    for ancestor in real.ancestors() {
+        let meta = fs::metadata(ancestor)?;
+        let mode = meta.mode();
+        let sticky_root = mode & 0o1000 != 0 && meta.uid() == 0;
+        if meta.uid() != 0 || (mode & 0o022 != 0 && !sticky_root) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} (above {}) is owned by uid {} with mode {:o}: only root may be able to change what the keyring trusts",
+                    ancestor.display(),
+                    dir.display(),
+                    meta.uid(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The node's keys, made on first use.
 pub fn node_keys(state_dir: &Path) -> io::Result<NodeKeys> {
     let dir = dir(state_dir);
-    prepare_dir(&dir)?;
+    prepare(state_dir)?;
     let host = dir.join(HOST_KEY);
     let age = dir.join(AGE_IDENTITY);
     if !host.exists() || !age.exists() {
@@ -34,8 +71,9 @@ pub fn node_keys(state_dir: &Path) -> io::Result<NodeKeys> {
         let mut age_seed = [0u8; 32];
         random(&mut host_seed)?;
         random(&mut age_seed)?;
-        let comment = format!("supervise node key ({})", state_dir.display());
-        let keys = NodeKeys::from_seeds(&host_seed, &age_seed, &comment);
+        let keys = NodeKeys::from_seeds(&host_seed, &age_seed, "supervise node key");
+        host_seed.fill(0);
+        age_seed.fill(0);
         // Both files or neither: a partial pair from a crash is completed by the next
         // start only where a file is missing (write_new never replaces one).
         write_new(&host, keys.host_key_text().as_bytes())?;
@@ -56,6 +94,69 @@ pub fn node_keys(state_dir: &Path) -> io::Result<NodeKeys> {
         write_new(&public, format!("{}\n", keys.host_public()).as_bytes())?;
     }
     Ok(keys)
+}
+
+/// The trusted keys at `path`, read afresh; `None`: there is no such file (nobody is
+/// trusted). Only a file root alone can change is trusted: its directories are checked
+/// (see [`secure_ancestors`]), it is opened without following a symlink, and the
+/// descriptor itself is checked (a regular file of root's, not writable by group or
+/// others) before at most [`MAX_FILE`] bytes are read from it.
+pub fn read_signers(path: &Path) -> Result<Option<Signers>, Refusal> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let refuse = |m: String| Refusal::new("signers_file", m);
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Err(e) = secure_ancestors(parent) {
+        if e.kind() == io::ErrorKind::NotFound {
+            return Ok(None);
+        }
+        return Err(refuse(format!("{shown}: {e}")));
+    }
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(refuse(format!(
+                "cannot open {shown} ({e}; a symlink is not followed): no key is trusted"
+            )))
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(format!("{shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse(format!("{shown} is not a regular file")));
+    }
+    if meta.uid() != 0 {
+        return Err(refuse(format!(
+            "{shown} is owned by uid {}, not root: refusing to trust it",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "{shown} is writable by group or others (mode {:o}): refusing to trust it",
+            meta.mode() & 0o7777
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(format!("cannot read {shown}: {e}")))?;
+    if bytes.len() > MAX_FILE {
+        return Err(refuse(format!("{shown} is larger than {MAX_FILE} bytes")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| refuse(format!("{shown} is not UTF-8")))?;
+    Signers::parse(&text, &shown.to_string())
+        .map(Some)
+        .map_err(refuse)
 }
 
 /// Runs `decide` with the node's nonce cache, locked against every other supervising
@@ -82,8 +183,20 @@ pub fn with_nonces<T>(
         .mode(0o600)
         .open(dir.join(NONCES_LOCK))
         .map_err(|e| fail("cannot open its lock", &e))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| fail("cannot lock it", &e))?;
+    // Bounded: a holder that never lets go (another process stuck, or a flood of
+    // requests on the node) refuses this request instead of blocking its thread.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(fail("cannot lock it within 2 s", &e)),
+        }
+    }
     let path = dir.join(NONCES);
     let mut cache = match fs::read_to_string(&path) {
         Ok(text) => NonceCache::parse(&text, DEFAULT_CAPACITY).map_err(|m| fail("damaged", &m))?,
@@ -104,7 +217,9 @@ pub fn with_nonces<T>(
                 f.write_all(cache.encode().as_bytes())?;
                 f.sync_all()
             })
-            .and_then(|()| fs::rename(&tmp, &path));
+            .and_then(|()| fs::rename(&tmp, &path))
+            // The rename itself must survive a crash, or a restart could forget it.
+            .and_then(|()| fs::File::open(&dir)?.sync_all());
         written.map_err(|e| fail("cannot persist it (the request is refused, not run)", &e))?;
     }
     Ok(out)
@@ -172,4 +287,44 @@ pub fn random_id() -> io::Result<[u8; 16]> {
     let mut id = [0u8; 16];
     random(&mut id)?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn only_directories_root_alone_can_change_are_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("state");
+        fs::create_dir(&inner).unwrap();
+        secure_ancestors(&inner).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let e = secure_ancestors(&inner).unwrap_err();
+        assert!(e.to_string().contains("mode 777"), "{e}");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        secure_ancestors(&inner).unwrap(); // sticky and root's, as /tmp
+        rustix::fs::chown(&inner, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+        let e = secure_ancestors(&inner).unwrap_err();
+        assert!(e.to_string().contains("uid 65534"), "{e}");
+    }
+
+    #[test]
+    fn a_signers_file_must_be_roots_alone_and_not_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("allowed_signers");
+        assert!(read_signers(&path).unwrap().is_none());
+        fs::write(&path, "# nobody yet\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_signers(&path).unwrap().unwrap().entries().len(), 0);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
+        assert_eq!(read_signers(&path).unwrap_err().code, "signers_file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(read_signers(&link).unwrap_err().code, "signers_file");
+        fs::write(&path, vec![b'#'; MAX_FILE + 1]).unwrap();
+        assert!(read_signers(&path).unwrap_err().message.contains("larger"));
+    }
 }

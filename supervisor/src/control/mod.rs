@@ -12,6 +12,7 @@ pub mod bridge;
 pub mod client;
 pub mod keystore;
 pub mod metrics_http;
+pub mod operations;
 pub mod protocol;
 pub mod request;
 pub mod server;

@@ -247,29 +247,38 @@ fn arguments(op: &str, given: &[String]) -> Result<Vec<(String, String)>, String
     Ok(out)
 }
 
-/// Signs `text` with `ssh-keygen -Y sign -n supervise-request -f KEY`.
+/// Signs `text` with `ssh-keygen -Y sign -n supervise-request -f KEY`, through its
+/// standard input and output: no file is written, so nobody can plant one (a shared
+/// temp directory would let a local user swap the text being signed).
 fn sign(key: &Path, text: &str) -> Result<String, String> {
-    let dir = std::env::temp_dir().join(format!("supervise-request-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let file = dir.join("request");
-    let result = (|| {
-        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-Y", "sign", "-n", keyring::REQUEST_NAMESPACE, "-f"])
-            .arg(key)
-            .arg(&file)
-            .output()
-            .map_err(|e| format!("cannot run ssh-keygen (openssh-client): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ssh-keygen -Y sign -f {} failed: {}",
-                key.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        std::fs::read_to_string(with_suffix(&file, ".sig"))
-            .map_err(|e| format!("the signature: {e}"))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", keyring::REQUEST_NAMESPACE, "-f"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run ssh-keygen (openssh-client): {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("ssh-keygen has no stdin")?;
+    stdin
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("writing the request to ssh-keygen: {e}"))?;
+    drop(stdin);
+    let mut signature = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut signature);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
+    if !out.status.success() || !signature.contains("BEGIN SSH SIGNATURE") {
+        return Err(format!(
+            "ssh-keygen -Y sign -f {} failed: {}",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(signature)
 }

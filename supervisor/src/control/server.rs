@@ -453,7 +453,10 @@ fn dispatch(services: &Services, op: Op) -> Response {
     let backend = &*services.backend;
     let keyring = services.keyring.as_deref();
     let serve = || match (op, keyring) {
-        (Op::Node, Some(k)) => Ok(k.node()),
+        (Op::Node, Some(k)) => k.node(),
+        // The keyring's own provider answers here: it reads files and takes the node's
+        // nonce lock, which must never hold the loop (and so the tenant).
+        (op, Some(k)) if k.provides(&op) => k.serve_provider(op),
         (Op::Signed { request, signature }, Some(k)) => k.serve(&request, &signature, backend),
         (Op::Node | Op::Signed { .. }, None) => Err(Failure::new(
             "not_offered",

@@ -55,8 +55,16 @@ impl DiagLayer {
     }
 
     fn statically_enabled(&self, meta: &Metadata<'_>) -> bool {
-        self.levels.base_for(meta.target()) >= *meta.level()
+        is_audit(meta) || self.levels.base_for(meta.target()) >= *meta.level()
     }
+}
+
+/// The keyring's audit of signed requests (its INFO and above): always written, whatever
+/// `SUPERVISE_LOG` says and whatever level a signed `level` request set, so no request
+/// can switch off the record of the ones after it.
+fn is_audit(meta: &Metadata<'_>) -> bool {
+    meta.target() == crate::diag::Kind::Keyring.target()
+        && *meta.level() <= tracing_core::Level::INFO
 }
 
 impl<S: Subscriber> Layer<S> for DiagLayer {
@@ -75,11 +83,12 @@ impl<S: Subscriber> Layer<S> for DiagLayer {
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.levels.max())
+        // At least INFO: the audit (is_audit) must reach this layer whatever the filter.
+        Some(self.levels.max().max(LevelFilter::INFO))
     }
 
     fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
-        if !self.levels.has_overrides() {
+        if !self.levels.has_overrides() || is_audit(event.metadata()) {
             return true;
         }
         let meta = event.metadata();

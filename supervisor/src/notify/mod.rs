@@ -597,8 +597,12 @@ impl Supervisor {
         let Some(bridge) = self.control.clone() else {
             return;
         };
-        for (call, reply) in bridge.take() {
-            let op = match call {
+        for job in bridge.take() {
+            if !job.start() {
+                continue; // its waiter gave up: it must not run late
+            }
+            let reply = job.reply;
+            let op = match job.call {
                 crate::control::bridge::Call::Open(op) => op,
                 crate::control::bridge::Call::Privileged(op) => {
                     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
