@@ -292,7 +292,6 @@ pub fn random_id() -> io::Result<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn only_directories_root_alone_can_change_are_trusted() {
