@@ -128,7 +128,16 @@ impl Checker<'_> {
         self.check_time(&request, now)?;
         let args = match &request.args {
             Args::Clear(args) => args.clone(),
-            Args::Sealed(sealed) => parse_args(&self.node.keys.unseal_args(sealed)?)?,
+            // A bad plaintext is refused without echoing it: the arguments were sealed
+            // so that nobody on the way reads them.
+            Args::Sealed(sealed) => {
+                parse_args(&self.node.keys.unseal_args(sealed)?).map_err(|_| {
+                    Refusal::new(
+                        "sealed_args",
+                        "the sealed arguments are not canonical `arg NAME VALUE` lines",
+                    )
+                })?
+            }
         };
         nonces.admit(request.nonce, request.expires, now)?;
         Ok(Accepted {

@@ -9,7 +9,7 @@
 //! line counts the entries, so a file cut short at a line boundary is seen to be.
 //!
 //! ```text
-//! supervise-nonces/1
+//! supervise-nonces/2
 //! clock 1796601650
 //! 0f1e2d3c4b5a69788796a5b4c3d2e1f0 1796601900
 //! end 1
@@ -21,7 +21,9 @@ use std::fmt::Write as _;
 use crate::refusal::Refusal;
 use crate::request::hex;
 
-const MAGIC: &str = "supervise-nonces/1";
+const MAGIC: &str = "supervise-nonces/2";
+/// The first format (no clock, no count), still read so an upgrade keeps its nonces.
+const MAGIC_V1: &str = "supervise-nonces/1";
 /// Live nonces kept at most, by default.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
@@ -107,19 +109,23 @@ impl NonceCache {
     /// would forget every live nonce.
     pub fn parse(text: &str, capacity: usize) -> Result<NonceCache, String> {
         let mut lines = text.lines();
-        if lines.next() != Some(MAGIC) {
-            return Err(format!("the nonce cache does not start with {MAGIC:?}"));
-        }
+        let v1 = match lines.next() {
+            Some(MAGIC) => false,
+            Some(MAGIC_V1) => true,
+            _ => return Err(format!("the nonce cache does not start with {MAGIC:?}")),
+        };
         let mut cache = NonceCache::new(capacity);
-        let clock = lines.next().and_then(|l| l.strip_prefix("clock "));
-        cache.clock = clock
-            .filter(|c| canonical_decimal(c))
-            .and_then(|c| c.parse().ok())
-            .ok_or("the nonce cache's second line is not `clock N`")?;
-        let mut ended = false;
+        if !v1 {
+            let clock = lines.next().and_then(|l| l.strip_prefix("clock "));
+            cache.clock = clock
+                .filter(|c| canonical_decimal(c))
+                .and_then(|c| c.parse().ok())
+                .ok_or("the nonce cache's second line is not `clock N`")?;
+        }
+        let mut ended = v1;
         for (index, line) in lines.enumerate() {
             let bad = || format!("nonce cache line {}: {line:?}", index + 3);
-            if ended {
+            if ended && !v1 {
                 return Err(format!("nonce cache: line {} after `end`", index + 3));
             }
             if let Some(count) = line.strip_prefix("end ") {
@@ -208,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_damaged_cache_is_an_error_not_an_empty_one() {
-        let head = "supervise-nonces/1\nclock 7\n";
+        let head = "supervise-nonces/2\nclock 7\n";
         let line = "0f1e2d3c4b5a69788796a5b4c3d2e1f0 5";
         let good = format!("{head}{line}\nend 1\n");
         assert_eq!(NonceCache::parse(&good, 4).unwrap().len(), 1);
@@ -217,7 +223,8 @@ mod tests {
             .is_empty());
         for bad in [
             String::new(),
-            "supervise-nonces/1\nend 0\n".to_owned(),
+            "supervise-nonces/2\nend 0\n".to_owned(),
+            "supervise-nonces/3\nclock 1\nend 0\n".to_owned(),
             format!("{head}zz 5\nend 1\n"),
             format!("{head}0f1e2d3c4b5a69788796a5b4c3d2e1f0\nend 1\n"),
             format!("{head}{line}\n{line}\nend 2\n"),
@@ -230,6 +237,27 @@ mod tests {
         ] {
             assert!(NonceCache::parse(&bad, 4).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_first_format_cache_is_still_read() {
+        let v1 = "supervise-nonces/1\n0f1e2d3c4b5a69788796a5b4c3d2e1f0 5\n";
+        let mut cache = NonceCache::parse(v1, 4).unwrap();
+        assert_eq!(
+            cache
+                .admit(
+                    [
+                        0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4,
+                        0xc3, 0xd2, 0xe1, 0xf0
+                    ],
+                    5,
+                    1
+                )
+                .unwrap_err()
+                .code,
+            "replayed"
+        );
+        assert!(cache.encode().starts_with("supervise-nonces/2\n"));
     }
 
     #[test]

@@ -281,3 +281,14 @@ fn sealed_arguments_open_only_here_and_crowded_headers_are_refused() {
     r.args = Args::Sealed(header);
     assert!(matches!(code(f.signed(&r)), "too_large"));
 }
+
+#[test]
+fn a_bad_sealed_plaintext_is_refused_without_echoing_it() {
+    let mut f = Fixture::new();
+    let mut r = request("set-capture", "pg-demo/pg-clients", &[]);
+    let recipient: age::x25519::Recipient = f.node.age_recipient().parse().unwrap();
+    r.args = Args::Sealed(age::encrypt(&recipient, b"arg password=hunter2\n").unwrap());
+    let refusal = f.signed(&r).unwrap_err();
+    assert_eq!(refusal.code, "sealed_args", "{refusal}");
+    assert!(!refusal.message.contains("hunter2"), "{refusal}");
+}

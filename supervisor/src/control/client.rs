@@ -26,10 +26,10 @@ const SERVER_ERROR: i32 = 1;
 const USAGE: i32 = 2;
 const UNREACHABLE: i32 = 3;
 
-/// Sends one request to the socket at `path` and reads its response, within
-/// [`TIMEOUT`]. A server's refusal is an `Ok` response with `ok: false`.
-pub fn call(path: &Path, request: &Request) -> io::Result<Response> {
-    let deadline = Instant::now() + TIMEOUT;
+/// Sends one request to the socket at `path` and reads its response, within `limit`.
+/// A server's refusal is an `Ok` response with `ok: false`.
+pub fn call_within(path: &Path, request: &Request, limit: Duration) -> io::Result<Response> {
+    let deadline = Instant::now() + limit;
     let mut stream = UnixStream::connect(path)?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     let json = serde_json::to_vec(request).map_err(io::Error::other)?;
@@ -39,7 +39,7 @@ pub fn call(path: &Path, request: &Request) -> io::Result<Response> {
     frame.extend_from_slice(&json);
     stream.write_all(&frame)?;
     let mut prefix = [0u8; 4];
-    read_by(&mut stream, &mut prefix, deadline)?;
+    read_by(&mut stream, &mut prefix, deadline, limit)?;
     let len = u32::from_be_bytes(prefix);
     if len > MAX_RESPONSE {
         return Err(invalid(format!(
@@ -47,7 +47,7 @@ pub fn call(path: &Path, request: &Request) -> io::Result<Response> {
         )));
     }
     let mut body = vec![0u8; len as usize];
-    read_by(&mut stream, &mut body, deadline)?;
+    read_by(&mut stream, &mut body, deadline, limit)?;
     serde_json::from_slice(&body)
         .map_err(|e| invalid(format!("the response is not protocol JSON: {e}")))
 }
@@ -57,9 +57,14 @@ fn invalid(message: String) -> io::Error {
 }
 
 /// Fills `buf` before `deadline`.
-fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+fn read_by(
+    stream: &mut UnixStream,
+    buf: &mut [u8],
+    deadline: Instant,
+    limit: Duration,
+) -> io::Result<()> {
     let timed_out = || {
-        let message = format!("no complete response within {} s", TIMEOUT.as_secs());
+        let message = format!("no complete response within {} s", limit.as_secs());
         io::Error::new(io::ErrorKind::TimedOut, message)
     };
     let mut got = 0;
@@ -141,7 +146,16 @@ pub(super) fn ask(path: &Path, op: Op) -> Result<Value, i32> {
 
 /// Sends `op`: the result, or what went wrong (the server's failure, or I/O).
 pub(super) fn ask_quietly(path: &Path, op: Op) -> Result<Value, Result<Failure, io::Error>> {
-    match call(path, &Request { v: VERSION, op }) {
+    ask_within(path, op, TIMEOUT)
+}
+
+/// [`ask_quietly`] with its own time limit.
+pub(super) fn ask_within(
+    path: &Path,
+    op: Op,
+    limit: Duration,
+) -> Result<Value, Result<Failure, io::Error>> {
+    match call_within(path, &Request { v: VERSION, op }, limit) {
         Ok(Response {
             ok: true, result, ..
         }) => Ok(result.unwrap_or(Value::Null)),

@@ -26,13 +26,68 @@ pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("keyring")
 }
 
+/// Appends one line to `<state dir>/keyring/audit.log` (0600) and syncs it: the record
+/// of every signed request, which no log filter or full queue can drop.
+pub fn append_audit(state_dir: &Path, line: &str) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir(state_dir).join("audit.log"))?;
+    file.write_all(format!("{line}\n").as_bytes())?;
+    file.sync_data()
+}
+
 /// Checks that nobody but root can change what the keyring reads: the state dir and
 /// every directory above it are root's and not writable by group or others (a
 /// root-owned sticky directory such as /tmp is fine: others cannot replace root's
 /// entries in it), as sshd's StrictModes asks of a home. Then makes `keyring/`.
-pub fn prepare(state_dir: &Path) -> io::Result<()> {
-    secure_ancestors(state_dir)?;
-    prepare_dir(&dir(state_dir))
+/// Returns the state dir's resolved path, which the keyring uses from then on (a
+/// symlink on the way is followed once, here, after its own directory was checked).
+pub fn prepare(state_dir: &Path) -> io::Result<PathBuf> {
+    let real = secure_path(state_dir)?;
+    prepare_dir(&dir(&real))?;
+    Ok(real)
+}
+
+/// Checks `path` as given, component by component (each one, and each symlink's own
+/// directory, must be root's alone), then as resolved ([`secure_ancestors`]); returns
+/// the resolved path. A symlink in a directory another user can write could otherwise
+/// be pointed elsewhere between two uses.
+pub fn secure_path(path: &Path) -> io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut prefix = PathBuf::new();
+    for component in absolute.components() {
+        prefix.push(component);
+        let meta = fs::symlink_metadata(&prefix)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", prefix.display())))?;
+        let is_last = prefix == absolute;
+        check_owner(&prefix, path, &meta, !is_last)?;
+    }
+    secure_ancestors(path)?;
+    fs::canonicalize(path)
+}
+
+fn check_owner(entry: &Path, of: &Path, meta: &fs::Metadata, ancestor: bool) -> io::Result<()> {
+    let mode = meta.mode();
+    // A root-owned sticky directory (such as /tmp) is fine above the state dir: others
+    // cannot replace root's entries in it. The state dir itself must not be one.
+    let sticky_root = ancestor && mode & 0o1000 != 0 && meta.uid() == 0;
+    let symlink = meta.file_type().is_symlink();
+    if meta.uid() != 0 || (!symlink && mode & 0o022 != 0 && !sticky_root) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} (on the way to {}) is owned by uid {} with mode {:o}: only root may be able to change what the keyring trusts",
+                entry.display(),
+                of.display(),
+                meta.uid(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses `dir` when it, or a directory above it, could be changed by someone other
@@ -40,10 +95,10 @@ pub fn prepare(state_dir: &Path) -> io::Result<()> {
 pub fn secure_ancestors(dir: &Path) -> io::Result<()> {
     let real = fs::canonicalize(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    for ancestor in real.ancestors() {
+    for (i, ancestor) in real.ancestors().enumerate() {
         let meta = fs::metadata(ancestor)?;
         let mode = meta.mode();
-        let sticky_root = mode & 0o1000 != 0 && meta.uid() == 0;
+        let sticky_root = i > 0 && mode & 0o1000 != 0 && meta.uid() == 0;
         if meta.uid() != 0 || (mode & 0o022 != 0 && !sticky_root) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -63,7 +118,7 @@ pub fn secure_ancestors(dir: &Path) -> io::Result<()> {
 /// The node's keys, made on first use.
 pub fn node_keys(state_dir: &Path) -> io::Result<NodeKeys> {
     let dir = dir(state_dir);
-    prepare(state_dir)?;
+    prepare_dir(&dir)?;
     let host = dir.join(HOST_KEY);
     let age = dir.join(AGE_IDENTITY);
     if !host.exists() || !age.exists() {
@@ -304,6 +359,24 @@ mod tests {
         assert!(e.to_string().contains("mode 777"), "{e}");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
         secure_ancestors(&inner).unwrap(); // sticky and root's, as /tmp
+        fs::set_permissions(&inner, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(
+            secure_ancestors(&inner).is_err(),
+            "the state dir itself may not be /tmp-like"
+        );
+        fs::set_permissions(&inner, fs::Permissions::from_mode(0o755)).unwrap();
+        // A symlink in a directory someone else controls is refused as given.
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        rustix::fs::chown(&open, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+        let link = open.join("state");
+        std::os::unix::fs::symlink(&inner, &link).unwrap();
+        let e = secure_path(&link).unwrap_err();
+        assert!(e.to_string().contains("uid 65534"), "{e}");
+        assert_eq!(
+            secure_path(&inner).unwrap(),
+            fs::canonicalize(&inner).unwrap()
+        );
         rustix::fs::chown(&inner, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
         let e = secure_ancestors(&inner).unwrap_err();
         assert!(e.to_string().contains("uid 65534"), "{e}");

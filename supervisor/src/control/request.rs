@@ -19,6 +19,8 @@ use super::Op;
 use crate::cli::RequestArgs;
 
 const FAILED: i32 = 1;
+/// How long a signed request may take, end to end.
+const SIGNED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 const USAGE: i32 = 2;
 
 fn usage(message: &str) -> i32 {
@@ -78,7 +80,9 @@ pub fn run(state_dir: &Path, args: RequestArgs) -> i32 {
         request: text,
         signature,
     };
-    let result = match ask_quietly(&path, signed) {
+    // Longer than ctl's: a started operation is waited for (up to 65 s) by the node,
+    // and giving up first would leave the operator unsure whether it ran.
+    let result = match super::client::ask_within(&path, signed, SIGNED_TIMEOUT) {
         Ok(result) => result,
         Err(e) => return report("request", &path, e),
     };
@@ -107,7 +111,8 @@ pub fn run(state_dir: &Path, args: RequestArgs) -> i32 {
     }
     if result.get("ok").and_then(Value::as_bool) == Some(false) {
         eprintln!(
-            "supervise: request: the node accepted the request but the operation failed; why is in the sealed result"
+            "supervise: request: the node accepted the request but the operation did not succeed ({}); why is in the sealed result",
+            field("code")
         );
         return FAILED;
     }
@@ -253,7 +258,13 @@ fn arguments(op: &str, given: &[String]) -> Result<Vec<(String, String)>, String
 fn sign(key: &Path, text: &str) -> Result<String, String> {
     use std::io::Read as _;
     use std::process::Stdio;
-    let mut child = Command::new("ssh-keygen")
+    let mut command = Command::new("ssh-keygen");
+    // Its stdin is the request, so a passphrase cannot be asked there: never fall back
+    // to ssh-askpass either (use ssh-agent for a key with a passphrase).
+    if std::env::var_os("SSH_ASKPASS_REQUIRE").is_none() {
+        command.env("SSH_ASKPASS_REQUIRE", "never");
+    }
+    let mut child = command
         .args(["-q", "-Y", "sign", "-n", keyring::REQUEST_NAMESPACE, "-f"])
         .arg(key)
         .stdin(Stdio::piped())

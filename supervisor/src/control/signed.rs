@@ -61,11 +61,31 @@ impl Keyring {
         signers: Option<&Path>,
         tenant: &str,
     ) -> std::io::Result<Keyring> {
-        keystore::prepare(state_dir)?;
+        let state_dir = keystore::prepare(state_dir)?;
+        let signers = signers.map_or_else(|| state_dir.join("allowed_signers"), Path::to_owned);
+        // Its directory resolved once, now, after being checked like the state dir.
+        let (parent, name) = match (signers.parent(), signers.file_name()) {
+            (Some(p), Some(n)) if !p.as_os_str().is_empty() => (p, n),
+            (_, Some(n)) => (Path::new("."), n),
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("--allowed-signers {}: not a file name", signers.display()),
+                ))
+            }
+        };
+        let signers_path = keystore::secure_path(parent)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("--allowed-signers {}: {e}", signers.display()),
+                )
+            })?
+            .join(name);
         let instance = keyring::request::hex(&keystore::random_id()?[..8]);
         Ok(Keyring {
-            state_dir: state_dir.to_owned(),
-            signers_path: signers.map_or_else(|| state_dir.join("allowed_signers"), Path::to_owned),
+            state_dir,
+            signers_path,
             keys: OnceLock::new(),
             loading: Mutex::new(()),
             ready: AtomicBool::new(false),
@@ -272,16 +292,29 @@ impl Keyring {
     }
 
     fn decide(&self, keys: &NodeKeys, request: &[u8], signature: &[u8], now: u64) -> Verdict {
+        // A request that does not parse is refused as such, whatever else is wrong.
+        let parsed = match keyring::Request::parse(request) {
+            Ok(r) => r,
+            Err(r) => {
+                return Verdict {
+                    fingerprint: None,
+                    op: None,
+                    target: None,
+                    outcome: Err(r),
+                }
+            }
+        };
+        // For the audit of a refusal before the check (signers file, replay cache):
+        // who claims to ask for what.
+        let claimed = keyring::sshsig::Signature::parse_armored(signature)
+            .ok()
+            .map(|s| s.signer.fingerprint());
         let refused = |refusal: Refusal| Verdict {
-            fingerprint: None,
-            op: None,
-            target: None,
+            fingerprint: claimed.clone(),
+            op: Some(parsed.op.clone()),
+            target: Some(parsed.target.as_str().to_owned()),
             outcome: Err(refusal),
         };
-        // A request that does not parse is refused as such, whatever else is wrong.
-        if let Err(r) = keyring::Request::parse(request) {
-            return refused(r);
-        }
         let signers = match keystore::read_signers(&self.signers_path) {
             Ok(s) => s.unwrap_or_default(),
             Err(r) => return refused(r),
@@ -328,9 +361,19 @@ impl Keyring {
                 tracing::warn!(target: Kind::Keyring.target(), dpid = %dpid, fingerprint, principal, op, target_dpid = target, outcome, reason, "signed request refused");
             }
         }
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(json!({
+        let record = json!({
             "fingerprint": fingerprint, "principal": principal, "op": op,
             "target": target, "outcome": outcome, "reason": reason,
-        }));
+        });
+        // Also to the node's own audit file: the log can drop lines (a full queue, a
+        // slow stderr, journald's rate limit); this file does not.
+        let line = json!({
+            "time": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "dpid": dpid.as_str(), "nonce": nonce, "record": record,
+        });
+        if let Err(error) = keystore::append_audit(&self.state_dir, &line.to_string()) {
+            tracing::error!(target: Kind::Keyring.target(), dpid = %dpid, %error, "cannot append to the keyring's audit file");
+        }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
     }
 }

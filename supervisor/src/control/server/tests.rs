@@ -98,7 +98,7 @@ fn requests_are_answered_and_bad_ones_do_not_end_the_connection() {
         v: 1,
         op: Op::Metrics,
     };
-    let r = client::call(server.path(), &request).unwrap();
+    let r = client::call_within(server.path(), &request, client::TIMEOUT).unwrap();
     assert_eq!(r.result, Some(json!({"op": "metrics"})));
 }
 
@@ -193,7 +193,7 @@ fn one_socket_one_server_and_stale_sockets_are_replaced() {
     drop(UnixListener::bind(&path).unwrap()); // a dead supervisor's socket
     assert!(path.exists());
     let server = Server::start(&path, Arc::new(Echo)).unwrap();
-    let r = client::call(&path, &Request { v: 1, op: Op::List }).unwrap();
+    let r = client::call_within(&path, &Request { v: 1, op: Op::List }, client::TIMEOUT).unwrap();
     assert!(r.ok);
 
     let file = dir.path().join("ctl/plain.sock");
