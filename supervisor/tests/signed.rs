@@ -180,10 +180,17 @@ fn a_dump_spool_is_sealed_to_a_second_identity_and_signed_by_the_node() {
     assert_eq!(field(&audit, "target_dpid"), dpid.as_str(), "{audit}");
     // The same record in the node's audit file, which no log filter can drop.
     let file = fs::read_to_string(sup_state.join("keyring/audit.log")).unwrap();
-    let line = file.lines().find(|l| l.contains("dump-spool")).unwrap_or_else(|| panic!("{file}"));
+    let line = file
+        .lines()
+        .find(|l| l.contains("dump-spool"))
+        .unwrap_or_else(|| panic!("{file}"));
     let line: Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["record"]["outcome"], "executed", "{line}");
-    assert_eq!(line["record"]["fingerprint"], fingerprint(&alice).as_str(), "{line}");
+    assert_eq!(
+        line["record"]["fingerprint"],
+        fingerprint(&alice).as_str(),
+        "{line}"
+    );
 
     // An ssh-ed25519 recipient works too: the reader's ssh key opens it with age.
     let ssh_recipient = fs::read_to_string(reader.key.with_extension("pub")).unwrap();
