@@ -96,21 +96,7 @@ pub fn secure_ancestors(dir: &Path) -> io::Result<()> {
     let real = fs::canonicalize(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     for (i, ancestor) in real.ancestors().enumerate() {
-        let meta = fs::metadata(ancestor)?;
-        let mode = meta.mode();
-        let sticky_root = i > 0 && mode & 0o1000 != 0 && meta.uid() == 0;
-        if meta.uid() != 0 || (mode & 0o022 != 0 && !sticky_root) {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "{} (above {}) is owned by uid {} with mode {:o}: only root may be able to change what the keyring trusts",
-                    ancestor.display(),
-                    dir.display(),
-                    meta.uid(),
-                    mode & 0o7777
-                ),
-            ));
-        }
+        check_owner(ancestor, dir, &fs::metadata(ancestor)?, i > 0)?;
     }
     Ok(())
 }
