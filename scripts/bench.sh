@@ -35,10 +35,13 @@
 #     the raw framer (identity) vs the postgres framer vs the framer plus a mirror
 #     (every Query whole, DataRow headers, to pcapng) vs bare, interleaved: mirror ÷
 #     identity, messages mirrored per second, records dropped.
+# (h) compare (scripts/bench_compare.sh, knobs CM_*): bare / floor / identity / pg-demo /
+#     pgbouncer (session mode) on one cluster, rows -S -c 1, -S -c 4, -N -c 4, -S -C -c 4,
+#     -S -c 64; notifications and supervisor CPU per transaction.
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
-#   BENCH_PARTS ["pingpong pgbench tenants pressure diag ctl mirror"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
+#   BENCH_PARTS ["pingpong pgbench tenants pressure diag ctl mirror compare"]   BENCH_PIN [both: unpinned, pinned | 0 | 1]
 #   BENCH_BIN_DIR [target/release] where supervise and the testbins are taken from, e.g.
 #     BENCH_BIN_DIR=/work/before-bin BENCH_PARTS=pressure scripts/bench.sh measures a
 #     saved build (it overrides REL and SUPERVISE)
@@ -64,9 +67,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_pressure.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/bench_diag.sh"
 # shellcheck source=scripts/bench_mirror.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_mirror.sh"
+# shellcheck source=scripts/bench_compare.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_compare.sh"
 
 BENCH_BIN_DIR=$REL
-BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure diag ctl mirror}
+BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure diag ctl mirror compare}
 BENCH_PIN=${BENCH_PIN:-both}
 BENCH_SYNC=${BENCH_SYNC:-0}
 PP_PORT=7100 # must match bench/pingpong.toml
@@ -310,6 +315,7 @@ for part in $BENCH_PARTS; do
     diag) bench_diag ;;
     ctl) bench_ctl ;;
     mirror) bench_mirror ;;
+    compare) bench_compare ;;
     *) die "unknown part $part in BENCH_PARTS" ;;
     esac
 done

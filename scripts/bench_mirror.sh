@@ -79,7 +79,7 @@ mr_counts() {
 # mr_measure MODE ROUND: sets MR_TPS (or FAIL); for mirror MR_RATE, MR_DROPS, MR_BYTES.
 mr_measure() {
     local mode=$1 round=$2 out=$MR_DIR/pgbench-$1-$2.out log=$MR_DIR/$1-$2.log
-    local state=$MR_DIR/state-$1-$2 tenant="pg-bench-$1" pid before after drops
+    local state=$WORK/mirror-state-$1-$2 tenant="pg-bench-$1" pid before after drops
     local pg=("$PG_BIN/postgres" -D "$MR_DIR/data" -k "$MR_DIR" -c listen_addresses=127.0.0.1
         -p "$PG_PORT")
     MR_TPS=FAIL MR_RATE=- MR_DROPS=- MR_BYTES=-

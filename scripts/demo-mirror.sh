@@ -24,14 +24,16 @@ fi
 ensure_port_free "$PORT"
 
 WORK=$(mktemp -d /tmp/supervise-demo-mirror.XXXXXX)
-STATE=$WORK/state
+# The state dir is root's alone (the cluster's $WORK becomes postgres's): the keyring
+# trusts nothing another user could change.
+STATE=$(mktemp -d /tmp/supervise-demo-mirror-state.XXXXXX)
 SUP_PID=
 cleanup() {
     local rc=$?
     if [ -n "$SUP_PID" ] && alive "$SUP_PID"; then
         stop_pid "$SUP_PID" 20
     fi
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$STATE"
     exit "$rc"
 }
 trap cleanup EXIT

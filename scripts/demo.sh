@@ -42,6 +42,10 @@ ensure_age
 ensure_port_free "$PORT"
 
 WORK=$(mktemp -d /tmp/supervise-demo.XXXXXX)
+# Operators' keys and the node's allowed_signers: a directory of root's alone (the
+# cluster's $WORK becomes postgres's, and the keyring trusts no file another user could
+# change).
+OPS=$(mktemp -d /tmp/supervise-demo-ops.XXXXXX)
 SUP_PID=
 cleanup() {
     local rc=$?
@@ -49,7 +53,7 @@ cleanup() {
         echo "cleanup: stopping supervise ($SUP_PID)" >&2
         stop_pid "$SUP_PID" 20
     fi
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$OPS"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -61,7 +65,7 @@ LOG=$WORK/supervise.log
 say "supervise run --profile profiles/pg-demo.toml -- postgres -D $WORK/data -k $WORK -c listen_addresses=127.0.0.1 -p $PORT"
 cd "$WORK"
 SUPERVISE_LOG=${SUPERVISE_LOG:-info,supervise::connection=debug,supervise::supervisor=debug} "$SUPERVISE" run --profile "$PROFILE" \
-    --allowed-signers "$WORK/allowed_signers" -- \
+    --allowed-signers "$OPS/allowed_signers" -- \
     "$PG_BIN/postgres" -D "$WORK/data" -k "$WORK" -c listen_addresses=127.0.0.1 -p "$PORT" \
     </dev/null 2>"$LOG" &
 SUP_PID=$!
@@ -176,13 +180,11 @@ echo "$ supervise ctl metrics | grep rule_hits"
 say "a signed privileged request: alice dumps that connection's spool; only 'forensics' can read it"
 # alice signs with her ssh key (ssh-keygen -Y sign); the result is sealed with age to
 # another identity (forensics), and signed by the node's host key.
-OPS=$WORK/operators
-mkdir -p "$OPS"
 ssh-keygen -q -t ed25519 -N '' -C alice@ops -f "$OPS/alice"
 age-keygen -o "$OPS/forensics.key" 2>/dev/null
 FORENSICS=$(age-keygen -y "$OPS/forensics.key")
-echo "alice@ops permit=\"dump-spool\",tenants=\"pg-demo\" $(cut -d' ' -f1,2 "$OPS/alice.pub")" >"$WORK/allowed_signers"
-echo "allowed_signers: $(cut -c1-90 "$WORK/allowed_signers")…"
+echo "alice@ops permit=\"dump-spool\",tenants=\"pg-demo\" $(cut -d' ' -f1,2 "$OPS/alice.pub")" >"$OPS/allowed_signers"
+echo "allowed_signers: $(cut -c1-90 "$OPS/allowed_signers")…"
 echo "$ supervise request --key alice --recipient $FORENSICS -o spool.age dump-spool $dpid"
 "$SUPERVISE" request --key "$OPS/alice" --recipient "$FORENSICS" -o "$OPS/spool.age" dump-spool "$dpid" 2>&1 |
     sed 's/^/  /'

@@ -128,21 +128,26 @@ fn run(
     let control_path = control::socket_path(state_dir, &profile.tenant);
     let backend = std::sync::Arc::new(control::bridge::LoopBackend(bridge.clone()));
     let backend_for_metrics = backend.clone();
-    let keyring = match std::fs::create_dir_all(state_dir).and_then(|()| {
-        control::signed::Keyring::open(
-            state_dir,
-            options.allowed_signers.as_deref(),
-            &profile.tenant,
-        )
-    }) {
-        Ok(k) => std::sync::Arc::new(k),
+    if let Err(e) = std::fs::create_dir_all(state_dir) {
+        eprintln!("supervise: state dir {}: {e}", state_dir.display());
+        return 125;
+    }
+    // Without a keyring the tenant still runs; signed requests are then refused (fail
+    // closed), and the reason is said now and to each requester.
+    let keyring = match control::signed::Keyring::open(
+        state_dir,
+        options.allowed_signers.as_deref(),
+        &profile.tenant,
+    ) {
+        Ok(k) => Some(std::sync::Arc::new(k)),
         Err(e) => {
-            eprintln!("supervise: keyring: {e}");
-            return 125;
+            eprintln!("supervise: keyring disabled, signed requests will be refused: {e}");
+            control::server::set_no_keyring_reason(e.to_string());
+            None
         }
     };
     let control_server =
-        match control::Server::start_with_keyring(&control_path, backend, Some(keyring.clone())) {
+        match control::Server::start_with_keyring(&control_path, backend, keyring.clone()) {
             Ok(server) => server,
             Err(e) => {
                 eprintln!("supervise: control socket {}: {e}", control_path.display());
@@ -324,8 +329,10 @@ fn run(
     };
     // The tenant (and its init stub, forked from us) is running: only now may the
     // node's keys come into this process's memory.
-    keyring.mark_ready();
-    if let Err(error) = supervisor.attach_control(bridge, control_server.path(), Some(keyring)) {
+    if let Some(keyring) = &keyring {
+        keyring.mark_ready();
+    }
+    if let Err(error) = supervisor.attach_control(bridge, control_server.path(), keyring) {
         tracing::error!(target: Kind::Control.target(), %error, "cannot serve the control socket from the loop; ctl requests will time out");
     }
     let code = supervisor.run(options.notify_threads);

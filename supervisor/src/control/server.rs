@@ -24,6 +24,14 @@ use super::signed::Keyring;
 use super::Backend;
 use crate::diag::Kind;
 
+/// Why this process runs without a keyring, told to each signed request.
+static NO_KEYRING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records why signed requests are not served (said to every requester).
+pub fn set_no_keyring_reason(reason: String) {
+    let _ = NO_KEYRING.set(reason);
+}
+
 /// Connections served at once; the next one is told `busy` and closed.
 pub const MAX_CONNECTIONS: usize = 16;
 /// How long a connection may sit idle, and how long one message may take to arrive or
@@ -460,7 +468,10 @@ fn dispatch(services: &Services, op: Op) -> Response {
         (Op::Signed { request, signature }, Some(k)) => k.serve(&request, &signature, backend),
         (Op::Node | Op::Signed { .. }, None) => Err(Failure::new(
             "not_offered",
-            "this supervisor has no keyring: signed requests are not served",
+            format!(
+                "this supervisor has no keyring: signed requests are not served ({})",
+                NO_KEYRING.get().map_or("not configured", String::as_str)
+            ),
         )),
         (op, _) => backend.serve(op),
     };
