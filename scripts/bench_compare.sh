@@ -98,7 +98,7 @@ cm_stop() {
 # lines (notifications and CPU µs per transaction, "-" for unsupervised modes) to
 # CM_DIR/results.
 cm_round() {
-    local mode=$1 round=$2 state=$CM_DIR/state-$1-$2 log=$CM_DIR/$1-$2.log
+    local mode=$1 round=$2 state=$WORK/compare-state-$1-$2 log=$CM_DIR/$1-$2.log
     local port=$PG_PORT row args out tps txs n0 n1 c0 c1 npt cpt hz
     hz=$(getconf CLK_TCK)
     [ "$mode" = pgbouncer ] && port=$CM_BOUNCER_PORT
@@ -173,7 +173,7 @@ pidfile = $CM_DIR/pgbouncer.pid
 INI
     echo '"postgres" ""' >"$CM_DIR/userlist.txt"
     chown postgres "$CM_DIR/pgbouncer.ini" "$CM_DIR/userlist.txt"
-    cm_start bare "$CM_DIR/state-init" "$CM_DIR/init.log"
+    cm_start bare "$WORK/compare-state-init" "$CM_DIR/init.log"
     pgb -i -s "$PG_SCALE" -q >>"$CM_DIR/init.log" 2>&1 || { cat "$CM_DIR/init.log" >&2; die "pgbench -i failed"; }
     pg_stop
     : >"$CM_DIR/results"
