@@ -50,7 +50,6 @@ fn fingerprint(operator: &Operator) -> String {
     let out = tool(
         "ssh-keygen",
         &["-l", "-E", "sha256", "-f", pub_key.to_str().unwrap()],
-        None,
     );
     out.split_whitespace().nth(1).unwrap().to_owned()
 }
@@ -207,7 +206,6 @@ fn a_dump_spool_is_sealed_to_a_second_identity_and_signed_by_the_node() {
             reader.key.to_str().unwrap(),
             alice.result().to_str().unwrap(),
         ],
-        None,
     );
     assert!(text.contains("recent_messages"), "{text}");
 
@@ -253,7 +251,6 @@ fn sign_file(operator: &Operator, name: &str, text: &str, namespace: &str) -> st
             operator.key.to_str().unwrap(),
             path.to_str().unwrap(),
         ],
-        None,
     );
     path
 }
@@ -387,7 +384,6 @@ fn bad_requests_are_refused_with_their_reason_and_replays_fail_after_a_restart()
             "+10m",
             carol_pub.to_str().unwrap(),
         ],
-        None,
     );
     let cert = carol.dir.path().join("id_ed25519-cert.pub");
     assert!(cert.exists(), "ssh-keygen -s wrote no certificate");
@@ -398,7 +394,7 @@ fn bad_requests_are_refused_with_their_reason_and_replays_fail_after_a_restart()
     let mut text_signers = fs::read_to_string(&signers).unwrap();
     text_signers.push_str(&line);
     fs::write(&signers, text_signers).unwrap();
-    let agent = tool("ssh-agent", &["-s"], None);
+    let agent = tool("ssh-agent", &["-s"]);
     let var = |name: &str| {
         agent
             .split(';')

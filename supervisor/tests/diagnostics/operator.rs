@@ -5,10 +5,11 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
+use super::common::run_ok;
 use super::harness::{supervise, Ctl};
 
 /// One operator's keys, in a directory of their own.
@@ -23,31 +24,10 @@ pub struct Operator {
     pub recipient: String,
 }
 
-/// Runs `program args`, which must succeed; its stdout.
-pub fn tool(program: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program} (install it: apt-get install age openssh-client): {e}")
-        });
-    if let Some(bytes) = stdin {
-        child.stdin.take().unwrap().write_all(bytes).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Runs `program args`, which must succeed; its stdout. A missing tool fails loudly by
+/// name (`.ci/run` installs age and openssh-client).
+pub fn tool(program: &str, args: &[&str]) -> String {
+    run_ok(Command::new(program).args(args))
 }
 
 impl Operator {
@@ -59,11 +39,10 @@ impl Operator {
         tool(
             "ssh-keygen",
             &["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", k],
-            None,
         );
         let identity = dir.path().join("age.key");
-        tool("age-keygen", &["-o", identity.to_str().unwrap()], None);
-        let recipient = tool("age-keygen", &["-y", identity.to_str().unwrap()], None)
+        tool("age-keygen", &["-o", identity.to_str().unwrap()]);
+        let recipient = tool("age-keygen", &["-y", identity.to_str().unwrap()])
             .trim()
             .to_owned();
         Operator {
@@ -151,7 +130,6 @@ impl Operator {
                 self.identity.to_str().unwrap(),
                 sealed.to_str().unwrap(),
             ],
-            None,
         );
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("the result is not JSON ({e}): {text}"))
