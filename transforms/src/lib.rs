@@ -17,6 +17,7 @@ mod rules;
 pub use framers::{LinesFramer, RawFramer};
 pub use rules::{OneDirection, UppercaseRule, WrapRule};
 
+use std::any::Any;
 use std::fmt;
 
 /// Which way a message travels, seen from the tenant.
@@ -157,7 +158,7 @@ pub struct RuleError {
 /// Decides what to emit for one whole message.
 ///
 /// Rules run in order; each receives the previous rule's `onward` bytes as its message.
-pub trait Rule: Send + fmt::Debug {
+pub trait Rule: Any + Send + fmt::Debug {
     /// Transforms `message` travelling in `direction`, appending to `out`.
     fn apply(
         &mut self,
@@ -178,6 +179,25 @@ pub trait Rule: Send + fmt::Debug {
     /// says in that case (e.g. a FATAL error to the client). Default: nothing.
     fn on_framing_error(&mut self, direction: Direction, error: &FrameError, out: &mut Output) {
         let _ = (direction, error, out);
+    }
+
+    /// Whether the rule keeps state about the connection that new rules must inherit
+    /// (see [`Rule::adopt`]). A rule that keeps none is replaced whole, at once.
+    fn keeps_session(&self) -> bool {
+        false
+    }
+
+    /// The stream's rules were replaced: `next` is what a new connection now gets in
+    /// this rule's place. A session rule takes `next`'s rules over, keeping what it
+    /// knows of the connection, and puts them in force at the first point where it can
+    /// prove that is safe, ending the session there when it cannot (fail closed).
+    /// `Err` says why it cannot take them over at all: the engine ends the connection.
+    fn adopt(&mut self, next: Box<dyn Rule>) -> Result<(), String> {
+        let _ = next;
+        Err(format!(
+            "the {} rule cannot take over new rules in place",
+            self.name()
+        ))
     }
 }
 

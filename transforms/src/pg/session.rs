@@ -30,6 +30,7 @@ mod client;
 mod learn;
 mod mask;
 mod server;
+mod swap;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -188,6 +189,13 @@ struct Prepared {
     /// How many `COPY … FROM` statements the text holds (each may put the server in
     /// copy-in mode when it runs).
     copies: usize,
+    /// The client's text, judged again when the rules are replaced.
+    text: String,
+    /// The server holds a rewritten text, not the client's.
+    rewritten: bool,
+    /// Prepared under rules since replaced, which the new rules judge differently:
+    /// why it may no longer be bound.
+    revoked: Option<String>,
 }
 
 /// A portal: the shape of its rows, once the supervisor's own Describe answered.
@@ -196,6 +204,8 @@ struct Portal {
     named: Vec<usize>,
     copy_in: bool,
     mask: Option<Option<RowMask>>,
+    /// Bound under rules since replaced: it may no longer be executed.
+    revoked: bool,
 }
 
 /// The per-connection rule engine.
@@ -236,6 +246,15 @@ pub struct PgSession {
     /// Client messages held until the catalog answer is in.
     held: VecDeque<Vec<u8>>,
     answer: learn::Answer,
+    /// Rules that replace these at the first safe point (see `swap`).
+    pending: Option<Vec<PgRule>>,
+    /// The catalog question in flight is the one asked for replaced rules.
+    swapping: bool,
+    /// (SQL prepared statements, cursors) the session held, from the last question
+    /// asked for replaced rules.
+    answer_state: Option<(u64, u64)>,
+    /// How many times replaced rules were put in force on this session.
+    replaced: u32,
 }
 
 /// Type OIDs whose binary representation is their text (text, varchar, bpchar, name).
@@ -296,14 +315,23 @@ impl PgSession {
             server_in_copy: false,
             held: VecDeque::new(),
             answer: learn::Answer::default(),
+            pending: None,
+            swapping: false,
+            answer_state: None,
+            replaced: 0,
         }
     }
 
     /// Records a decision, attributed to the configured rule that caused it: the first
     /// deny (refuse) or drop-session rule naming an object the reason names, the first
     /// rewrite rule for a rewrite; none for a fail-closed refusal no one rule caused.
-    /// Attribution is for counting hits only; it decides nothing.
+    /// Attribution is for counting hits only; it decides nothing (and is left out
+    /// while replacement rules wait, since the engine already numbers by them).
     fn decide(&self, out: &mut Output, action: &'static str, reason: &str) {
+        if self.pending.is_some() {
+            out.decide(action, reason, None);
+            return;
+        }
         let lower = reason.to_ascii_lowercase();
         let names = |objects: &[String]| objects.iter().any(|o| mentions(&lower, o));
         let rule = self.rules.iter().position(|rule| match (action, rule) {
@@ -418,6 +446,9 @@ impl Rule for PgSession {
     ) -> Result<(), RuleError> {
         match direction {
             Direction::Inbound if self.phase == Phase::Startup => self.startup(message, out),
+            Direction::Inbound if self.pending.is_some() && self.phase == Phase::Ready => {
+                self.swap_at(message, out)
+            }
             Direction::Inbound => self.client_message(message, out),
             Direction::Outbound => self.server_message(message, out),
         }
@@ -435,7 +466,22 @@ impl Rule for PgSession {
             ("database", text(&self.params.database)),
             ("application_name", text(&self.params.application_name)),
             ("rules_active", self.policy.is_active().to_string()),
+            ("rules_replaced", self.replaced.to_string()),
+            ("rules_waiting", self.pending.is_some().to_string()),
         ]
+    }
+
+    fn keeps_session(&self) -> bool {
+        true
+    }
+
+    fn adopt(&mut self, next: Box<dyn Rule>) -> Result<(), String> {
+        let next: Box<dyn std::any::Any> = next;
+        let next = next
+            .downcast::<PgSession>()
+            .map_err(|_| "the stream is no longer a PostgreSQL stream".to_owned())?;
+        self.adopt_rules(next.rules);
+        Ok(())
     }
 
     fn on_framing_error(&mut self, direction: Direction, error: &FrameError, out: &mut Output) {

@@ -17,7 +17,7 @@ fn has_word_ci(text: &str, word: &str) -> bool {
 }
 
 /// What became of one statement text.
-enum Judged {
+pub(super) enum Judged {
     /// Forward this text (the original, or a rewritten one).
     Text(Option<String>, Prepared),
     Refuse(String),
@@ -128,6 +128,8 @@ impl PgSession {
                     }
                     Judged::Text(text, mut prepared) => {
                         prepared.param_types = parse.param_types.clone();
+                        prepared.text = parse.query.to_owned();
+                        prepared.rewritten = text.is_some();
                         match text {
                             Some(new) => {
                                 self.decide(out, "rewrite", "a predicate on a rewritten column");
@@ -139,7 +141,11 @@ impl PgSession {
                             }
                             None => out.onward.extend_from_slice(message),
                         }
-                        self.statements.insert(name, prepared);
+                        // The server refuses a second statement of the same name and
+                        // keeps the first: so does the session.
+                        if name.is_empty() || !self.statements.contains_key(&name) {
+                            self.statements.insert(name, prepared);
+                        }
                     }
                 }
                 self.expect.push_back(Expect::Parse);
@@ -156,6 +162,13 @@ impl PgSession {
             }
             b'E' => {
                 let (portal, _) = msg::parse_execute(typed.body).map_err(rule_error)?;
+                if self.portals.get(portal).is_some_and(|p| p.revoked) {
+                    let reason = format!(
+                        "supervise: refused: portal \"{portal}\" was bound under rules since replaced; bind it again"
+                    );
+                    self.refuse_extended(&reason, out);
+                    return Ok(());
+                }
                 if !self.policy.masked.is_empty() {
                     // The shape of the rows is asked by the supervisor itself, right
                     // before they come, whatever the client described or not.
@@ -197,7 +210,7 @@ impl PgSession {
         Ok(())
     }
 
-    fn judge(&mut self, sql: &str) -> Judged {
+    pub(super) fn judge(&mut self, sql: &str) -> Judged {
         // One reading of the text serves every question asked of it. Without rules only
         // COPY matters (the reply queue must know about copy-in mode).
         let active = self.policy.is_active();
@@ -277,12 +290,21 @@ impl PgSession {
             .get(bind.statement)
             .cloned()
             .unwrap_or_default();
+        if let Some(why) = &prepared.revoked {
+            let reason = format!(
+                "supervise: refused: prepared statement \"{}\" was prepared under rules since replaced, and the new rules {why}; close it and prepare it again",
+                bind.statement
+            );
+            self.refuse_extended(&reason, out);
+            return Ok(());
+        }
         self.portals.insert(
             bind.portal.to_owned(),
             Portal {
                 named: prepared.named.clone(),
                 copy_in: prepared.copies > 0,
                 mask: None,
+                revoked: false,
             },
         );
         self.expect.push_back(Expect::Bind);

@@ -40,6 +40,12 @@ use crate::pg::message as msg;
 use crate::pg::policy::{Guarded, Learned};
 use crate::RuleError;
 
+/// The `s` row: how many SQL-level prepared statements and cursors (DECLARE) the
+/// session holds.
+const STATE_ROW: &str = " UNION ALL SELECT 's', \
+    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::pg_catalog.text, \
+    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors)::pg_catalog.text, ''";
+
 /// Objects at or above this OID were created after initdb (PostgreSQL's
 /// FirstNormalObjectId).
 const FIRST_USER_OID: u32 = 16384;
@@ -65,13 +71,16 @@ fn text_array(values: &[String]) -> String {
 #[derive(Debug, Default)]
 pub(super) struct Answer {
     learned: Learned,
+    /// (SQL prepared statements, cursors), when asked.
+    state: Option<(u64, u64)>,
     /// The server's error, if it failed.
     error: Option<String>,
 }
 
 impl PgSession {
-    /// The catalog question (see the module documentation).
-    pub(super) fn learn_query(&self) -> String {
+    /// The catalog question (see the module documentation); `with_state` adds the
+    /// count of the session's SQL prepared statements and cursors (see `swap`).
+    pub(super) fn learn_query(&self, with_state: bool) -> String {
         let policy = &self.policy;
         let any_column: Vec<String> = policy.deny.iter().chain(&policy.drop).cloned().collect();
         let checked: Vec<String> = policy
@@ -134,12 +143,13 @@ impl PgSession {
              UNION ALL SELECT 'o', o.oprname::pg_catalog.text, '', '' FROM pg_catalog.pg_operator o \
                JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
-               WHERE o.oid >= {first} AND l.lanname <> ALL (ARRAY['c', 'internal']::pg_catalog.name[])",
+               WHERE o.oid >= {first} AND l.lanname <> ALL (ARRAY['c', 'internal']::pg_catalog.name[]){state}",
             any = name_array(&any_column),
             roots = name_array(&roots),
             cols = text_array(&columns),
             checked_tables = name_array(&checked),
             first = FIRST_USER_OID,
+            state = if with_state { STATE_ROW } else { "" },
         )
     }
 
@@ -172,7 +182,9 @@ impl PgSession {
                 self.answer.error = Some(format!("{code} {message}"));
             }
             b'Z' => {
+                self.status = msg::parse_ready(body).map_err(rule_error)?;
                 let answer = std::mem::take(&mut self.answer);
+                self.answer_state = answer.state;
                 self.policy.learned = Some(match answer.error {
                     Some(error) => Err(error),
                     None => Ok(answer.learned),
@@ -220,6 +232,11 @@ impl PgSession {
             }
             "o" => {
                 learned.operators.insert(a.to_owned());
+            }
+            "s" => {
+                if let (Ok(statements), Ok(cursors)) = (a.parse(), b.parse()) {
+                    self.answer.state = Some((statements, cursors));
+                }
             }
             _ => {}
         }

@@ -46,11 +46,7 @@ impl PgSession {
             // Parameter status and notifications are the session's, whoever asked.
             Some(Expect::Learn) if !matches!(typed.tag, b'S' | b'A') => {
                 if self.learn_reply(typed.tag, typed.body)? {
-                    self.expect.pop_front();
-                    self.phase = Phase::Ready;
-                    if self.release_held(&mut out.onward, &mut out.back)? {
-                        out.close = true;
-                    }
+                    self.after_learning(out)?;
                 }
                 return Ok(());
             }
@@ -190,6 +186,11 @@ impl PgSession {
                     self.after_startup(out)?;
                     return Ok(());
                 }
+                if self.pending.is_some() {
+                    out.onward.extend_from_slice(message);
+                    self.swap_after(out);
+                    return Ok(());
+                }
             }
             _ => {}
         }
@@ -272,10 +273,17 @@ impl PgSession {
     /// Authentication is over: ask the catalog question, or serve the client at once
     /// when no rule is in force.
     fn after_startup(&mut self, out: &mut Output) -> Result<(), RuleError> {
+        if let Some(reason) = self.install_pending() {
+            // Rules replaced during authentication refuse this connection.
+            out.decide("refuse", reason.as_str(), None);
+            Self::drop_session(&reason, &mut out.onward, &mut out.back);
+            out.close = true;
+            return Ok(());
+        }
         if self.policy.is_active() {
             self.phase = Phase::Learning;
             out.back
-                .extend_from_slice(&msg::build_query(&self.learn_query()));
+                .extend_from_slice(&msg::build_query(&self.learn_query(false)));
             self.expect.push_back(Expect::Learn);
             return Ok(());
         }
