@@ -275,11 +275,9 @@ fn send(state: &Path, operator: &Operator, request: &Path) -> Ctl {
     supervise(state, &args, &[])
 }
 
-/// Replaces pg-clients' rules with `rules` (written to a file) by a signed request.
-fn set_rules(ops: &Operator, state: &Path, name: &str, rules: &str) -> Ctl {
-    let path = file(ops.dir.path(), name, rules);
-    let arg = format!("@{}", path.display());
-    ops.request(state, &["set-rules", "pg-demo/pg-clients", &arg])
+/// Replaces pg-clients' rules with `rules` by a signed request.
+fn set_rules(ops: &Operator, state: &Path, rules: &str) -> Ctl {
+    ops.set_rules(state, "pg-demo/pg-clients", rules)
 }
 
 fn refused(out: &Ctl, code: &str) {
@@ -504,29 +502,99 @@ fn privileged_operations_read_memory_replace_rules_and_stop_the_tenant() {
     // set-rules: a bad set is refused whole, and nothing changes.
     let bad =
         "[[rule]]\nkind = \"deny\"\nobjects = [\"payroll\"]\n\n[[rule]]\nkind = \"frobnicate\"\n";
-    let out = set_rules(&ops, &st, "bad.toml", bad);
+    let out = set_rules(&ops, &st, bad);
     assert_eq!(out.code, Some(1), "{out:?}");
     let why = ops.open(&ops.result());
     assert_eq!(why["error"]["code"], "bad_rules", "{why}");
     let (code, _) = client.query_err(&mut c.sup, "SELECT amount FROM salaries");
     assert_eq!(code, "42501", "a refused rule set changed the rules");
-    // A good set: the live connection ends at its next message boundary, a new one
-    // runs under the new rules (salaries readable, employee denied).
-    let good = "[[rule]]\nkind = \"deny\"\nobjects = [\"employee\"]\n";
-    let out = set_rules(&ops, &st, "good.toml", good);
+    // A good set: live connections take it at their next message boundary, in place
+    // when they can (the catalog asked again, prepared statements judged again),
+    // ended with the reason when they cannot; new ones get it at once.
+    let employee_names = "SELECT name FROM employee ORDER BY id";
+    let mut prepared = c.client();
+    let statement = prepared.with(&mut c.sup, "prepare", move |c| {
+        c.prepare(employee_names).unwrap()
+    });
+    let mut in_block = c.client();
+    in_block.query(&mut c.sup, "BEGIN");
+    let mut sql_prepared = c.client();
+    sql_prepared.query(&mut c.sup, "PREPARE p AS SELECT 1");
+    let live = connections(&mut c.sup);
+    assert_eq!(live.len(), 4, "{live:?}");
+    let good = "[[rule]]\nkind = \"deny\"\nobjects = [\"employee\"]\n\n[[rule]]\nkind = \"mask\"\ntable = \"salaries\"\ncolumn = \"amount\"\nreplacement = \"0\"\n";
+    let out = set_rules(&ops, &st, good);
     assert_eq!(out.code, Some(0), "{out:?}");
     let set = ops.open(&ops.result());
-    assert_eq!(set["result"]["rules"], 1, "{set}");
-    assert_eq!(set["result"]["connections_ended"][0], d.as_str(), "{set}");
+    assert_eq!(set["result"]["rules"], 2, "{set}");
+    let mut adopted: Vec<String> = set["result"]["connections_adopted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    adopted.sort();
+    let mut expected = live.clone();
+    expected.sort();
+    assert_eq!(adopted, expected, "{set}");
+    assert_eq!(
+        set["result"]["connections_ended"],
+        serde_json::json!([]),
+        "{set}"
+    );
+    // The idle session goes on under the new rules: salaries readable but masked
+    // (learned again from the catalog), employee refused.
+    assert_eq!(
+        client.query(&mut c.sup, "SELECT amount FROM salaries ORDER BY id"),
+        ["0", "0"]
+    );
+    let (code, _) = client.query_err(&mut c.sup, employee_names);
+    assert_eq!(code, "42501");
+    // A statement prepared under the old rules is judged again: refused now.
+    let (code, message) = prepared.with(&mut c.sup, "execute", move |c| {
+        let e = c.query(&statement, &[]).unwrap_err();
+        let db = e.as_db_error().unwrap();
+        (db.code().code().to_owned(), db.message().to_owned())
+    });
+    assert_eq!(code, "42501", "{message}");
+    assert!(
+        message.contains("prepared under rules since replaced"),
+        "{message}"
+    );
+    // Inside a transaction block: the question ran in a savepoint; the transaction
+    // goes on under the new rules and commits.
+    assert_eq!(
+        in_block.query(&mut c.sup, "SELECT amount FROM salaries ORDER BY id"),
+        ["0", "0"]
+    );
+    in_block.query(&mut c.sup, "COMMIT");
+    // SQL-level prepared statements cannot be judged again: that session ends, with
+    // the reason (the crate may report the close before the FATAL it read).
+    let ended = sql_prepared.with(&mut c.sup, "EXECUTE p", |c| {
+        let e = c.simple_query("EXECUTE p").unwrap_err();
+        let fatal = e.as_db_error().map(|db| db.severity() == "FATAL");
+        (fatal, e.is_closed(), c.is_closed())
+    });
+    assert!(
+        matches!(ended, (Some(true), _, _) | (None, true, _) | (_, _, true)),
+        "{ended:?}"
+    );
+    let decision = c
+        .sup
+        .wait_record("the session's end, with its reason", |r| {
+            field(r, "action") == "drop-session"
+                && field(r, "reason").contains("1 SQL prepared statement")
+        });
+    assert_eq!(s(&decision, "dpid"), live[3].as_str(), "{decision}");
     let mut fresh = c.client();
     assert_eq!(
         fresh.query(&mut c.sup, "SELECT amount FROM salaries ORDER BY id"),
-        ["1000", "2000"]
+        ["0", "0"]
     );
     let (code, _) = fresh.query_err(&mut c.sup, "SELECT name FROM employee");
     assert_eq!(code, "42501");
     fresh.close(&mut c.sup);
-    drop(client);
+    drop((client, prepared, in_block, sql_prepared));
 
     // stop: the tenant is stopped and the supervisor exits by itself.
     ops.request_ok(&st, &["stop", "pg-demo"]);

@@ -129,11 +129,12 @@ impl Supervisor {
     }
 
     /// Replaces a stream's rules, whole or not at all. New connections get the new
-    /// rules at once. A live connection's rules cannot be swapped under it safely (a
-    /// PostgreSQL session's masks were learned from the catalog and its prepared
-    /// statements were judged under the old rules), so each is ended at its next
-    /// message boundary: what is ready is delivered, nothing more is read under the old
-    /// rules, and the client reconnects under the new ones.
+    /// rules at once; each live one from its next message on: stateless rules are
+    /// swapped, a PostgreSQL session adopts the new rules at that boundary (asking the
+    /// catalog again, judging its prepared statements again) or ends there with the
+    /// reason when it cannot prove it is safe (see `transforms::pg::session::swap`).
+    /// A connection that cannot take them at all is ended at its next message
+    /// boundary: what is ready is delivered, nothing more is read under the old rules.
     fn set_rules(&mut self, dpid: &str, text: &str) -> Result<Value, Failure> {
         let (parsed, kind) = Dpid::parse(dpid).map_err(|m| Failure::new("bad_request", m))?;
         let index = self
@@ -151,14 +152,21 @@ impl Supervisor {
         let component = &mut self.components.streams[index];
         component.rules = (0..count).map(|i| Dpid::rule(&parsed, i)).collect();
         component.hits = vec![0; count];
-        let mut ended = Vec::new();
-        let mut inodes = Vec::new();
+        let config = &self.profile.streams[index];
+        let (mut adopted, mut ended, mut inodes) = (Vec::new(), Vec::new(), Vec::new());
         for (&inode, t) in self.table.sockets.iter_mut() {
             if let super::table::SocketKind::Stream(s) = &mut t.kind {
-                if s.config == index && !s.closing {
-                    s.closing = true;
-                    ended.push(s.dpid.to_string());
-                    inodes.push(inode);
+                if s.config != index || s.closing {
+                    continue;
+                }
+                match s.replace_rules(config) {
+                    Ok(()) => adopted.push(s.dpid.to_string()),
+                    Err(why) => {
+                        tracing::warn!(target: Kind::Stream.target(), dpid = %s.dpid, "the connection cannot take the new rules ({why}): it ends at its next message boundary");
+                        s.closing = true;
+                        ended.push(s.dpid.to_string());
+                        inodes.push(inode);
+                    }
                 }
             }
         }
@@ -169,8 +177,13 @@ impl Supervisor {
             self.arm(inode);
             self.retire_if_drained(inode);
         }
-        tracing::warn!(target: Kind::Stream.target(), dpid, rules = count, ended = ended.len(), "rules replaced (signed request); live connections end at their next message boundary");
-        Ok(json!({ "stream": dpid, "rules": count, "connections_ended": ended }))
+        tracing::warn!(target: Kind::Stream.target(), dpid, rules = count, adopted = adopted.len(), ended = ended.len(), "rules replaced (signed request): live connections take them at their next message boundary");
+        Ok(json!({
+            "stream": dpid,
+            "rules": count,
+            "connections_adopted": adopted,
+            "connections_ended": ended,
+        }))
     }
 
     /// Stops the tenant as `kill -TERM` of the supervisor would: the init stub relays

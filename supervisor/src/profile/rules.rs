@@ -324,6 +324,18 @@ impl Rule for TenantIsClient {
     fn on_framing_error(&mut self, direction: Direction, error: &FrameError, out: &mut Output) {
         self.0.on_framing_error(direction.reverse(), error, out);
     }
+
+    fn keeps_session(&self) -> bool {
+        self.0.keeps_session()
+    }
+
+    fn adopt(&mut self, next: Box<dyn Rule>) -> Result<(), String> {
+        let next: Box<dyn std::any::Any> = next;
+        let next = next
+            .downcast::<TenantIsClient>()
+            .map_err(|_| "the tenant is no longer the stream's client".to_owned())?;
+        self.0.adopt(next.0)
+    }
 }
 
 /// A rule as a component: its kind, its configuration, its self-tests.

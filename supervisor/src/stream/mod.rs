@@ -167,6 +167,35 @@ impl Stream {
         }
     }
 
+    /// Puts `config`'s rules (the stream's, replaced) in force on this connection:
+    /// rules that keep no session state are replaced at once, so the next message is
+    /// theirs; a session rule adopts its successor's rules and applies them at the first
+    /// boundary where it can (see [`Rule::adopt`]). `Err` (nothing changed) when the
+    /// connection cannot continue under them: the caller ends it.
+    pub fn replace_rules(&mut self, config: &StreamConfig) -> Result<(), String> {
+        if config.is_identity() != self.inbound.identity {
+            return Err("the new rules change how the stream is framed".into());
+        }
+        let mut next = config.new_rules();
+        let next_session = next.pop_if(|r| r.keeps_session());
+        let has_session = self.rules.last().is_some_and(|r| r.keeps_session());
+        match (has_session, next_session) {
+            (false, None) => {}
+            (true, Some(successor)) => {
+                let Some(session) = self.rules.last_mut() else {
+                    return Err("the connection lost its session rule".into());
+                };
+                session.adopt(successor)?;
+                let session = self.rules.pop();
+                next.extend(session);
+            }
+            _ => return Err("the new rules keep a different kind of session".into()),
+        }
+        self.rules = next;
+        self.pg_rule_index = config.postgres_rule_indices();
+        Ok(())
+    }
+
     /// Whether the stream passes bytes unchanged (the engine then reads exactly what
     /// the tenant asks for, keeping kernel readiness exact).
     pub fn is_identity(&self) -> bool {

@@ -1,6 +1,9 @@
 //! An operator with real tools: an ed25519 key made by `ssh-keygen`, an age identity
 //! made by `age-keygen`, `supervise request` to sign (ssh-keygen -Y sign) and send, and
 //! the stock `age` CLI to open results. Missing tools fail loudly by name.
+//!
+//! Shared by several test binaries, each using a part of it.
+#![allow(dead_code)]
 
 use std::fs;
 use std::io::Write as _;
@@ -113,6 +116,14 @@ impl Operator {
         let out = self.request(state, args);
         assert_eq!(out.code, Some(0), "supervise request {args:?}: {out:?}");
         self.open(&self.result())
+    }
+
+    /// Replaces `stream`'s rules with `rules` (written to a file) by a signed request.
+    pub fn set_rules(&self, state: &Path, stream: &str, rules: &str) -> Ctl {
+        let path = self.dir.path().join("rules.toml");
+        std::fs::write(&path, rules).unwrap();
+        let arg = format!("@{}", path.display());
+        self.request(state, &["set-rules", stream, &arg])
     }
 
     /// Where the last sealed result is.
