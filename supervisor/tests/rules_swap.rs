@@ -64,9 +64,10 @@ fn pgbench_runs_through_a_rules_change_without_a_failed_transaction() {
             .args(["-p", &c.port.to_string(), "-U", "postgres", "postgres"]),
     );
     // Read-only with prepared statements (each re-judged: unchanged, kept), then
-    // TPC-B-like in simple mode (BEGIN … END: inside a block, the catalog question
-    // runs in a savepoint).
-    for (mode, script) in [("prepared", "-S"), ("simple", "-N")] {
+    // TPC-B-like (BEGIN … END: inside a block, the catalog question runs in a
+    // savepoint) in simple mode and with prepared statements (the block's unnamed
+    // portal is revoked; pgbench binds a new one).
+    for (mode, script) in [("prepared", "-S"), ("simple", "-N"), ("prepared", "-N")] {
         let bench = pgbench(c.port, mode, script, 6);
         std::thread::sleep(Duration::from_secs(2));
         let out = ops.set_rules(&st, "pg-demo/pg-clients", NEW_RULES);

@@ -25,7 +25,10 @@ fn adopt(s: &mut PgSession, rules: Vec<PgRule>) {
 /// statements, cursors); returns the output of its ReadyForQuery.
 fn answer(s: &mut PgSession, state: (u32, u32), status: u8) -> Output {
     let (p, c) = (state.0.to_string(), state.1.to_string());
-    for row in [["v", "emp_v", "employee", ""], ["s", &p, &c, ""]] {
+    for row in [
+        ["v", "emp_v", "employee", ""],
+        ["s", &p, &c, "read committed"],
+    ] {
         let out = server(s, &text_row(&row));
         assert!(out.onward.is_empty() && out.back.is_empty());
     }
@@ -303,30 +306,56 @@ fn a_second_parse_of_a_revoked_name_does_not_revive_it() {
     client(&mut s, &msg::build_sync());
     answer(&mut s, (0, 0), b'I');
     server(&mut s, &msg::build_ready(b'I'));
-    // The server refuses a second "s1" and keeps the first; so must the session.
-    parse(&mut s, "s1", "SELECT 1", vec![]);
+    // The server refuses a second "s1" (42P05) and keeps the first; so must the
+    // session.
+    client(
+        &mut s,
+        &msg::build_parse(&msg::ParseMsg {
+            name: "s1",
+            query: "SELECT 1",
+            param_types: vec![],
+        }),
+    );
+    client(&mut s, &msg::build_sync());
+    server(
+        &mut s,
+        &msg::build_error("ERROR", "42P05", "already exists"),
+    );
+    server(&mut s, &msg::build_ready(b'I'));
     let out = bind(&mut s, "", "s1");
     assert!(is_refusal(&out.onward), "{:?}", out.onward);
 }
 
 #[test]
 fn portals_bound_in_the_open_transaction_are_revoked() {
+    // The unnamed portal: SQL cannot FETCH from it, so the question does not count
+    // it; Execute of it is refused. (A named one is a cursor SQL can FETCH from: it
+    // is counted, and the session ends.)
     let mut s = ready(&demo_answer());
     client(&mut s, &msg::build_query("BEGIN"));
     server(&mut s, &msg::build_ready(b'T'));
     parse(&mut s, "s1", "SELECT name FROM project", vec![]);
-    bind(&mut s, "p", "s1");
+    bind(&mut s, "", "s1");
     server(&mut s, &msg::build(b'2', &[]));
     client(&mut s, &msg::build_sync());
     server(&mut s, &msg::build_ready(b'T'));
     adopt(&mut s, deny_employee());
-    client(&mut s, &msg::build_execute("p", 10));
+    let out = client(&mut s, &msg::build_execute("", 10));
+    assert!(query_text(&out.onward).contains("pg_cursors WHERE name <> ''"));
     let out = answer(&mut s, (0, 0), b'T');
     let sent = String::from_utf8_lossy(&out.back);
     assert!(
-        sent.contains("portal \"p\" was bound under rules since replaced"),
+        sent.contains("portal \"\" was bound under rules since replaced"),
         "{sent}"
     );
+    // A named portal counted by the question ends the session.
+    let mut s = ready(&demo_answer());
+    client(&mut s, &msg::build_query("BEGIN"));
+    server(&mut s, &msg::build_ready(b'T'));
+    adopt(&mut s, deny_employee());
+    client(&mut s, &msg::build_query("FETCH 10 FROM p"));
+    let out = answer(&mut s, (0, 1), b'T');
+    assert_ended(&out.onward, &out.back, &out, "1 cursor(s)");
 }
 
 #[test]
@@ -342,6 +371,7 @@ fn rules_replaced_before_the_session_is_served_are_the_ones_asked_about() {
     // During authentication: the one question asked is the new rules'.
     let mut s = PgSession::new(rules());
     client(&mut s, &startup(&[("user", "app")]));
+    reported(&mut s, "client_encoding", "UTF8");
     adopt(&mut s, deny_employee());
     let out = server(&mut s, &msg::build_ready(b'I'));
     let question = query_text(&out.back);
@@ -349,6 +379,7 @@ fn rules_replaced_before_the_session_is_served_are_the_ones_asked_about() {
     // While the first question is out: asked again for the new rules.
     let mut s = PgSession::new(rules());
     client(&mut s, &startup(&[("user", "app")]));
+    reported(&mut s, "client_encoding", "UTF8");
     let held = client(&mut s, &msg::build_query("SELECT name FROM employee"));
     assert!(held.onward.is_empty());
     server(&mut s, &msg::build_ready(b'I'));
@@ -366,6 +397,7 @@ fn rules_replaced_before_the_session_is_served_are_the_ones_asked_about() {
         &mut s,
         &startup(&[("user", "app"), ("replication", "database")]),
     );
+    reported(&mut s, "client_encoding", "UTF8");
     adopt(&mut s, deny_employee());
     let out = server(&mut s, &msg::build_ready(b'I'));
     assert_ended(&out.onward, &out.back, &out, "replication connection");

@@ -152,7 +152,10 @@ enum Expect {
     Simple {
         named: Vec<usize>,
     },
-    Parse,
+    /// The client's Parse: the statement exists on the server once ParseComplete
+    /// says so (an error, or an earlier one the server skips to Sync after, means it
+    /// does not).
+    Parse(String, Box<Prepared>),
     Bind,
     /// The client's Describe of a statement: its ParameterDescription tells the
     /// parameters' types (what a binary value means at Bind).
@@ -162,7 +165,9 @@ enum Expect {
     /// Execute that follows, and is not the client's.
     HiddenDescribe(String),
     Execute(String),
-    Close,
+    /// The client's Close of a statement (`S`) or portal (`P`): gone once
+    /// CloseComplete says so.
+    Close(u8, String),
     Sync,
     /// A Sync sent while the client was in a COPY FROM STDIN: the server ignores it if
     /// it did enter copy-in mode, answers it like any Sync if the COPY failed first.
@@ -196,6 +201,11 @@ struct Prepared {
     /// Prepared under rules since replaced, which the new rules judge differently:
     /// why it may no longer be bound.
     revoked: Option<String>,
+    /// Statements the text runs by SQL `EXECUTE name` (checked at each Bind: what
+    /// they are then is what runs).
+    executes: Vec<String>,
+    /// `standard_conforming_strings` when it was judged (how the server read it).
+    standard_strings: Option<bool>,
 }
 
 /// A portal: the shape of its rows, once the supervisor's own Describe answered.
@@ -243,19 +253,27 @@ pub struct PgSession {
     server_skips_to_sync: bool,
     /// The server answered CopyInResponse: it ignores Syncs until the copy ends.
     server_in_copy: bool,
-    /// Client messages held until the catalog answer is in.
+    /// Client messages held until the catalog answer is in (or new rules are in force).
     held: VecDeque<Vec<u8>>,
+    /// Their bytes (bounded by `MAX_HELD`).
+    held_bytes: usize,
+    /// The server's `client_encoding`, as it last reported it.
+    client_encoding: String,
     answer: learn::Answer,
     /// Rules that replace these at the first safe point (see `swap`).
     pending: Option<Vec<PgRule>>,
     /// The catalog question in flight is the one asked for replaced rules.
     swapping: bool,
-    /// (SQL prepared statements, cursors) the session held, from the last question
-    /// asked for replaced rules.
-    answer_state: Option<(u64, u64)>,
+    /// (SQL prepared statements, named cursors, transaction isolation) of the
+    /// session, from the last question asked for replaced rules.
+    answer_state: Option<(u64, u64, String)>,
     /// How many times replaced rules were put in force on this session.
     replaced: u32,
 }
+
+/// Bytes of client messages a session holds while it cannot judge them yet (before
+/// authentication ends, while the catalog question is out, while new rules wait).
+const MAX_HELD: usize = 1 << 20;
 
 /// Type OIDs whose binary representation is their text (text, varchar, bpchar, name).
 const TEXTUAL_TYPES: [u32; 4] = [25, 1043, 1042, 19];
@@ -281,6 +299,16 @@ fn mentions(text: &str, word: &str) -> bool {
         let after = text[at + word.len()..].chars().next();
         !before.is_some_and(ident) && !after.is_some_and(ident)
     })
+}
+
+impl PgSession {
+    /// Whether the session is a replication connection (its stream carries WAL).
+    fn is_replication_session(&self) -> bool {
+        self.params
+            .replication
+            .as_deref()
+            .is_some_and(is_replication)
+    }
 }
 
 /// Whether a `replication` startup value asks for a replication connection.
@@ -314,6 +342,8 @@ impl PgSession {
             server_skips_to_sync: false,
             server_in_copy: false,
             held: VecDeque::new(),
+            held_bytes: 0,
+            client_encoding: String::new(),
             answer: learn::Answer::default(),
             pending: None,
             swapping: false,
@@ -444,6 +474,12 @@ impl Rule for PgSession {
         message: &[u8],
         out: &mut Output,
     ) -> Result<(), RuleError> {
+        if self.pending.is_some() {
+            if let Some(reason) = self.replication_swap() {
+                Self::end_session(&reason, out, direction == Direction::Inbound);
+                return Ok(());
+            }
+        }
         match direction {
             Direction::Inbound if self.phase == Phase::Startup => self.startup(message, out),
             Direction::Inbound if self.pending.is_some() && self.phase == Phase::Ready => {

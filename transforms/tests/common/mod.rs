@@ -80,6 +80,7 @@ pub fn ready_with(rules: Vec<PgRule>, rows: &[[&str; 4]]) -> PgSession {
         params: vec![("user", "app"), ("database", "hr")],
     });
     client(&mut s, &startup);
+    reported(&mut s, "client_encoding", "UTF8");
     let out = server(&mut s, &msg::build_ready(b'I'));
     assert!(
         String::from_utf8_lossy(&out.back).contains("SET LOCAL statement_timeout = 0"),
@@ -92,6 +93,15 @@ pub fn ready_with(rules: Vec<PgRule>, rows: &[[&str; 4]]) -> PgSession {
     let out = server(&mut s, &msg::build_ready(b'I'));
     assert!(out.onward.is_empty());
     s
+}
+
+/// The server's ParameterStatus `name = value` (it reports client_encoding, among
+/// others, during every startup).
+pub fn reported(s: &mut PgSession, name: &str, value: &str) -> Output {
+    server(
+        s,
+        &msg::build(b'S', format!("{name}\0{value}\0").as_bytes()),
+    )
 }
 
 pub fn demo_answer() -> Vec<[&'static str; 4]> {

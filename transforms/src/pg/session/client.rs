@@ -55,7 +55,9 @@ impl PgSession {
                 return Ok(());
             }
             Phase::Auth | Phase::Learning => {
-                self.held.push_back(message.to_vec());
+                if let Err(reason) = self.hold(message) {
+                    Self::end_session(&reason, out, true);
+                }
                 return Ok(());
             }
             Phase::Startup | Phase::Ready => {}
@@ -130,6 +132,7 @@ impl PgSession {
                         prepared.param_types = parse.param_types.clone();
                         prepared.text = parse.query.to_owned();
                         prepared.rewritten = text.is_some();
+                        prepared.standard_strings = self.standard_strings;
                         match text {
                             Some(new) => {
                                 self.decide(out, "rewrite", "a predicate on a rewritten column");
@@ -141,14 +144,10 @@ impl PgSession {
                             }
                             None => out.onward.extend_from_slice(message),
                         }
-                        // The server refuses a second statement of the same name and
-                        // keeps the first: so does the session.
-                        if name.is_empty() || !self.statements.contains_key(&name) {
-                            self.statements.insert(name, prepared);
-                        }
+                        self.expect
+                            .push_back(Expect::Parse(name, Box::new(prepared)));
                     }
                 }
-                self.expect.push_back(Expect::Parse);
                 return Ok(());
             }
             b'B' => return self.bind(typed.body, message, out),
@@ -184,12 +183,7 @@ impl PgSession {
             }
             b'C' => {
                 let (kind, name) = msg::parse_describe(typed.body).map_err(rule_error)?;
-                if kind == b'S' {
-                    self.statements.remove(name);
-                } else {
-                    self.portals.remove(name);
-                }
-                self.expect.push_back(Expect::Close);
+                self.expect.push_back(Expect::Close(kind, name.to_owned()));
             }
             b'S' if self.client_copies > 0 => self.expect.push_back(Expect::CopySync),
             b'S' => self.expect.push_back(Expect::Sync),
@@ -240,15 +234,9 @@ impl PgSession {
             // under both settings.
             self.standard_strings = None;
         }
-        // A protocol-prepared statement whose parameters are rewritten at Bind must not
-        // run through SQL EXECUTE, which binds them in the server.
-        let verdict = match policy::executed_statements(&tokens)
-            .into_iter()
-            .find(|name| self.statements.get(name).is_some_and(|p| !p.params.is_empty()))
-        {
-            Some(name) if !matches!(verdict, Verdict::Drop(_)) => Verdict::Refuse(format!(
-                "supervise: refused: EXECUTE {name}: its parameters are compared with a rewritten column and are rewritten only when bound through the protocol"
-            )),
+        let executes = policy::executed_statements(&tokens);
+        let verdict = match self.execute_refusal(&executes) {
+            Some(reason) if !matches!(verdict, Verdict::Drop(_)) => Verdict::Refuse(reason),
             _ => verdict,
         };
         let named = |tables: &[String]| -> Vec<usize> {
@@ -275,9 +263,54 @@ impl PgSession {
                 named,
                 params,
                 copies,
+                executes,
                 ..Prepared::default()
             },
         )
+    }
+
+    /// Why running `names` by SQL `EXECUTE` is refused, if it is: a protocol-prepared
+    /// statement whose parameters are rewritten at Bind (SQL EXECUTE binds them in
+    /// the server), or one revoked when the rules were replaced.
+    fn execute_refusal(&self, names: &[String]) -> Option<String> {
+        names.iter().find_map(|name| {
+            let prepared = self.statements.get(name)?;
+            if prepared.revoked.is_some() {
+                Some(format!(
+                    "supervise: refused: EXECUTE {name}: it was prepared under rules since replaced, which the new rules judge differently"
+                ))
+            } else if !prepared.params.is_empty() {
+                Some(format!(
+                    "supervise: refused: EXECUTE {name}: its parameters are compared with a rewritten column and are rewritten only when bound through the protocol"
+                ))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The statement a Bind of `name` binds: the latest Parse or Close of it still
+    /// awaiting the server's answer decides, else what the server confirmed.
+    fn statement(&self, name: &str) -> Prepared {
+        for expect in self.expect.iter().rev() {
+            match expect {
+                Expect::Parse(n, prepared) if n == name => return (**prepared).clone(),
+                Expect::Close(b'S', n) if n == name => return Prepared::default(),
+                _ => {}
+            }
+        }
+        self.statements.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Holds a client message until it can be judged; `Err` (the reason to end the
+    /// session) past `MAX_HELD` bytes.
+    pub(super) fn hold(&mut self, message: &[u8]) -> Result<(), String> {
+        if self.held_bytes + message.len() > super::MAX_HELD {
+            return Err("supervise: the client sent more than 1 MiB while its session could not judge it yet (authentication, the catalog question or replaced rules under way); the session ends".to_owned());
+        }
+        self.held_bytes += message.len();
+        self.held.push_back(message.to_vec());
+        Ok(())
     }
 
     /// Bind: the portal's statement is looked up now (a later re-Parse of the name does
@@ -285,11 +318,11 @@ impl PgSession {
     /// column get the rewrite's value.
     fn bind(&mut self, body: &[u8], message: &[u8], out: &mut Output) -> Result<(), RuleError> {
         let bind = msg::parse_bind(body).map_err(rule_error)?;
-        let prepared = self
-            .statements
-            .get(bind.statement)
-            .cloned()
-            .unwrap_or_default();
+        let prepared = self.statement(bind.statement);
+        if let Some(reason) = self.execute_refusal(&prepared.executes) {
+            self.refuse_extended(&reason, out);
+            return Ok(());
+        }
         if let Some(why) = &prepared.revoked {
             let reason = format!(
                 "supervise: refused: prepared statement \"{}\" was prepared under rules since replaced, and the new rules {why}; close it and prepare it again",
@@ -391,12 +424,14 @@ impl PgSession {
         to_server: &mut Vec<u8>,
     ) -> Result<bool, RuleError> {
         while let Some(message) = self.held.pop_front() {
+            self.held_bytes -= message.len();
             let mut out = Output::default();
             self.client_message(&message, &mut out)?;
             to_server.extend_from_slice(&out.onward);
             to_client.extend_from_slice(&out.back);
             if out.close {
                 self.held.clear();
+                self.held_bytes = 0;
                 return Ok(true);
             }
         }

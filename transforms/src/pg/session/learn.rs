@@ -40,11 +40,13 @@ use crate::pg::message as msg;
 use crate::pg::policy::{Guarded, Learned};
 use crate::RuleError;
 
-/// The `s` row: how many SQL-level prepared statements and cursors (DECLARE) the
-/// session holds.
+/// The `s` row: how many SQL-level prepared statements and named cursors (DECLARE,
+/// or a named portal, both readable by SQL FETCH) the session holds, and the
+/// transaction's isolation (a snapshot older than the question may miss objects).
 const STATE_ROW: &str = " UNION ALL SELECT 's', \
     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::pg_catalog.text, \
-    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors)::pg_catalog.text, ''";
+    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors WHERE name <> '')::pg_catalog.text, \
+    pg_catalog.current_setting('transaction_isolation')";
 
 /// Objects at or above this OID were created after initdb (PostgreSQL's
 /// FirstNormalObjectId).
@@ -71,8 +73,8 @@ fn text_array(values: &[String]) -> String {
 #[derive(Debug, Default)]
 pub(super) struct Answer {
     learned: Learned,
-    /// (SQL prepared statements, cursors), when asked.
-    state: Option<(u64, u64)>,
+    /// (SQL prepared statements, named cursors, transaction isolation), when asked.
+    state: Option<(u64, u64, String)>,
     /// The server's error, if it failed.
     error: Option<String>,
 }
@@ -235,7 +237,7 @@ impl PgSession {
             }
             "s" => {
                 if let (Ok(statements), Ok(cursors)) = (a.parse(), b.parse()) {
-                    self.answer.state = Some((statements, cursors));
+                    self.answer.state = Some((statements, cursors, c.to_owned()));
                 }
             }
             _ => {}

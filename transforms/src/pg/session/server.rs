@@ -132,14 +132,24 @@ impl PgSession {
                     }
                 }
             }
-            b'1' if matches!(self.expect.front(), Some(Expect::Parse)) => {
-                self.expect.pop_front();
+            b'1' if matches!(self.expect.front(), Some(Expect::Parse(..))) => {
+                if let Some(Expect::Parse(name, prepared)) = self.expect.pop_front() {
+                    self.statements.insert(name, *prepared);
+                }
             }
             b'2' if matches!(self.expect.front(), Some(Expect::Bind)) => {
                 self.expect.pop_front();
             }
-            b'3' if matches!(self.expect.front(), Some(Expect::Close)) => {
-                self.expect.pop_front();
+            b'3' if matches!(self.expect.front(), Some(Expect::Close(..))) => {
+                match self.expect.pop_front() {
+                    Some(Expect::Close(b'S', name)) => {
+                        self.statements.remove(&name);
+                    }
+                    Some(Expect::Close(_, name)) => {
+                        self.portals.remove(&name);
+                    }
+                    _ => {}
+                }
             }
             b'n' if matches!(
                 self.expect.front(),
@@ -300,6 +310,9 @@ impl PgSession {
         let mut parts = body.split(|&b| b == 0);
         let name = String::from_utf8_lossy(parts.next().unwrap_or_default()).to_ascii_lowercase();
         let value = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        if name == "client_encoding" {
+            self.client_encoding = value.clone();
+        }
         match name.as_str() {
             "standard_conforming_strings" => self.standard_strings = Some(value == "on"),
             "client_encoding" if self.policy.is_active() && !is_safe_encoding(&value) => {

@@ -12,15 +12,23 @@
 //!   the client's messages held meanwhile up to 1 MiB) and no transaction has
 //!   failed: the client's messages are held, the catalog question is asked again
 //!   (inside a transaction block, within a savepoint it rolls back, so the client's
-//!   settings and snapshot are untouched), together with how many SQL-level prepared
-//!   statements and cursors the session holds. Those were judged under the old rules
-//!   and cannot be judged again from here, so if there are any the session ends.
-//!   Otherwise each protocol-prepared statement is judged again from its text: one the
-//!   new rules would forward unchanged stays; any other is revoked (a Bind of it is
-//!   refused with the reason) — the server holds the old text. Portals bound inside
-//!   the open transaction are revoked likewise. Then the held message runs under the
+//!   settings are untouched), together with how many SQL-level prepared statements
+//!   and named cursors the session holds and the transaction's isolation. Those
+//!   statements and cursors (a named protocol portal is one: SQL FETCH reads it) were
+//!   judged under the old rules and cannot be judged again from here, and a
+//!   REPEATABLE READ or SERIALIZABLE snapshot may predate objects the new rules must
+//!   know of: in those cases the session ends. Otherwise each protocol-prepared
+//!   statement is judged again from its text, read under the
+//!   `standard_conforming_strings` it was prepared under: one the new rules would
+//!   forward unchanged stays; any other is revoked (a Bind of it, or SQL `EXECUTE`,
+//!   is refused with the reason) — the server holds the old text. The unnamed portal
+//!   of the open transaction is revoked likewise. Then the held message runs under the
 //!   new rules. A statement already running when the rules arrive finishes under
 //!   the rules that judged it: its rows were asked for before the change.
+//!
+//! A replication session takes new rules at its next message in either direction
+//! (its stream has no boundary to wait for). A `client_encoding` the new rules cannot
+//! read statements under ends the session.
 //!
 //! Anywhere else (requests in flight, a failed transaction, a failed question) the
 //! session ends at that boundary with a FATAL that says why: the client reconnects
@@ -29,14 +37,11 @@
 use super::client::Judged;
 use super::{Expect, PgRule, PgSession, Phase};
 use crate::pg::message as msg;
-use crate::pg::policy::Policy;
+use crate::pg::policy::{is_safe_encoding, Policy};
 use crate::{Output, RuleError};
 
 /// The savepoint the catalog question runs in inside a transaction block.
 const SAVEPOINT: &str = "supervise_rules";
-
-/// Bytes of client messages held while the server finishes what was in flight.
-const MAX_HELD: usize = 1 << 20;
 
 impl PgSession {
     /// Takes `rules` over: at once before the StartupMessage (nothing was decided
@@ -61,7 +66,23 @@ impl PgSession {
         self.replication_users.clear();
         self.learned_columns.clear();
         self.activate();
+        if self.policy.is_active() && !is_safe_encoding(&self.client_encoding) {
+            return Some(format!(
+                "supervise: session terminated: the stream's rules were replaced and its client_encoding {} lets multibyte characters hide quotes from the supervisor's reading of statements",
+                self.client_encoding
+            ));
+        }
         self.startup_refusal()
+    }
+
+    /// A replication session with rules waiting: they are put in force at once, at
+    /// this message in either direction (its stream has no boundary to wait for);
+    /// `Some` is why it ends.
+    pub(super) fn replication_swap(&mut self) -> Option<String> {
+        if self.phase != Phase::Ready || !self.is_replication_session() {
+            return None;
+        }
+        self.install_pending()
     }
 
     /// A client message while new rules wait (the session serving the client).
@@ -69,30 +90,31 @@ impl PgSession {
         if self.is_at_rest() {
             return match self.begin_swap(&mut out.onward) {
                 Ok(true) => {
-                    self.held.push_back(message.to_vec());
+                    if let Err(reason) = self.hold(message) {
+                        Self::end_session(&reason, out, true);
+                    }
                     Ok(())
                 }
                 Ok(false) => self.client_message(message, out),
                 Err(reason) => {
-                    Self::end_for_rules(&reason, out, true);
+                    Self::end_session(&reason, out, true);
                     Ok(())
                 }
             };
         }
-        let held: usize = self.held.iter().map(Vec::len).sum();
         let why = if !self.comes_to_rest() {
             "requests were in flight that need more of the client's messages to be answered"
-        } else if held + message.len() > MAX_HELD {
-            "the client sent more than 1 MiB while its requests were answered"
         } else {
             // The server will come to rest by itself: wait for it (see `swap_after`).
-            self.held.push_back(message.to_vec());
-            return Ok(());
+            match self.hold(message) {
+                Ok(()) => return Ok(()),
+                Err(_) => "the client sent more than 1 MiB while its requests were answered",
+            }
         };
         let reason = format!(
             "supervise: this stream's rules were replaced while {why}; the session ends here so that nothing more runs under the old rules: reconnect"
         );
-        Self::end_for_rules(&reason, out, true);
+        Self::end_session(&reason, out, true);
         Ok(())
     }
 
@@ -109,10 +131,10 @@ impl PgSession {
                 match self.release_held(&mut out.onward, &mut out.back) {
                     Ok(false) => {}
                     Ok(true) => out.close = true,
-                    Err(e) => Self::end_for_rules(&e.reason, out, false),
+                    Err(e) => Self::end_session(&e.reason, out, false),
                 }
             }
-            Err(reason) => Self::end_for_rules(&reason, out, false),
+            Err(reason) => Self::end_session(&reason, out, false),
         }
     }
 
@@ -195,7 +217,7 @@ impl PgSession {
         self.expect.pop_front();
         if self.pending.is_some() {
             if let Some(reason) = self.install_pending() {
-                Self::end_for_rules(&reason, out, false);
+                Self::end_session(&reason, out, false);
                 return Ok(());
             }
             if self.policy.is_active() {
@@ -205,7 +227,7 @@ impl PgSession {
             self.rejudge_statements();
         } else if std::mem::take(&mut self.swapping) {
             if let Some(reason) = self.swap_refusal() {
-                Self::end_for_rules(&reason, out, false);
+                Self::end_session(&reason, out, false);
                 return Ok(());
             }
             self.rejudge_statements();
@@ -224,7 +246,14 @@ impl PgSession {
                 "supervise: this stream's rules were replaced and the catalog question for them failed ({error}); the session ends: reconnect"
             ));
         }
-        match self.answer_state {
+        if let Some((_, _, isolation)) = &self.answer_state {
+            if self.status == b'T' && isolation != "read committed" {
+                return Some(format!(
+                    "supervise: this stream's rules were replaced inside a {isolation} transaction, whose snapshot may predate objects the new rules must know of; the session ends here: reconnect"
+                ));
+            }
+        }
+        match self.answer_state.as_ref().map(|(p, c, _)| (*p, *c)) {
             Some((0, 0)) => None,
             Some((statements, cursors)) => Some(format!(
                 "supervise: this stream's rules were replaced; the session holds {statements} SQL prepared statement(s) and {cursors} cursor(s) made under the old rules, which cannot be judged again; the session ends here: reconnect"
@@ -250,11 +279,23 @@ impl PgSession {
             if old.revoked.is_some() {
                 continue;
             }
+            let Some(setting) = old.standard_strings else {
+                // Judged while standard_conforming_strings was changing: how the server
+                // read it is not known.
+                self.statements.insert(
+                    name,
+                    Self::revoked(old, "cannot tell how the server read it".to_owned()),
+                );
+                continue;
+            };
+            // Read as the server read it at Parse.
+            self.standard_strings = Some(setting);
             let judged = self.judge(&old.text);
             let entry = match judged {
                 Judged::Text(None, mut prepared) if !old.rewritten => {
                     prepared.param_types = old.param_types;
                     prepared.text = old.text;
+                    prepared.standard_strings = old.standard_strings;
                     prepared
                 }
                 Judged::Text(..) => Self::revoked(old, "rewrite it".to_owned()),
@@ -277,7 +318,7 @@ impl PgSession {
 
     /// Ends the session: FATAL with `reason` to the client, Terminate to the server.
     /// `client_sent`: `out` is for a client message (its `back` is the client's).
-    fn end_for_rules(reason: &str, out: &mut Output, client_sent: bool) {
+    pub(super) fn end_session(reason: &str, out: &mut Output, client_sent: bool) {
         out.decide("drop-session", reason, None);
         if client_sent {
             Self::drop_session(reason, &mut out.back, &mut out.onward);
