@@ -6,26 +6,25 @@ use crate::pg::lex::{Tok, Token};
 use super::lists::is_safe_encoding;
 
 /// Names of prepared statements that SQL `EXECUTE` runs in a lexed text, as the server
-/// resolves them.
+/// resolves them: wherever `EXECUTE name` appears (`EXPLAIN ANALYZE EXECUTE name` runs
+/// it too). A name that follows EXECUTE in another construct (`GRANT EXECUTE ON`,
+/// `EXECUTE FUNCTION f`) is listed as well: it only matters if a prepared statement
+/// has that name, and then listing it fails closed.
 pub fn executed_statements(tokens: &[Token]) -> Vec<String> {
-    split_statements(tokens)
-        .into_iter()
-        .filter_map(|statement| match statement {
+    tokens
+        .windows(2)
+        .filter_map(|pair| match pair {
             [Token {
                 tok:
                     Tok::Ident {
-                        name: first,
+                        name: keyword,
                         quoted: false,
                     },
                 ..
             }, Token {
                 tok: Tok::Ident { name, .. },
                 ..
-            }, ..]
-                if first.eq_ignore_ascii_case("execute") =>
-            {
-                Some(name.clone())
-            }
+            }] if keyword.eq_ignore_ascii_case("execute") => Some(name.clone()),
             _ => None,
         })
         .collect()

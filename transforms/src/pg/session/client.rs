@@ -271,15 +271,16 @@ impl PgSession {
 
     /// Why running `names` by SQL `EXECUTE` is refused, if it is: a protocol-prepared
     /// statement whose parameters are rewritten at Bind (SQL EXECUTE binds them in
-    /// the server), or one revoked when the rules were replaced.
+    /// the server), or one revoked when the rules were replaced — in any version the
+    /// server may hold when the EXECUTE runs (confirmed, or a Parse still unanswered).
     fn execute_refusal(&self, names: &[String]) -> Option<String> {
         names.iter().find_map(|name| {
-            let prepared = self.statements.get(name)?;
-            if prepared.revoked.is_some() {
+            let versions = self.statement_versions(name);
+            if versions.iter().any(|p| p.revoked.is_some()) {
                 Some(format!(
                     "supervise: refused: EXECUTE {name}: it was prepared under rules since replaced, which the new rules judge differently"
                 ))
-            } else if !prepared.params.is_empty() {
+            } else if versions.iter().any(|p| !p.params.is_empty()) {
                 Some(format!(
                     "supervise: refused: EXECUTE {name}: its parameters are compared with a rewritten column and are rewritten only when bound through the protocol"
                 ))
@@ -289,17 +290,62 @@ impl PgSession {
         })
     }
 
-    /// The statement a Bind of `name` binds: the latest Parse or Close of it still
-    /// awaiting the server's answer decides, else what the server confirmed.
-    fn statement(&self, name: &str) -> Prepared {
+    /// Every version of statement `name` the server may hold once what is in flight
+    /// is answered: the confirmed one and each Parse of it still unanswered.
+    fn statement_versions(&self, name: &str) -> Vec<Prepared> {
+        let mut versions: Vec<Prepared> = self
+            .expect
+            .iter()
+            .filter_map(|e| match e {
+                Expect::Parse(n, prepared) if n == name => Some((**prepared).clone()),
+                _ => None,
+            })
+            .collect();
+        versions.push(self.statements.get(name).cloned().unwrap_or_default());
+        versions
+    }
+
+    /// The statement a Bind of `name` binds. A Parse or Close of it in the Bind's own
+    /// batch (no Sync since) decides: if it fails, the server skips the Bind too.
+    /// Across a Sync, the server may hold either version (a Parse rejected as a
+    /// duplicate, a Close skipped after an error): the Bind is judged only if every
+    /// version is judged alike (`Err`: the reason to refuse it).
+    fn statement(&self, name: &str) -> Result<Prepared, String> {
+        let mut in_batch = true;
+        let mut versions = Vec::new();
         for expect in self.expect.iter().rev() {
-            match expect {
-                Expect::Parse(n, prepared) if n == name => return (**prepared).clone(),
-                Expect::Close(b'S', n) if n == name => return Prepared::default(),
-                _ => {}
+            let version = match expect {
+                Expect::Sync | Expect::CopySync | Expect::Simple { .. } => {
+                    in_batch = false;
+                    continue;
+                }
+                Expect::Parse(n, prepared) if n == name => (**prepared).clone(),
+                Expect::Close(b'S', n) if n == name => Prepared::default(),
+                _ => continue,
+            };
+            if in_batch {
+                return Ok(version);
             }
+            versions.push(version);
         }
-        self.statements.get(name).cloned().unwrap_or_default()
+        let confirmed = self.statements.get(name).cloned().unwrap_or_default();
+        if versions.is_empty() {
+            return Ok(confirmed);
+        }
+        let alike = |p: &Prepared| {
+            p.named == confirmed.named
+                && p.params == confirmed.params
+                && p.param_types == confirmed.param_types
+                && p.copies == confirmed.copies
+                && p.executes == confirmed.executes
+                && p.revoked.is_none()
+        };
+        if confirmed.revoked.is_none() && versions.iter().all(alike) {
+            return Ok(confirmed);
+        }
+        Err(format!(
+            "supervise: refused: Bind of prepared statement \"{name}\": a Parse or Close of it sent before the last Sync is still unanswered, and the versions the server may hold are judged differently; wait for its answer"
+        ))
     }
 
     /// Holds a client message until it can be judged; `Err` (the reason to end the
@@ -318,7 +364,13 @@ impl PgSession {
     /// column get the rewrite's value.
     fn bind(&mut self, body: &[u8], message: &[u8], out: &mut Output) -> Result<(), RuleError> {
         let bind = msg::parse_bind(body).map_err(rule_error)?;
-        let prepared = self.statement(bind.statement);
+        let prepared = match self.statement(bind.statement) {
+            Ok(prepared) => prepared,
+            Err(reason) => {
+                self.refuse_extended(&reason, out);
+                return Ok(());
+            }
+        };
         if let Some(reason) = self.execute_refusal(&prepared.executes) {
             self.refuse_extended(&reason, out);
             return Ok(());
