@@ -38,6 +38,9 @@
 # (h) compare (scripts/bench_compare.sh, knobs CM_*): bare / floor / identity / pg-demo /
 #     pgbouncer (session mode) on one cluster, rows -S -c 1, -S -c 4, -N -c 4, -S -C -c 4,
 #     -S -c 64; notifications and supervisor CPU per transaction.
+# (i) syscalls (scripts/bench_syscalls.sh, knobs SC_*): the supervisor's system calls
+#     per serviced notification, by name (perf trace -s), identity and pg-demo, -S and
+#     -N -c 4. Not in the default parts (it needs perf): BENCH_PARTS=syscalls.
 #
 # Needs root and release builds (just bench builds them). Installs postgresql-15 if
 # missing. Environment knobs (defaults in brackets):
@@ -69,6 +72,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_diag.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/bench_mirror.sh"
 # shellcheck source=scripts/bench_compare.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_compare.sh"
+# shellcheck source=scripts/bench_syscalls.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_syscalls.sh"
 
 BENCH_BIN_DIR=$REL
 BENCH_PARTS=${BENCH_PARTS:-pingpong pgbench tenants pressure diag ctl mirror compare}
@@ -316,6 +321,7 @@ for part in $BENCH_PARTS; do
     ctl) bench_ctl ;;
     mirror) bench_mirror ;;
     compare) bench_compare ;;
+    syscalls) bench_syscalls ;;
     *) die "unknown part $part in BENCH_PARTS" ;;
     esac
 done

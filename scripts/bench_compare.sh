@@ -17,6 +17,9 @@
 #     pgbouncer with bare only), -S -c 64. For the supervised modes it also counts, per
 #     transaction, the notifications the supervisor serviced (its own counters,
 #     `ctl metrics`) and its CPU time (utime + stime of the supervise process).
+#     Identity variants for the threading experiments (issue 14) are modes too:
+#     id-t2-pin-sync is identity with --notify-threads 2 --pin-notify-threads
+#     --sync-wakeup (parts: tN, pin, sync).
 # Knobs: CM_ROUNDS [2]   CM_SECONDS [8]   CM_MODES ["bare floor identity pg-demo pgbouncer"]
 #        CM_ROWS ["S1 S4 N4 C4 S64"]   CM_BOUNCER_PORT [6432]
 # shellcheck shell=bash disable=SC2034  # FAILED is read by bench.sh
@@ -52,6 +55,23 @@ cm_cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo -
 }
 
+# cm_variant_flags MODE: the run flags of an identity variant named id-PART-PART…,
+# where a part is tN (--notify-threads N), pin (--pin-notify-threads) or sync
+# (--sync-wakeup); e.g. id-t2-pin-sync.
+cm_variant_flags() {
+    local part flags=()
+    IFS=- read -r -a parts <<<"${1#id-}"
+    for part in "${parts[@]}"; do
+        case $part in
+        t[0-9]*) flags+=(--notify-threads "${part#t}") ;;
+        pin) flags+=(--pin-notify-threads) ;;
+        sync) flags+=(--sync-wakeup) ;;
+        *) die "unknown part $part of compare mode $1" ;;
+        esac
+    done
+    echo "${flags[*]}"
+}
+
 cm_start() { # cm_start MODE STATE LOG
     local mode=$1 state=$2 log=$3
     local pg=("$PG_BIN/postgres" -D "$CM_DIR/data" -k "$CM_DIR" -c listen_addresses=127.0.0.1
@@ -68,6 +88,12 @@ cm_start() { # cm_start MODE STATE LOG
         -- "${pg[@]}" </dev/null >>"$log" 2>&1 & ;;
     pg-demo) "$SUPERVISE" --state-dir "$state" run --profile "$ROOT/profiles/pg-demo.toml" \
         -- "${pg[@]}" </dev/null >>"$log" 2>&1 & ;;
+    id-*)
+        local flags=()
+        read -r -a flags <<<"$(cm_variant_flags "$mode")"
+        "$SUPERVISE" --state-dir "$state" run --profile "$ROOT/profiles/postgres.toml" "${flags[@]}" \
+            -- "${pg[@]}" </dev/null >>"$log" 2>&1 &
+        ;;
     *) die "unknown compare mode $mode" ;;
     esac
     CHILD_PID=$!
@@ -211,13 +237,35 @@ cm_table() {
             "$(ratio "${t[identity]:-}" "${t[pgbouncer]:-}")" "$(ratio "${t[pgbouncer]:-}" "${t[bare]:-}")"
         unset t
     done
+    local variants=() supervised=()
+    for m in $CM_MODES; do
+        case $m in
+        id-*) variants+=("$m") supervised+=("$m") ;;
+        floor | identity | pg-demo) supervised+=("$m") ;;
+        esac
+    done
+    if [ ${#variants[@]} -gt 0 ]; then
+        printf '\nidentity variants: ÷ bare / ÷ identity / ÷ floor\n%-14s' row
+        for m in "${variants[@]}"; do printf '%24s' "$m"; done
+        printf '\n'
+        for row in $CM_ROWS; do
+            printf '%-14s' "$(cm_row_args "$row" | sed 's/ -j [0-9]*//')"
+            local v b i f
+            b=$(cm_med bare "$row" 3) i=$(cm_med identity "$row" 3) f=$(cm_med floor "$row" 3)
+            for m in "${variants[@]}"; do
+                v=$(cm_med "$m" "$row" 3)
+                printf '%24s' "$(ratio "$v" "$b") / $(ratio "$v" "$i") / $(ratio "$v" "$f")"
+            done
+            printf '\n'
+        done
+    fi
     printf '\nper transaction, supervised modes (median): notifications serviced / supervisor CPU µs\n'
     printf '%-14s' row
-    for m in floor identity pg-demo; do printf '%22s' "$m"; done
+    for m in "${supervised[@]}"; do printf '%22s' "$m"; done
     printf '\n'
     for row in $CM_ROWS; do
         printf '%-14s' "$(cm_row_args "$row" | sed 's/ -j [0-9]*//')"
-        for m in floor identity pg-demo; do
+        for m in "${supervised[@]}"; do
             printf '%22s' "$(cm_med "$m" "$row" 4) / $(cm_med "$m" "$row" 5)"
         done
         printf '\n'

@@ -57,6 +57,11 @@ pub enum Command {
         /// timers). 0 = everything on the main thread.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=16))]
         notify_threads: u8,
+        /// Pin notification thread i to the i-th CPU the supervisor may run on. With
+        /// --notify-threads equal to the CPU count and --sync-wakeup, the thread woken
+        /// for a call is the one on the caller's CPU.
+        #[arg(long)]
+        pin_notify_threads: bool,
         /// Set a variable in the tenant's environment: NAME=VALUE, or NAME to pass the
         /// supervisor's value (nothing if it has none). Repeatable; overrides the
         /// profile's tenant.env, which overrides the defaults.

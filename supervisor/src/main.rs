@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             continue_all,
             sync_wakeup,
             notify_threads,
+            pin_notify_threads,
             env,
             tenant_output,
             metrics_listen,
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
                 continue_all,
                 sync_wakeup,
                 notify_threads: notify_threads.into(),
+                pin_notify_threads,
                 env,
                 tenant_output,
                 metrics_listen,
@@ -91,6 +93,8 @@ struct RunOptions {
     continue_all: bool,
     sync_wakeup: bool,
     notify_threads: usize,
+    /// `--pin-notify-threads`.
+    pin_notify_threads: bool,
     /// `--env`, in order.
     env: Vec<profile::env::EnvArg>,
     /// Which of the tenant's outputs are stamped.
@@ -335,7 +339,7 @@ fn run(
     if let Err(error) = supervisor.attach_control(bridge, control_server.path(), keyring) {
         tracing::error!(target: Kind::Control.target(), %error, "cannot serve the control socket from the loop; ctl requests will time out");
     }
-    let code = supervisor.run(options.notify_threads);
+    let code = supervisor.run(options.notify_threads, options.pin_notify_threads);
     if let Some(relabeler) = relabeler {
         tracing::info!(target: Kind::Label.target(), files = relabeler.relabeled(), "home watcher stopped");
         relabeler.stop();

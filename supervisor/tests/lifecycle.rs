@@ -443,3 +443,78 @@ fn forked_children_serve_their_own_connections() {
     }
     assert_eq!(exit_code(&mut t), 0, "{}", t.dump());
 }
+
+// ---- 5. threading --------------------------------------------------------------
+
+/// A CPU list as /proc prints it ("0-3,6"), expanded.
+fn cpu_list(text: &str) -> Vec<usize> {
+    text.trim()
+        .split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// `Cpus_allowed_list` of /proc/PID/task/TID/status.
+fn allowed(task: &std::path::Path) -> Vec<usize> {
+    let status = std::fs::read_to_string(task.join("status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap();
+    cpu_list(line)
+}
+
+#[test]
+fn pinned_notify_threads_each_run_on_one_cpu_and_serve_calls() {
+    require_root();
+    // The tenant makes notified calls (writes) while the threads run pinned.
+    let mut t = Tenant::spawn_args(
+        &[
+            "run",
+            "--notify-threads",
+            "2",
+            "--pin-notify-threads",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo tick $i; sleep 0.3; done",
+        ],
+        None,
+    );
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", t.pid()));
+    let cpus = allowed(&proc_dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pinned = loop {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir(proc_dir.join("task")).unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if let Some(i) = comm.trim().strip_prefix("notify-") {
+                found.push((i.parse::<usize>().unwrap(), allowed(&task.path())));
+            }
+        }
+        found.sort();
+        if found.len() == 2 || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        pinned.len(),
+        2,
+        "two notify threads: {pinned:?}\n{}",
+        t.dump()
+    );
+    for (i, set) in &pinned {
+        assert_eq!(
+            set,
+            &vec![cpus[i % cpus.len()]],
+            "notify-{i} pinned to one CPU"
+        );
+    }
+    assert_eq!(exit_code(&mut t), 0, "{}", t.dump());
+    let out = t.stdout_lines().join("\n");
+    assert!(out.contains("tick 3"), "{out}");
+}

@@ -281,18 +281,19 @@ impl Supervisor {
 
     /// Runs until the tenant exits; returns the supervisor's exit code (the tenant's
     /// code, or 128 + signal).
-    pub fn run(self, workers: usize) -> i32 {
+    /// `pin`: notification thread i runs on the i-th allowed CPU only.
+    pub fn run(self, workers: usize, pin: bool) -> i32 {
         if workers == 0 {
             return self.run_single();
         }
-        self.run_threaded(workers)
+        self.run_threaded(workers, pin)
     }
 
     /// Notifications are received by `workers` threads, each blocking in RECV (the
     /// kernel hands each notification to one of them) and handling it under the state
     /// lock; this thread handles everything else. A notification arriving while another
     /// is being handled is received at once instead of after the next epoll_wait.
-    fn run_threaded(self, workers: usize) -> i32 {
+    fn run_threaded(self, workers: usize, pin: bool) -> i32 {
         self.epoll.remove(self.launched.listener.as_fd());
         let listener = match self.launched.listener.try_clone() {
             Ok(l) => l,
@@ -308,11 +309,17 @@ impl Supervisor {
                 return 125;
             }
         };
+        let cpus = if pin { allowed_cpus() } else { Vec::new() };
         let shared = std::sync::Arc::new(std::sync::Mutex::new(self));
         for i in 0..workers {
             let shared = shared.clone();
             let listener = listener.try_clone().expect("dup listener");
-            let spawned = std::thread::Builder::new().name(format!("notify-{i}")).spawn(move || loop {
+            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+            let spawned = std::thread::Builder::new().name(format!("notify-{i}")).spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
+                loop {
                 match Request::receive(listener.as_fd()) {
                     Ok(Some(request)) => lock(&shared).handle(request),
                     Ok(None) => {}
@@ -320,6 +327,7 @@ impl Supervisor {
                         tracing::error!(target: Kind::Supervisor.target(), %error, "SECCOMP_IOCTL_NOTIF_RECV failed");
                         return;
                     }
+                }
                 }
             });
             if let Err(error) = spawned {
@@ -691,4 +699,26 @@ fn lock(shared: &std::sync::Mutex<Supervisor>) -> std::sync::MutexGuard<'_, Supe
     shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The CPUs this process may run on, in order (empty if that cannot be read).
+fn allowed_cpus() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&cpu| set.is_set(cpu))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(target: Kind::Supervisor.target(), %error, "cannot read the CPU affinity: notification threads are not pinned");
+            Vec::new()
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu`; a failure is logged and the thread runs unpinned.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    if let Err(error) = rustix::thread::sched_setaffinity(None, &set) {
+        tracing::warn!(target: Kind::Supervisor.target(), cpu, %error, "cannot pin a notification thread");
+    }
 }
