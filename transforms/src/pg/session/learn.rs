@@ -118,7 +118,8 @@ impl PgSession {
              cols(oid, attnum, relname, attname) AS ( \
                SELECT c.oid, a.attnum, c.relname, a.attname FROM pg_catalog.pg_attribute a \
                  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-                 WHERE (c.relname::pg_catalog.text || '.' || a.attname::pg_catalog.text) = ANY ({cols}) \
+                 WHERE c.relname = ANY ({checked_tables}) \
+                   AND (c.relname::pg_catalog.text || '.' || a.attname::pg_catalog.text) = ANY ({cols}) \
                    AND a.attnum > 0 AND NOT a.attisdropped), \
              derived(oid, root) AS ( \
                SELECT w.ev_class, a.root FROM ancestors a \
