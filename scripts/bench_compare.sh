@@ -19,7 +19,8 @@
 #     `ctl metrics`) and its CPU time (utime + stime of the supervise process).
 #     Identity variants for the threading experiments (issue 14) are modes too:
 #     id-t2-pin-sync is identity with --notify-threads 2 --pin-notify-threads
-#     --sync-wakeup (parts: tN, pin, sync).
+#     --sync-wakeup (parts: tN, pin, sync). Mode `before` is identity run by the binary
+#     CM_BEFORE_BIN (a saved build), for a before/after in one run.
 # Knobs: CM_ROUNDS [2]   CM_SECONDS [8]   CM_MODES ["bare floor identity pg-demo pgbouncer"]
 #        CM_ROWS ["S1 S4 N4 C4 S64"]   CM_BOUNCER_PORT [6432]
 # shellcheck shell=bash disable=SC2034  # FAILED is read by bench.sh
@@ -88,6 +89,11 @@ cm_start() { # cm_start MODE STATE LOG
         -- "${pg[@]}" </dev/null >>"$log" 2>&1 & ;;
     pg-demo) "$SUPERVISE" --state-dir "$state" run --profile "$ROOT/profiles/pg-demo.toml" \
         -- "${pg[@]}" </dev/null >>"$log" 2>&1 & ;;
+    before)
+        [ -x "${CM_BEFORE_BIN:-}" ] || die "mode before needs CM_BEFORE_BIN (a saved supervise binary)"
+        "$CM_BEFORE_BIN" --state-dir "$state" run --profile "$ROOT/profiles/postgres.toml" \
+            -- "${pg[@]}" </dev/null >>"$log" 2>&1 &
+        ;;
     id-*)
         local flags=()
         read -r -a flags <<<"$(cm_variant_flags "$mode")"
@@ -240,7 +246,7 @@ cm_table() {
     local variants=() supervised=()
     for m in $CM_MODES; do
         case $m in
-        id-*) variants+=("$m") supervised+=("$m") ;;
+        id-* | before) variants+=("$m") supervised+=("$m") ;;
         floor | identity | pg-demo) supervised+=("$m") ;;
         esac
     done
