@@ -5,21 +5,9 @@
 mod common;
 
 use common::*;
-use transforms::pg::message::{self as msg, Startup};
-use transforms::pg::session::{Condition, PgRule, PgSession};
+use transforms::pg::message as msg;
+use transforms::pg::session::PgSession;
 use transforms::{Output, Rule};
-
-/// The replacement: `employee` denied, nothing else.
-fn deny_employee() -> Vec<PgRule> {
-    vec![PgRule::Deny {
-        when: Condition::default(),
-        objects: vec!["employee".into()],
-    }]
-}
-
-fn adopt(s: &mut PgSession, rules: Vec<PgRule>) {
-    s.adopt(Box::new(PgSession::new(rules))).unwrap();
-}
 
 /// Answers the question asked for the new rules: `state` is (SQL prepared
 /// statements, cursors); returns the output of its ReadyForQuery.
@@ -43,15 +31,10 @@ fn assert_ended(to_client: &[u8], to_server: &[u8], out: &Output, why: &str) {
     assert_eq!(to_server, msg::build_terminate());
 }
 
-fn is_refusal(to_server: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(to_server);
-    text.contains("DO $supervise$") && text.contains("42501")
-}
-
 #[test]
 fn an_idle_session_judges_its_next_query_by_the_new_rules() {
     let mut s = ready(&demo_answer());
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = client(&mut s, &msg::build_query("SELECT name FROM employee"));
     let question = query_text(&out.onward);
     assert!(
@@ -89,7 +72,7 @@ fn an_idle_session_judges_its_next_query_by_the_new_rules() {
 fn sql_prepared_statements_or_cursors_end_the_session() {
     for state in [(1, 0), (0, 1)] {
         let mut s = ready(&demo_answer());
-        adopt(&mut s, deny_employee());
+        adopt(&mut s, deny(&["employee"]));
         client(&mut s, &msg::build_query("EXECUTE leak"));
         let out = answer(&mut s, state, b'I');
         assert_ended(&out.onward, &out.back, &out, "cannot be judged again");
@@ -99,7 +82,7 @@ fn sql_prepared_statements_or_cursors_end_the_session() {
 #[test]
 fn a_failed_question_ends_the_session() {
     let mut s = ready(&demo_answer());
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     client(&mut s, &msg::build_query("SELECT 1"));
     let out = server(&mut s, &msg::build_error("ERROR", "57014", "canceling"));
     assert!(out.onward.is_empty());
@@ -113,7 +96,7 @@ fn inside_a_transaction_block_the_question_runs_in_a_savepoint() {
     client(&mut s, &msg::build_query("BEGIN"));
     server(&mut s, &msg::build(b'C', b"BEGIN\0"));
     server(&mut s, &msg::build_ready(b'T'));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = client(&mut s, &msg::build_query("SELECT name FROM employee"));
     let question = query_text(&out.onward);
     assert!(
@@ -129,7 +112,7 @@ fn inside_a_transaction_block_the_question_runs_in_a_savepoint() {
     let mut s = ready(&demo_answer());
     client(&mut s, &msg::build_query("BEGIN"));
     server(&mut s, &msg::build_ready(b'T'));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     client(&mut s, &msg::build_query("SELECT 1"));
     server(&mut s, &msg::build_error("ERROR", "57014", "canceling"));
     let out = server(&mut s, &msg::build_ready(b'E'));
@@ -140,7 +123,7 @@ fn inside_a_transaction_block_the_question_runs_in_a_savepoint() {
 fn pipelined_messages_wait_for_the_server_to_come_to_rest() {
     let mut s = ready(&demo_answer());
     client(&mut s, &msg::build_query("SELECT pg_sleep(1)"));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     // What is in flight ends in a ReadyForQuery by itself: the next messages wait.
     for sql in ["SELECT name FROM employee", "SELECT 2"] {
         let out = client(&mut s, &msg::build_query(sql));
@@ -166,7 +149,7 @@ fn pipelined_messages_wait_for_the_server_to_come_to_rest() {
     // More than 1 MiB held: the session ends rather than buffer without bound.
     let mut s = ready(&demo_answer());
     client(&mut s, &msg::build_query("SELECT pg_sleep(1)"));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let big = msg::build_query(&format!("SELECT '{}'", "x".repeat(600 << 10)));
     assert!(!client(&mut s, &big).close);
     let out = client(&mut s, &big);
@@ -180,7 +163,7 @@ fn a_busy_or_failed_session_ends_at_its_next_message() {
     let mut s = ready(&demo_answer());
     parse(&mut s, "", "SELECT 1", vec![]);
     client(&mut s, &msg::build_execute("", 0));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = client(&mut s, &msg::build_sync());
     assert_ended(&out.back, &out.onward, &out, "in flight");
     // A failed transaction: the question cannot run in it.
@@ -191,13 +174,13 @@ fn a_busy_or_failed_session_ends_at_its_next_message() {
         &msg::build_error("ERROR", "22012", "division by zero"),
     );
     server(&mut s, &msg::build_ready(b'E'));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = client(&mut s, &msg::build_query("ROLLBACK"));
     assert_ended(&out.back, &out.onward, &out, "transaction had failed");
     // ...also when it fails while the client's next messages wait.
     let mut s = ready(&demo_answer());
     client(&mut s, &msg::build_query("BEGIN; SELECT 1/0"));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     client(&mut s, &msg::build_query("SELECT name FROM employee"));
     server(
         &mut s,
@@ -208,20 +191,6 @@ fn a_busy_or_failed_session_ends_at_its_next_message() {
     assert_ended(to_client, &out.back, &out, "transaction had failed");
 }
 
-/// Binds unnamed portal to `statement`: what reaches the server.
-fn bind(s: &mut PgSession, portal: &str, statement: &str) -> Output {
-    client(
-        s,
-        &msg::build_bind(&msg::BindMsg {
-            portal,
-            statement,
-            param_formats: vec![],
-            params: vec![],
-            result_formats: vec![],
-        }),
-    )
-}
-
 #[test]
 fn prepared_statements_are_judged_again_and_revoked_when_the_rules_differ() {
     let mut s = ready(&demo_answer());
@@ -229,7 +198,7 @@ fn prepared_statements_are_judged_again_and_revoked_when_the_rules_differ() {
     parse(&mut s, "s2", "SELECT amount FROM project", vec![]);
     client(&mut s, &msg::build_sync());
     server(&mut s, &msg::build_ready(b'I'));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = bind(&mut s, "", "s1");
     assert!(query_text(&out.onward).contains("pg_cursors"));
     let out = answer(&mut s, (0, 0), b'I');
@@ -302,7 +271,7 @@ fn a_statement_rewritten_under_the_old_rules_is_revoked() {
 fn a_second_parse_of_a_revoked_name_does_not_revive_it() {
     let mut s = ready(&demo_answer());
     parse(&mut s, "s1", "SELECT name FROM employee", vec![]);
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     client(&mut s, &msg::build_sync());
     answer(&mut s, (0, 0), b'I');
     server(&mut s, &msg::build_ready(b'I'));
@@ -339,7 +308,7 @@ fn portals_bound_in_the_open_transaction_are_revoked() {
     server(&mut s, &msg::build(b'2', &[]));
     client(&mut s, &msg::build_sync());
     server(&mut s, &msg::build_ready(b'T'));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = client(&mut s, &msg::build_execute("", 10));
     assert!(query_text(&out.onward).contains("pg_cursors WHERE name <> ''"));
     let out = answer(&mut s, (0, 0), b'T');
@@ -352,7 +321,7 @@ fn portals_bound_in_the_open_transaction_are_revoked() {
     let mut s = ready(&demo_answer());
     client(&mut s, &msg::build_query("BEGIN"));
     server(&mut s, &msg::build_ready(b'T'));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     client(&mut s, &msg::build_query("FETCH 10 FROM p"));
     let out = answer(&mut s, (0, 1), b'T');
     assert_ended(&out.onward, &out.back, &out, "1 cursor(s)");
@@ -372,7 +341,7 @@ fn rules_replaced_before_the_session_is_served_are_the_ones_asked_about() {
     let mut s = PgSession::new(rules());
     client(&mut s, &startup(&[("user", "app")]));
     reported(&mut s, "client_encoding", "UTF8");
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = server(&mut s, &msg::build_ready(b'I'));
     let question = query_text(&out.back);
     assert!(!question.contains("'salaries'") && question.contains("'employee'"));
@@ -383,7 +352,7 @@ fn rules_replaced_before_the_session_is_served_are_the_ones_asked_about() {
     let held = client(&mut s, &msg::build_query("SELECT name FROM employee"));
     assert!(held.onward.is_empty());
     server(&mut s, &msg::build_ready(b'I'));
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = server(&mut s, &msg::build_ready(b'I'));
     assert!(query_text(&out.back).contains("pg_prepared_statements"));
     let out = answer(&mut s, (0, 0), b'I');
@@ -398,14 +367,7 @@ fn rules_replaced_before_the_session_is_served_are_the_ones_asked_about() {
         &startup(&[("user", "app"), ("replication", "database")]),
     );
     reported(&mut s, "client_encoding", "UTF8");
-    adopt(&mut s, deny_employee());
+    adopt(&mut s, deny(&["employee"]));
     let out = server(&mut s, &msg::build_ready(b'I'));
     assert_ended(&out.onward, &out.back, &out, "replication connection");
-}
-
-fn startup(params: &[(&str, &str)]) -> Vec<u8> {
-    msg::build_startup(&Startup::Params {
-        version: msg::PROTOCOL_3_0,
-        params: params.to_vec(),
-    })
 }

@@ -8,20 +8,9 @@
 mod common;
 
 use common::*;
-use transforms::pg::message::{self as msg, Startup};
+use transforms::pg::message as msg;
 use transforms::pg::session::{Condition, PgRule, PgSession};
-use transforms::{Output, Rule};
-
-fn deny(objects: &[&str]) -> Vec<PgRule> {
-    vec![PgRule::Deny {
-        when: Condition::default(),
-        objects: objects.iter().map(|o| o.to_string()).collect(),
-    }]
-}
-
-fn adopt(s: &mut PgSession, rules: Vec<PgRule>) {
-    s.adopt(Box::new(PgSession::new(rules))).unwrap();
-}
+use transforms::Output;
 
 /// Answers the question asked for the new rules with no derived view, no SQL
 /// prepared statement and no cursor (protocol-level statements are not `from_sql`).
@@ -29,36 +18,6 @@ fn answer(s: &mut PgSession, status: u8) -> Output {
     let out = server(s, &text_row(&["s", "0", "0", "read committed"]));
     assert!(out.onward.is_empty() && out.back.is_empty());
     server(s, &msg::build_ready(status))
-}
-
-fn is_refusal(to_server: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(to_server);
-    text.contains("DO $supervise$") && text.contains("42501")
-}
-
-fn bind(s: &mut PgSession, portal: &str, statement: &str) -> Output {
-    client(
-        s,
-        &msg::build_bind(&msg::BindMsg {
-            portal,
-            statement,
-            param_formats: vec![],
-            params: vec![],
-            result_formats: vec![],
-        }),
-    )
-}
-
-fn sync(s: &mut PgSession) {
-    client(s, &msg::build_sync());
-    server(s, &msg::build_ready(b'I'));
-}
-
-fn startup(params: &[(&str, &str)]) -> Vec<u8> {
-    msg::build_startup(&Startup::Params {
-        version: msg::PROTOCOL_3_0,
-        params: params.to_vec(),
-    })
 }
 
 fn parameter_status(name: &str, value: &str) -> Vec<u8> {

@@ -8,24 +8,8 @@ mod common;
 
 use common::*;
 use transforms::pg::message as msg;
-use transforms::pg::session::{Condition, PgRule, PgSession};
-use transforms::{Output, Rule};
-
-fn deny(objects: &[&str]) -> Vec<PgRule> {
-    vec![PgRule::Deny {
-        when: Condition::default(),
-        objects: objects.iter().map(|o| o.to_string()).collect(),
-    }]
-}
-
-fn adopt(s: &mut PgSession, rules: Vec<PgRule>) {
-    s.adopt(Box::new(PgSession::new(rules))).unwrap();
-}
-
-fn is_refusal(to_server: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(to_server);
-    text.contains("DO $supervise$") && text.contains("42501")
-}
+use transforms::pg::session::{PgRule, PgSession};
+use transforms::Output;
 
 fn parse_msg(name: &str, query: &str) -> Vec<u8> {
     msg::build_parse(&msg::ParseMsg {
@@ -51,11 +35,6 @@ fn bound_param(to_server: &[u8]) -> Option<Vec<u8>> {
     assert_eq!(typed.tag, b'B', "{:?}", String::from_utf8_lossy(to_server));
     let bind = msg::parse_bind(typed.body).unwrap();
     bind.params.first().copied().flatten().map(<[u8]>::to_vec)
-}
-
-fn sync(s: &mut PgSession) {
-    client(s, &msg::build_sync());
-    server(s, &msg::build_ready(b'I'));
 }
 
 /// Puts `rules` in force on an idle session (the next Query triggers the question,

@@ -131,3 +131,51 @@ pub fn parse(s: &mut PgSession, name: &str, query: &str, param_types: Vec<u32>) 
     assert_eq!(msg::typed(&out.onward).unwrap().tag, b'P');
     server(s, &msg::build(b'1', &[]));
 }
+
+/// Deny rules on `objects`.
+pub fn deny(objects: &[&str]) -> Vec<PgRule> {
+    vec![PgRule::Deny {
+        when: Condition::default(),
+        objects: objects.iter().map(|o| o.to_string()).collect(),
+    }]
+}
+
+/// The stream's rules replaced by `rules` (what a signed `set-rules` does).
+pub fn adopt(s: &mut PgSession, rules: Vec<PgRule>) {
+    s.adopt(Box::new(PgSession::new(rules))).unwrap();
+}
+
+/// Whether the bytes for the server are the refusal statement (42501 raised by the
+/// server itself).
+pub fn is_refusal(to_server: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(to_server);
+    text.contains("DO $supervise$") && text.contains("42501")
+}
+
+/// The client binds `portal` to `statement` (no parameters): what it sends on.
+pub fn bind(s: &mut PgSession, portal: &str, statement: &str) -> Output {
+    client(
+        s,
+        &msg::build_bind(&msg::BindMsg {
+            portal,
+            statement,
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }),
+    )
+}
+
+/// A Sync and its ReadyForQuery (idle).
+pub fn sync(s: &mut PgSession) {
+    client(s, &msg::build_sync());
+    server(s, &msg::build_ready(b'I'));
+}
+
+/// A StartupMessage with `params`.
+pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+    msg::build_startup(&Startup::Params {
+        version: msg::PROTOCOL_3_0,
+        params: params.to_vec(),
+    })
+}
