@@ -34,6 +34,10 @@ pub struct Diag {
     pub tenant: Arc<OnceLock<String>>,
     /// The format chosen.
     pub format: Format,
+    /// Why `SUPERVISE_LOG` was not understood, until it is reported: once the tenant is
+    /// known (so the warning is stamped like every line of a run), or at shutdown for
+    /// commands that supervise nothing.
+    filter_problem: std::sync::Mutex<Option<String>>,
 }
 
 static DIAG: OnceLock<Diag> = OnceLock::new();
@@ -74,7 +78,17 @@ pub fn init(format: Format) {
         log,
         tenant,
         format,
+        filter_problem: std::sync::Mutex::new(problem),
     });
+}
+
+/// Reports an unreadable `SUPERVISE_LOG`, once.
+fn report_filter_problem(diag: &Diag) {
+    let problem = diag
+        .filter_problem
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     if let Some(problem) = problem {
         tracing::warn!(target: Kind::Supervisor.target(), %problem, "SUPERVISE_LOG not understood; using info");
     }
@@ -100,6 +114,7 @@ pub fn get() -> Option<&'static Diag> {
 pub fn set_tenant(name: &str) {
     if let Some(diag) = DIAG.get() {
         let _ = diag.tenant.set(name.to_owned());
+        report_filter_problem(diag);
     }
 }
 
@@ -123,6 +138,7 @@ pub fn start_stdout() {
 /// Writes what is queued (at most a second's wait for a blocked output).
 pub fn shutdown() {
     if let Some(diag) = DIAG.get() {
+        report_filter_problem(diag);
         if let Some(out) = diag.stdout.get() {
             out.close(Duration::from_secs(1));
         }

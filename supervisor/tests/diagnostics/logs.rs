@@ -1,7 +1,8 @@
 //! The log formats: in json mode every line the supervisor writes is one object with
 //! the documented keys; in human mode `TIME LEVEL DPID: message key=value`; a tenant's
-//! stderr lines come out as records of kind "output" in either; and `supervise ctl`'s
-//! exit codes without a supervisor to ask.
+//! stderr lines come out as records of kind "output" in either; `SUPERVISE_LOG` filters,
+//! and one it cannot read is reported and `info` used; and `supervise ctl`'s exit codes
+//! without a supervisor to ask.
 
 use std::process::{Command, Stdio};
 
@@ -16,8 +17,23 @@ const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 /// `supervise --state-dir S --log-format FORMAT run --profile P -- COMMAND…` to
 /// completion (under `timeout`): (exit code, stdout, stderr).
 fn run_to_end(format: &str, profile: &std::path::Path, command: &[&str]) -> (i32, String, String) {
+    run_to_end_with(format, profile, command, None)
+}
+
+/// [`run_to_end`] with `SUPERVISE_LOG` set to `filter` (unset when `None`).
+fn run_to_end_with(
+    format: &str,
+    profile: &std::path::Path,
+    command: &[&str],
+    filter: Option<&str>,
+) -> (i32, String, String) {
     let state = StateDir::new();
-    let out = Command::new("timeout")
+    let mut cmd = Command::new("timeout");
+    match filter {
+        Some(f) => cmd.env("SUPERVISE_LOG", f),
+        None => cmd.env_remove("SUPERVISE_LOG"),
+    };
+    let out = cmd
         .args(["-k", "5", "60"])
         .arg(supervise_bin())
         .arg("--state-dir")
@@ -190,4 +206,39 @@ fn ctl_exit_codes_without_a_supervisor() {
     assert_eq!(out.code, Some(2), "level is a signed request now: {out:?}");
     let out = ctl(state.path(), &["frobnicate"]);
     assert_eq!(out.code, Some(2), "unknown subcommand: {out:?}");
+}
+
+#[test]
+fn supervise_log_filters_and_an_unreadable_one_falls_back_to_info_with_a_warning() {
+    require_root();
+    let profile = write_profile("[tenant]\nname = \"diag-filter\"\n");
+    let exited = |records: &[Value]| {
+        records
+            .iter()
+            .any(|r| s(r, "message") == "tenant exited" && s(r, "level") == "INFO")
+    };
+    // Understood: `warn` hides the INFO line that the tenant exited.
+    let (code, _, stderr) = run_to_end_with("json", &profile, &["/bin/true"], Some("warn"));
+    assert_eq!(code, 0, "{stderr}");
+    let records = all_json(&stderr, "diag-filter");
+    assert!(!exited(&records), "warn still shows INFO:\n{stderr}");
+    // Not understood: a warning that names what was wrong, then `info`.
+    let (code, _, stderr) =
+        run_to_end_with("json", &profile, &["/bin/true"], Some("supervise=loud"));
+    assert_eq!(code, 0, "a bad filter must not stop the tenant: {stderr}");
+    let records = all_json(&stderr, "diag-filter");
+    let warning = records
+        .iter()
+        .find(|r| s(r, "message") == "SUPERVISE_LOG not understood; using info")
+        .unwrap_or_else(|| panic!("no warning about SUPERVISE_LOG:\n{stderr}"));
+    assert_eq!(s(warning, "level"), "WARN", "{warning}");
+    assert!(
+        field(warning, "problem").contains("\"loud\" is not a level"),
+        "{warning}"
+    );
+    assert!(exited(&records), "info was not used:\n{stderr}");
+    assert!(
+        records.iter().all(|r| s(r, "level") != "DEBUG"),
+        "debug lines under the info fallback:\n{stderr}"
+    );
 }
