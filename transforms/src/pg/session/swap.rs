@@ -56,7 +56,8 @@ impl PgSession {
 
     /// Puts the pending rules in force: the policy from the startup parameters
     /// again, nothing learned yet. Returns why the session must end (the new rules
-    /// refuse its replication connection).
+    /// refuse its replication connection, or cannot read statements under its
+    /// client_encoding).
     pub(super) fn install_pending(&mut self) -> Option<String> {
         let rules = self.pending.take()?;
         self.rules = rules;
