@@ -199,9 +199,9 @@ fn run(
         eprintln!("supervise: must run as root (it creates a PID namespace, drops the tenant's credentials and reads tenant memory)");
         return 2;
     }
-    let (entry, home_fs) = match &profile.confinement {
+    let (entry, home_fs, _claims) = match &profile.confinement {
         Some(confinement) => match confine(&profile, confinement, state_dir) {
-            Ok((entry, home_fs)) => (Some(entry), home_fs),
+            Ok((entry, home_fs, claims)) => (Some(entry), home_fs, Some(claims)),
             Err(e) => {
                 report(&e);
                 return 2;
@@ -209,7 +209,7 @@ fn run(
         },
         None => {
             tracing::warn!(target: Kind::Supervisor.target(), tenant = %profile.tenant, "tenant is not confined (tenant.confine = false): no label, no Landlock, no address checks");
-            (None, None)
+            (None, None, None)
         }
     };
     let command = if command.is_empty() {
@@ -351,13 +351,20 @@ fn run(
     code
 }
 
-/// Registry entry, account and labeled home of a confined tenant, and the home's own
-/// filesystem when `limits.home_size` asks for one.
+/// What confining a tenant sets up and holds until the supervisor exits.
+type Confined = (
+    label::registry::Entry,
+    Option<limits::home_fs::HomeFs>,
+    label::claims::NodeClaims,
+);
+
+/// Registry entry, node-wide claims, account and labeled home of a confined tenant, and
+/// the home's own filesystem when `limits.home_size` asks for one.
 fn confine(
     profile: &Profile,
     confinement: &profile::Confinement,
     state_dir: &std::path::Path,
-) -> Result<(label::registry::Entry, Option<limits::home_fs::HomeFs>), setup::SetupError> {
+) -> Result<Confined, setup::SetupError> {
     if confinement.read_only_explicit {
         if let Some(missing) = confinement.read_only.iter().find(|p| !p.exists()) {
             let error = profile.error(
@@ -368,6 +375,11 @@ fn confine(
         }
     }
     let entry = setup::claim(profile, confinement, state_dir)?;
+    let claims =
+        label::claims::hold(&entry, state_dir).map_err(|claim| setup::SetupError::Claim {
+            tenant: entry.name.clone(),
+            claim,
+        })?;
     setup::ensure_account(&entry)?;
     // Validates the home's path and makes the directory (the mount point, if any).
     setup::prepare_home(&entry)?;
@@ -382,7 +394,7 @@ fn confine(
         }
         None => None,
     };
-    Ok((entry, home_fs))
+    Ok((entry, home_fs, claims))
 }
 
 /// `supervise label`: the registry as a table, or audits.

@@ -24,6 +24,14 @@ pub enum SetupError {
     /// The registry refused or could not be read or written.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The tenant's uid, label or address range is held by another supervisor.
+    #[error("tenant {tenant:?}: {claim}")]
+    Claim {
+        /// The tenant.
+        tenant: String,
+        /// Why (its text is the whole reason; not chained again).
+        claim: crate::label::claims::ClaimError,
+    },
     /// The tenant's account could not be created.
     #[error("creating account {account} (uid {uid}) for tenant {tenant:?}: {message}")]
     Account {

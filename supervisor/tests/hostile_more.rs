@@ -396,3 +396,50 @@ fn supervisor_spool_is_bounded_by_the_tenants_memory_limit() {
     }
     assert_none("spool memory", &failures, &run);
 }
+
+/// Two state dirs each allocate from the same node ranges, so without a node-wide claim
+/// two different tenants would get one uid, one MCS label and one address range. While
+/// the first runs, the second is refused, naming who holds its identity; once the first
+/// is gone, it runs.
+#[test]
+fn two_state_dirs_never_give_two_live_tenants_one_identity() {
+    require_root();
+    let profile = |name: &str| {
+        write_profile(&format!(
+            "[tenant]\nname = \"{name}\"\nconfine = true\n[filesystem]\nread_only = {}\n",
+            read_only()
+        ))
+    };
+    let (first_state, second_state) = (StateDir::new(), StateDir::new());
+    let (first_profile, second_profile) = (profile("id-first"), profile("id-second"));
+    let mut first = first_state.run(&first_profile, &["/bin/sleep", "30"]);
+    tenant_pid(&first);
+    let second = second_state.path().to_owned();
+    let run_second = || {
+        std::process::Command::new(supervise_bin())
+            .arg("--state-dir")
+            .arg(&second)
+            .args(["run", "--profile"])
+            .arg(&second_profile)
+            .args(["--", "/bin/true"])
+            .output()
+            .expect("run supervise")
+    };
+    let refused = run_second();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is in use on this node by tenant \"id-first\"")
+            && stderr.contains(&first_state.path().display().to_string()),
+        "{stderr}"
+    );
+    first.kill(libc::SIGTERM);
+    first.wait(Duration::from_secs(20));
+    let ran = run_second();
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}

@@ -6,6 +6,7 @@
 //! decide connect/bind/accept.
 
 pub mod audit;
+pub mod claims;
 pub mod guard;
 pub mod mcs;
 pub mod policy;
