@@ -304,21 +304,30 @@ impl PgSession {
         Ok(())
     }
 
+    /// Why the rules in force cannot be kept under the server's `client_encoding`, if
+    /// they cannot.
+    pub(super) fn unsafe_encoding(&self) -> Option<String> {
+        (self.policy.is_active() && !is_safe_encoding(&self.client_encoding)).then(|| {
+            format!(
+                "client_encoding {} lets multibyte characters hide quotes from the supervisor's reading of statements",
+                self.client_encoding
+            )
+        })
+    }
+
     /// ParameterStatus: follows the settings that change how statements are read; an
     /// unsafe client encoding ends the session (its reason).
     fn parameter_status(&mut self, body: &[u8]) -> Result<Option<String>, RuleError> {
         let mut parts = body.split(|&b| b == 0);
         let name = String::from_utf8_lossy(parts.next().unwrap_or_default()).to_ascii_lowercase();
         let value = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-        if name == "client_encoding" {
-            self.client_encoding = value.clone();
-        }
         match name.as_str() {
             "standard_conforming_strings" => self.standard_strings = Some(value == "on"),
-            "client_encoding" if self.policy.is_active() && !is_safe_encoding(&value) => {
-                return Ok(Some(format!(
-                    "supervise: session terminated: client_encoding {value} lets multibyte characters hide quotes from the supervisor's reading of statements"
-                )))
+            "client_encoding" => {
+                self.client_encoding = value;
+                if let Some(why) = self.unsafe_encoding() {
+                    return Ok(Some(format!("supervise: session terminated: {why}")));
+                }
             }
             _ => {}
         }

@@ -37,7 +37,7 @@
 use super::client::Judged;
 use super::{Expect, PgRule, PgSession, Phase};
 use crate::pg::message as msg;
-use crate::pg::policy::{is_safe_encoding, Policy};
+use crate::pg::policy::Policy;
 use crate::{Output, RuleError};
 
 /// The savepoint the catalog question runs in inside a transaction block.
@@ -67,10 +67,9 @@ impl PgSession {
         self.replication_users.clear();
         self.learned_columns.clear();
         self.activate();
-        if self.policy.is_active() && !is_safe_encoding(&self.client_encoding) {
+        if let Some(why) = self.unsafe_encoding() {
             return Some(format!(
-                "supervise: session terminated: the stream's rules were replaced and its client_encoding {} lets multibyte characters hide quotes from the supervisor's reading of statements",
-                self.client_encoding
+                "supervise: session terminated: the stream's rules were replaced and its {why}"
             ));
         }
         self.startup_refusal()
