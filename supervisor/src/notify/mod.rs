@@ -315,21 +315,9 @@ impl Supervisor {
             let shared = shared.clone();
             let listener = listener.try_clone().expect("dup listener");
             let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
-            let spawned = std::thread::Builder::new().name(format!("notify-{i}")).spawn(move || {
-                if let Some(cpu) = cpu {
-                    pin_to(cpu);
-                }
-                loop {
-                match Request::receive(listener.as_fd()) {
-                    Ok(Some(request)) => lock(&shared).handle(request),
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::error!(target: Kind::Supervisor.target(), %error, "SECCOMP_IOCTL_NOTIF_RECV failed");
-                        return;
-                    }
-                }
-                }
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("notify-{i}"))
+                .spawn(move || respond(&shared, &listener, cpu));
             if let Err(error) = spawned {
                 tracing::error!(target: Kind::Supervisor.target(), %error, "cannot start a notification thread");
                 return 125;
@@ -699,6 +687,24 @@ fn lock(shared: &std::sync::Mutex<Supervisor>) -> std::sync::MutexGuard<'_, Supe
     shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A notification thread: pinned to `cpu` if given, it blocks in RECV and handles
+/// each notification under the state lock, until RECV fails.
+fn respond(shared: &std::sync::Mutex<Supervisor>, listener: &OwnedFd, cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        pin_to(cpu);
+    }
+    loop {
+        match Request::receive(listener.as_fd()) {
+            Ok(Some(request)) => lock(shared).handle(request),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(target: Kind::Supervisor.target(), %error, "SECCOMP_IOCTL_NOTIF_RECV failed");
+                return;
+            }
+        }
+    }
 }
 
 /// The CPUs this process may run on, in order (empty if that cannot be read).
